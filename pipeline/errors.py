@@ -21,6 +21,7 @@ class JobError(PipelineError):
     """The job file or its input cannot be used; the message names the file, field and fix."""
 
     def __init__(self, message: str, *, path: str | None = None, field: str | None = None) -> None:
+        self.message = message
         self.path = path
         self.field = field
         where = ": ".join(part for part in (path, field) if part)

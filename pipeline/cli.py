@@ -1,0 +1,160 @@
+"""The command line: parses arguments, calls one function, and is the only place with exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from pipeline.errors import JobError, LockedError
+
+EXIT_OK, EXIT_ROWS_FAILED, EXIT_UNUSABLE, EXIT_FATAL_API, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
+EXIT_LOCKED = 75
+OUTCOME_EXIT = {
+    "completed": EXIT_OK,
+    "completed_with_errors": EXIT_ROWS_FAILED,
+    "stopped_fatal": EXIT_FATAL_API,
+    "interrupted": EXIT_INTERRUPTED,
+}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _exits(func: F) -> F:
+    """Turn the pipeline's errors into the contract's exit codes and one clear line."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except JobError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(EXIT_UNUSABLE)
+        except LockedError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(EXIT_LOCKED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+@click.version_option(package_name="pipeline")
+def main() -> None:
+    """Datasets to OpenAI API requests, and the answers back to datasets."""
+
+
+@main.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("--limit", type=click.IntRange(min=0), help="Send only the first N new rows.")
+@click.option("--base-url", help='API base URL, or "local" for the embedded emulator.')
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (default: the job's [output] dir).")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              help="json: one JSON object per line on stderr.")
+@_exits
+def run(job_file: str, limit: int | None, base_url: str | None, output: Path | None,
+        quiet: bool, log_format: str) -> None:
+    """Run a job; resume where an earlier run of it stopped."""
+    from pipeline.logs import setup_logging
+    from pipeline.progress import choose_mode
+    from pipeline.runner import RunOptions
+    from pipeline.runner import run as run_job
+
+    setup_logging(log_format, quiet)
+    result = run_job(job_file, RunOptions(limit=limit, base_url=base_url, output=output,
+                                          progress=choose_mode(quiet, log_format)))
+    logging.getLogger("pipeline.summary").info("run finished", extra={"summary": result.summary})
+    if not quiet:
+        rows = result.summary["rows"]
+        outputs = result.summary["outputs"]
+        click.echo(f"results: {result.output_dir / outputs['results']} ({rows['done']} rows)")
+        click.echo(f"errors:  {result.output_dir / outputs['errors']} ({rows['failed']} rows)")
+        click.echo(f"summary: {result.output_dir / 'summary.json'} ({result.summary['outcome']})")
+    sys.exit(OUTCOME_EXIT[result.outcome])
+
+
+@main.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@_exits
+def validate(job_file: str) -> None:
+    """Read the job and every row, build every request; send nothing."""
+    from pipeline.preview import preview
+    from pipeline.runner import prepare
+
+    prepared = prepare(job_file)
+    found = preview(prepared)
+    job = prepared.job
+    click.echo(f"job {job.name} ({job.kind}): {prepared.kind.describe()}")
+    click.echo(f"input: {len(prepared.input.files)} file(s), {found.rows} rows")
+    click.echo(f"valid rows: {found.valid}; rows that would be error rows: {found.invalid}")
+    click.echo(f"requests: {found.requests}; estimated tokens: {found.tokens}")
+    for reason, count in found.reasons.most_common():
+        click.echo(f"  {count} x {reason}")
+    for key, message in found.problems:
+        click.echo(f"  row {key!r}: {message}")
+    if found.first_payload is not None:
+        shown = json.dumps(found.first_payload, ensure_ascii=False)
+        click.echo(f"first row's part of a request: {shown[:300]}")
+    click.echo(f"output: {job.output.dir} ({job.output.format})")
+
+
+@main.command()
+@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@_exits
+def status(output_dir: Path) -> None:
+    """What an output folder holds; safe while a run is going."""
+    from pipeline.status import read_status
+
+    click.echo(read_status(output_dir))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--rpm", type=click.IntRange(min=1), help="Requests per minute to enforce.")
+@click.option("--tpm", type=click.IntRange(min=1), help="Tokens per minute to enforce.")
+@click.option("--no-ratelimit-headers", is_flag=True, help="Do not send x-ratelimit-* headers.")
+@click.option("--latency-ms", type=float, default=0.0, help="Added to every answer.")
+@click.option("--fault", "faults", multiple=True, metavar="NAME=P",
+              help="Inject a fault with probability P: 429 quota 401 500 502 503 drop "
+                   "drop_body slow malformed. Repeatable.")
+@click.option("--slow-s", type=float, default=30.0, show_default=True,
+              help="How long the slow fault waits.")
+@click.option("--seed", type=int, help="Seed for fault injection.")
+@click.option("--engine", type=click.Choice(["profanity", "wordlist"]), default="profanity",
+              show_default=True, help="Moderation engine (wordlist: cheap, for benchmarks).")
+@click.option("--allow-remote", is_flag=True, help="Allow a host other than loopback.")
+@_exits
+def serve(host: str, port: int, rpm: int | None, tpm: int | None, no_ratelimit_headers: bool,
+          latency_ms: float, faults: tuple[str, ...], slow_s: float, seed: int | None,
+          engine: str, allow_remote: bool) -> None:
+    """Serve the local OpenAI-compatible emulator (loopback only unless --allow-remote)."""
+    from pipeline.emulator import EmulatorConfig, serve as serve_emulator
+
+    try:
+        config = EmulatorConfig(
+            requests_per_minute=rpm, tokens_per_minute=tpm,
+            ratelimit_headers=not no_ratelimit_headers, latency_ms=latency_ms,
+            faults=_parse_faults(faults), slow_s=slow_s, seed=seed, engine=engine)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--fault") from None
+    serve_emulator(config, host=host, port=port, allow_remote=allow_remote)
+
+
+def _parse_faults(faults: tuple[str, ...]) -> dict[str, float]:
+    parsed = {}
+    for fault in faults:
+        name, _, value = fault.partition("=")
+        try:
+            parsed[name] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{fault!r}: write NAME=PROBABILITY, e.g. 500=0.1",
+                                     param_hint="--fault") from None
+    return parsed
+

@@ -1,0 +1,335 @@
+"""Every byte of a job's state: the SQLite journal (WAL) and the lock, under ``<output>/.pipeline/``.
+
+A key's state is one of pending -> sent -> done | failed, changed only here. Rows are marked
+``sent`` just before their request leaves and ``done``/``failed`` when the answer is recorded;
+both go through group commit (one transaction per event-loop tick) and the caller waits for the
+commit, so after ``kill -9`` what is sent again is at most what was in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from pipeline.errors import LockedError
+
+State = Literal["pending", "sent", "done", "failed"]
+STATE_DIR = ".pipeline"
+JOURNAL_FILE = "journal.sqlite"
+LOCK_FILE = "lock"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rows (
+    key PRIMARY KEY,               -- no declared type: a key keeps its type (int stays int)
+    seq INTEGER NOT NULL,          -- input order
+    state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'done', 'failed')),
+    payload BLOB,                  -- the row's part of a request (JSON) until it is settled
+    tokens INTEGER NOT NULL DEFAULT 1,
+    request_hash TEXT NOT NULL,    -- what was (or will be) sent, to spot edited rows later
+    keep BLOB,                     -- the keep columns (JSON)
+    result BLOB,                   -- result columns (JSON) when done
+    error BLOB,                    -- error fields (JSON) when failed
+    attempts INTEGER NOT NULL DEFAULT 0,
+    sends INTEGER NOT NULL DEFAULT 0,   -- requests that carried this row, over all runs
+    inflight INTEGER,              -- the request carrying it while state = 'sent'
+    resent INTEGER NOT NULL DEFAULT 0,  -- times found in flight after a crash and sent again
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rows_by_state ON rows (state, seq);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    outcome TEXT,
+    resent_requests INTEGER NOT NULL DEFAULT 0,
+    resent_rows INTEGER NOT NULL DEFAULT 0,
+    summary BLOB
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB);
+"""
+
+
+def request_hash(payload: Any) -> str:
+    return hashlib.blake2b(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewRow:
+    key: Any
+    payload: Any  # None for a row that failed to build
+    tokens: int
+    keep: dict[str, Any]
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class PendingRow:
+    seq: int
+    key: Any
+    payload: Any
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Settled:
+    key: Any
+    attempts: int
+    result: dict[str, Any] | None = None  # done when set
+    error: dict[str, Any] | None = None  # failed when set
+
+
+class Journal:
+    """The SQLite journal of one output folder; all writes happen on the event loop's thread."""
+
+    def __init__(self, output_dir: Path, *, readonly: bool = False) -> None:
+        self.dir = output_dir / STATE_DIR
+        path = self.dir / JOURNAL_FILE
+        if readonly:
+            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        else:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL survives kill -9 either way
+            self._db.executescript(_SCHEMA)
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._ops: list[tuple[str, list[tuple[Any, ...]]]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._next_seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM rows").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- runs and recovery -------------------------------------------------------------------
+
+    def start_run(self) -> tuple[int, int, int]:
+        """Record a new run and put rows left in flight by a crash back to pending.
+
+        Returns (run id, requests found in flight, rows in them): what will be sent again.
+        """
+        with self._transaction():
+            requests, rows = self._db.execute(
+                "SELECT COUNT(DISTINCT inflight), COUNT(*) FROM rows WHERE state = 'sent'"
+            ).fetchone()
+            self._db.execute(
+                "UPDATE rows SET state = 'pending', resent = resent + 1, inflight = NULL "
+                "WHERE state = 'sent'"
+            )
+            run = self._db.execute(
+                "INSERT INTO runs (started_at, resent_requests, resent_rows) VALUES (?, ?, ?)",
+                (time.time(), requests, rows),
+            ).lastrowid
+        assert run is not None
+        return run, requests, rows
+
+    def finish_run(self, run: int, outcome: str, summary: dict[str, Any]) -> None:
+        self._db.execute(
+            "UPDATE runs SET finished_at = ?, outcome = ?, summary = ? WHERE id = ?",
+            (time.time(), outcome, orjson.dumps(summary), run),
+        )
+
+    def last_summary(self) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT summary FROM runs WHERE summary IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else dict(orjson.loads(row[0]))
+
+    def set_meta(self, name: str, value: Any) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, orjson.dumps(value)))
+
+    def meta(self, name: str) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else orjson.loads(row[0])
+
+    # -- reading input into the journal -------------------------------------------------------
+
+    def known(self, keys: Sequence[Any]) -> set[Any]:
+        """Which of these keys the journal already holds, in any state."""
+        found: set[Any] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(k for (k,) in self._db.execute(
+                f"SELECT key FROM rows WHERE key IN ({marks})", chunk))
+        return found
+
+    def add(self, rows: Iterable[NewRow]) -> None:
+        """Insert new keys: pending, or failed when the row could not become a request."""
+        now = time.time()
+        records = []
+        for row in rows:
+            state = "failed" if row.error is not None else "pending"
+            records.append((
+                row.key, self._next_seq, state,
+                None if row.error is not None else orjson.dumps(row.payload),
+                row.tokens, request_hash(row.payload), orjson.dumps(row.keep),
+                None if row.error is None else orjson.dumps(row.error), now,
+            ))
+            self._next_seq += 1
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO rows (key, seq, state, payload, tokens, request_hash, keep, error,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records)
+
+    def pending(self, after_seq: int, limit: int) -> list[PendingRow]:
+        """Pending rows in input order, after ``after_seq``."""
+        return [
+            PendingRow(seq, key, orjson.loads(payload), tokens)
+            for seq, key, payload, tokens in self._db.execute(
+                "SELECT seq, key, payload, tokens FROM rows WHERE state = 'pending' AND seq > ? "
+                "ORDER BY seq LIMIT ?", (after_seq, limit))
+        ]
+
+    # -- the pool's writes: group commit -------------------------------------------------------
+
+    async def mark_sent(self, keys: Sequence[Any], request_id: int) -> None:
+        """Record that a request carrying these keys is about to leave; waits for the commit."""
+        await self._submit(
+            "UPDATE rows SET state = 'sent', sends = sends + 1, inflight = ?, updated_at = ? "
+            "WHERE key = ?", [(request_id, time.time(), key) for key in keys])
+
+    async def settle(self, outcomes: Sequence[Settled]) -> None:
+        """Record answers (done or failed); waits for the commit."""
+        now = time.time()
+        await self._submit(
+            "UPDATE rows SET state = CASE WHEN ? IS NULL THEN 'done' ELSE 'failed' END, "
+            "result = ?, error = ?, attempts = attempts + ?, payload = NULL, inflight = NULL, "
+            "updated_at = ? WHERE key = ?",
+            [(None if o.error is None else 1,
+              None if o.result is None else orjson.dumps(o.result),
+              None if o.error is None else orjson.dumps(o.error),
+              o.attempts, now, o.key) for o in outcomes])
+
+    async def unsend(self, keys: Sequence[Any], attempts: int) -> None:
+        """Put rows back to pending: the run stopped before they got an answer."""
+        await self._submit(
+            "UPDATE rows SET state = 'pending', inflight = NULL, attempts = attempts + ?, "
+            "updated_at = ? WHERE key = ? AND state IN ('pending', 'sent')",
+            [(attempts, time.time(), key) for key in keys])
+
+    async def _submit(self, sql: str, params: list[tuple[Any, ...]]) -> None:
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        if not self._waiters:
+            loop.call_soon(self._flush)
+        self._ops.append((sql, params))
+        self._waiters.append(waiter)
+        await waiter
+
+    def _flush(self) -> None:
+        ops, waiters = self._ops, self._waiters
+        self._ops, self._waiters = [], []
+        try:
+            with self._transaction():
+                for sql, params in ops:
+                    self._db.executemany(sql, params)
+        except sqlite3.Error as exc:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    # -- reading state -----------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(("pending", "sent", "done", "failed"), 0)
+        counts.update(self._db.execute("SELECT state, COUNT(*) FROM rows GROUP BY state"))
+        return counts
+
+    def duplicates(self) -> dict[str, int]:
+        """Requests and rows sent again after a crash left them in flight, over all runs."""
+        requests, rows = self._db.execute(
+            "SELECT COALESCE(SUM(resent_requests), 0), COALESCE(SUM(resent_rows), 0) FROM runs"
+        ).fetchone()
+        return {"requests": requests, "rows": rows}
+
+    def settled(self, state: Literal["done", "failed"], chunk: int = 10_000) -> Iterator[
+            list[tuple[Any, dict[str, Any], dict[str, Any], int]]]:
+        """(key, keep, result-or-error, attempts) of settled rows in input order, in chunks."""
+        column = "result" if state == "done" else "error"
+        last = 0
+        while True:
+            rows = self._db.execute(
+                f"SELECT seq, key, keep, {column}, attempts FROM rows "
+                "WHERE state = ? AND seq > ? ORDER BY seq LIMIT ?", (state, last, chunk)
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [(key, orjson.loads(keep), orjson.loads(value), attempts)
+                   for _, key, keep, value, attempts in rows]
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        self._db.execute("ROLLBACK" if kind is not None else "COMMIT")
+
+
+class OutputLock:
+    """An exclusive flock on ``.pipeline/lock``: released by the kernel when the holder dies."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self.path = output_dir / STATE_DIR / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock at once or raise LockedError naming the holder."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            pid = holder.get("pid")
+            since = holder.get("started")
+            who = f"pid {pid}, started {since}" if pid else "another process"
+            raise LockedError(
+                f"another run ({who}) is using {self.path.parent.parent}; wait for it to finish "
+                "or stop it", pid=pid if isinstance(pid, int) else None) from None
+        os.ftruncate(fd, 0)
+        started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        os.write(fd, json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "started": started}).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        data = os.pread(fd, 4096, 0)
+        holder = json.loads(data) if data else {}
+        return holder if isinstance(holder, dict) else {}
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,166 @@
+"""Moderation: rows -> POST /v1/moderations (CreateModerationRequest), packed, split on 400.
+
+A row's input is a string, or a list of multimodal parts ({type: text} / {type: image_url}).
+``[moderation] rows_per_request`` packs string rows into one array input; ``results[i]`` maps back
+to the i-th row. A packed request the server rejects is halved until the bad row stands alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from pipeline.api import Call
+from pipeline.errors import JobError, RejectedApiError, RowError
+from pipeline.job import JobSpec
+from pipeline.kinds.base import Failure, Item, Outcome, Success
+from pipeline.templates import compile_template
+from pipeline.tokens import estimate_tokens
+
+CATEGORIES = (
+    "hate", "hate/threatening", "harassment", "harassment/threatening", "illicit",
+    "illicit/violent", "self-harm", "self-harm/intent", "self-harm/instructions", "sexual",
+    "sexual/minors", "violence", "violence/graphic",
+)
+MAX_ROWS_PER_REQUEST = 1000
+SPLIT_STATUSES = frozenset({400, 413})  # the content was refused: halve and find the bad row
+
+
+def column_name(category: str) -> str:
+    return category.replace("/", "_").replace("-", "_")
+
+
+class Moderation:
+    name: ClassVar[str] = "moderation"
+    sections: ClassVar[tuple[str, ...]] = ("moderation",)
+    result_schema: ClassVar[pa.Schema] = pa.schema(
+        [("flagged", pa.bool_())]
+        + [(f"flag_{column_name(c)}", pa.bool_()) for c in CATEGORIES]
+        + [(f"score_{column_name(c)}", pa.float64()) for c in CATEGORIES]
+        + [("model", pa.string())]
+    )
+
+    def __init__(self, job: JobSpec) -> None:
+        where = str(job.path)
+        unknown = sorted(set(job.request) - {"input", "model"})
+        if unknown:
+            raise JobError(
+                f"unknown field '{unknown[0]}': a moderation request has only input and model",
+                path=where, field=f"request.{unknown[0]}",
+            )
+        if "input" not in job.request:
+            raise JobError('is required: add input = "{your_text_column}"', path=where,
+                           field="request.input")
+        model = job.request.get("model", "omni-moderation-latest")
+        if not isinstance(model, str) or "{" in model:
+            raise JobError("must be a fixed model name (rows are packed into shared requests)",
+                           path=where, field="request.model")
+        self.model = model
+        try:
+            self.template = compile_template(job.request["input"])
+        except ValueError as exc:
+            raise JobError(str(exc), path=where, field="request.input") from None
+        self.columns = self.template.columns
+        options = dict(job.sections.get("moderation", {}))
+        rows = options.pop("rows_per_request", 1)
+        if options:
+            raise JobError("unknown key; known: rows_per_request", path=where,
+                           field=f"moderation.{next(iter(options))}")
+        if isinstance(rows, bool) or not isinstance(rows, int) or not 1 <= rows <= MAX_ROWS_PER_REQUEST:
+            raise JobError(f"must be a whole number from 1 to {MAX_ROWS_PER_REQUEST}, got {rows!r}",
+                           path=where, field="moderation.rows_per_request")
+        if rows > 1 and isinstance(job.request["input"], list):
+            raise JobError("multimodal inputs get one result per request and cannot be packed; "
+                           "set rows_per_request = 1", path=where, field="moderation.rows_per_request")
+        self.rows_per_request = rows
+
+    def build(self, key: Any, row: Mapping[str, Any]) -> Item:
+        value = self.template.render(row)
+        if isinstance(value, str):
+            return Item(key, value, estimate_tokens(_nonblank(value, "input")))
+        if isinstance(value, list) and value:
+            texts = [_part_text(part, i) for i, part in enumerate(value)]
+            tokens = sum(estimate_tokens(text) for text in texts if text)
+            return Item(key, value, max(tokens, 1))
+        raise RowError(f"input must be text, got {_describe(value)}", field="input")
+
+    async def send(self, call: Call, items: Sequence[Item]) -> list[Outcome]:
+        if len(items) > 1 and not all(isinstance(item.payload, str) for item in items):
+            return [outcome for item in items for outcome in await self.send(call, [item])]
+        packed = len(items) > 1 or self.rows_per_request > 1
+        body = {
+            "model": self.model,
+            "input": [item.payload for item in items] if packed else items[0].payload,
+        }
+        try:
+            answer = await call.post("/moderations", body, tokens=sum(i.tokens for i in items))
+        except RejectedApiError as error:
+            if len(items) > 1 and error.http_status in SPLIT_STATUSES:
+                half = len(items) // 2
+                return await self.send(call, items[:half]) + await self.send(call, items[half:])
+            return [Failure.from_api(error)] * len(items)
+        return _shape(answer.data, len(items))
+
+    def describe(self) -> str:
+        return (f"POST /v1/moderations, model {self.model}, "
+                f"up to {self.rows_per_request} row(s) per request")
+
+
+def _shape(data: Any, expected: int) -> list[Outcome]:
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, list) or len(results) != expected:
+        got = len(results) if isinstance(results, list) else "no"
+        failure = Failure("response", "bad_response", f"expected {expected} results, got {got}")
+        return [failure] * expected
+    model = str(data.get("model", ""))
+    return [_columns(result, model) for result in results]
+
+
+def _columns(result: Any, model: str) -> Outcome:
+    if not isinstance(result, dict):
+        return Failure("response", "bad_response", "a result is not an object")
+    flags = result.get("categories") or {}
+    scores = result.get("category_scores") or {}
+    columns: dict[str, Any] = {"flagged": bool(result.get("flagged"))}
+    for category in CATEGORIES:
+        flag = flags.get(category)
+        columns[f"flag_{column_name(category)}"] = None if flag is None else bool(flag)
+    for category in CATEGORIES:
+        score = scores.get(category)
+        columns[f"score_{column_name(category)}"] = None if score is None else float(score)
+    columns["model"] = model
+    return Success(columns)
+
+
+def _nonblank(text: str, field: str) -> str:
+    if not text.strip():
+        raise RowError(f"{field} is empty" if not text else f"{field} is only whitespace",
+                       field=field)
+    return text
+
+
+def _part_text(part: Any, index: int) -> str:
+    field = f"input[{index}]"
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text" and isinstance(part.get("text"), str):
+        return _nonblank(part["text"], f"{field}.text")
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else None
+        if isinstance(url, str) and url.strip():
+            return ""
+        raise RowError(f"{field}.image_url.url must be a URL or a data: URL, got {_describe(url)}",
+                       field=field)
+    raise RowError(f"{field} must be {{type: text, text}} or {{type: image_url, image_url: {{url}}}}"
+                   f", got {_describe(part)}", field=field)
+
+
+def _describe(value: Any) -> str:
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return f"{type(value).__name__} {shown}"
+
+
+KIND = Moderation

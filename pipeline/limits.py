@@ -1,0 +1,222 @@
+"""The only home of retry and rate-limit policy: token buckets, header feedback, tenacity retries.
+
+Buckets never poll: a waiter sleeps exactly until enough tokens have been refilled (or the pause a
+429 imposed has passed), and every sleep ends early when the run is asked to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from pipeline.errors import ApiError, PipelineError, TransientApiError
+from pipeline.stats import RunStats
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+BURST_SECONDS = 1.0  # a bucket holds this many seconds of its rate: smooth, not bursty
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_MAX_S = 30.0
+BACKOFF_JITTER_S = 0.5
+RETRY_AFTER_MAX_S = 120.0  # never trust a server asking for longer than this
+RETRY_AFTER_JITTER_S = 0.05
+
+
+class Stopped(PipelineError):
+    """The run was asked to stop while this request waited; it was not sent."""
+
+
+class Stopper:
+    """The run's stop flag, and sleeps that end as soon as it is raised."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    @property
+    def stopped(self) -> bool:
+        return self.event.is_set()
+
+    def stop(self) -> None:
+        self.event.set()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, or raise Stopped at once when the run stops."""
+        if self.event.is_set():
+            raise Stopped("stopping")
+        if seconds <= 0:
+            return
+        try:
+            await asyncio.wait_for(self.event.wait(), seconds)
+        except TimeoutError:
+            return
+        raise Stopped("stopping")
+
+
+class TokenBucket:
+    """Tokens refilled continuously at ``per_minute``; None means unlimited."""
+
+    def __init__(self, per_minute: float | None, stopper: Stopper) -> None:
+        self._stopper = stopper
+        self._lock = asyncio.Lock()  # FIFO: waiters are served in arrival order
+        self._updated = time.monotonic()
+        self.per_minute: float | None = None
+        self.tokens = 0.0
+        self.set_rate(per_minute)
+
+    @property
+    def capacity(self) -> float:
+        assert self.per_minute is not None
+        return max(1.0, self.per_minute / 60.0 * BURST_SECONDS)
+
+    def set_rate(self, per_minute: float | None) -> None:
+        self._refill()
+        first = self.per_minute is None
+        self.per_minute = per_minute
+        if per_minute is not None:
+            self.tokens = self.capacity if first else min(self.tokens, self.capacity)
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        if self.per_minute is not None:
+            rate = self.per_minute / 60.0
+            self.tokens = min(self.capacity, self.tokens + (now - self._updated) * rate)
+        self._updated = now
+
+    def drain(self) -> None:
+        """The server says nothing is left: wait for a refill at our own rate."""
+        self._refill()
+        self.tokens = min(self.tokens, 0.0)
+
+    async def acquire(self, amount: float, not_before: Callable[[], float]) -> None:
+        """Take ``amount`` tokens, sleeping until they exist and ``not_before()`` has passed.
+
+        A cost larger than the bucket waits for a full bucket and leaves it in debt.
+        """
+        async with self._lock:
+            while True:
+                pause = not_before() - time.monotonic()
+                if pause > 0:
+                    await self._stopper.sleep(pause)
+                    continue
+                if self.per_minute is None:
+                    return
+                self._refill()
+                need = min(amount, self.capacity)
+                if self.tokens >= need:
+                    self.tokens -= amount
+                    return
+                await self._stopper.sleep((need - self.tokens) / (self.per_minute / 60.0))
+
+
+class RateLimiter:
+    """Requests-per-minute and tokens-per-minute buckets, steered by x-ratelimit-* headers."""
+
+    def __init__(self, rpm: int | None, tpm: int | None, stopper: Stopper) -> None:
+        self.configured = {"requests": rpm, "tokens": tpm}
+        self.buckets = {"requests": TokenBucket(rpm, stopper), "tokens": TokenBucket(tpm, stopper)}
+        self._resume_at = 0.0
+
+    def _not_before(self) -> float:
+        return self._resume_at
+
+    async def acquire(self, tokens: int) -> None:
+        await self.buckets["requests"].acquire(1, self._not_before)
+        await self.buckets["tokens"].acquire(tokens, self._not_before)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request for ``seconds`` (a 429 speaks for the whole account)."""
+        self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Follow the server's x-ratelimit-* headers; missing headers change nothing."""
+        for name, bucket in self.buckets.items():
+            limit = _number(headers.get(f"x-ratelimit-limit-{name}"))
+            configured = self.configured[name]
+            if limit is not None and limit > 0:
+                rate = limit if configured is None else min(limit, configured)
+                if rate != bucket.per_minute:
+                    log.info("rate limit %s per minute: %s (server says %s)", name, rate, limit)
+                    bucket.set_rate(rate)
+            remaining = _number(headers.get(f"x-ratelimit-remaining-{name}"))
+            if remaining is not None and remaining <= 0 and bucket.per_minute is not None:
+                bucket.drain()
+
+
+class RetryPolicy:
+    """Capped exponential backoff with jitter; 408/409/429/5xx/timeouts retried, by class."""
+
+    def __init__(self, max_attempts: int, limiter: RateLimiter, stats: RunStats, stopper: Stopper):
+        self.max_attempts = max_attempts
+        self.limiter = limiter
+        self.stats = stats
+        self.stopper = stopper
+        self._backoff = wait_exponential(multiplier=BACKOFF_INITIAL_S, max=BACKOFF_MAX_S) + wait_random(
+            0, BACKOFF_JITTER_S
+        )
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, ApiError) and error.retry_after is not None:
+            return min(error.retry_after, RETRY_AFTER_MAX_S) + random.uniform(0, RETRY_AFTER_JITTER_S)
+        return float(self._backoff(state))
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.stats.retries += 1
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, ApiError):
+            log.debug("retrying status=%s type=%s attempt=%d",
+                      error.http_status, error.error_type, state.attempt_number)
+
+    async def call(self, send: Callable[[], Awaitable[T]], tokens: int, attempts: list[int]) -> T:
+        """Run ``send`` under the rate limits, retrying transient failures.
+
+        ``attempts[0]`` counts the attempts made. Raises the last ApiError when retries run out,
+        FatalApiError / RejectedApiError at once, Stopped when the run stops meanwhile.
+        """
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(TransientApiError),
+            sleep=self.stopper.sleep,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self.limiter.acquire(tokens)
+                attempts[0] += 1
+                self.stats.requests += 1
+                self.stats.tokens += tokens
+                try:
+                    result = await send()
+                except ApiError as error:
+                    self.stats.count_answer(str(error.http_status or error.error_type))
+                    if error.http_status == 429 and error.retry_after is not None:
+                        self.limiter.pause(min(error.retry_after, RETRY_AFTER_MAX_S))
+                    raise
+                self.stats.count_answer("200")
+        return result
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+

@@ -1,0 +1,134 @@
+"""The worker pool: a bounded queue of items, N workers, each item through kind.send to the journal.
+
+A worker holds one request at a time and waits for the journal's commit before taking the next,
+so the rows that may be sent twice after a crash are at most the requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import asdict
+
+from pipeline.api import Call
+from pipeline.errors import ApiError, FatalApiError
+from pipeline.http import Http
+from pipeline.journal import Journal, Settled
+from pipeline.kinds import Failure, Item, Kind, Outcome
+from pipeline.limits import RetryPolicy, Stopped, Stopper
+from pipeline.stats import RunStats
+
+log = logging.getLogger(__name__)
+
+
+class _End:
+    """Put on the queue once no more items will come."""
+
+
+END = _End()
+
+
+class Pool:
+    """Workers that drain ``queue`` until END, or until the stopper is raised."""
+
+    def __init__(
+        self,
+        kind: Kind,
+        http: Http,
+        policy: RetryPolicy,
+        journal: Journal,
+        stats: RunStats,
+        stopper: Stopper,
+        concurrency: int,
+    ) -> None:
+        self.kind = kind
+        self.http = http
+        self.policy = policy
+        self.journal = journal
+        self.stats = stats
+        self.stopper = stopper
+        self.concurrency = concurrency
+        self.queue: asyncio.Queue[Item | _End] = asyncio.Queue(
+            maxsize=2 * concurrency * kind.rows_per_request)
+        self.fatal: FatalApiError | None = None
+        self._request_ids = itertools.count(1)
+
+    def stop(self) -> None:
+        """Stop taking work; wake workers that wait on an empty queue."""
+        self.stopper.stop()
+        with suppress(asyncio.QueueFull):
+            self.queue.put_nowait(END)
+
+    async def run(self) -> None:
+        """Run the workers until the queue ends or the run stops."""
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self.concurrency):
+                group.create_task(self._worker())
+
+    async def _worker(self) -> None:
+        while not self.stopper.stopped:
+            items = await self._take()
+            if items is None:
+                return
+            await self._process(items)
+
+    async def _take(self) -> list[Item] | None:
+        first = await self.queue.get()
+        if isinstance(first, _End) or self.stopper.stopped:
+            with suppress(asyncio.QueueFull):
+                self.queue.put_nowait(END)  # let the other workers see it too
+            return None
+        items = [first]
+        while len(items) < self.kind.rows_per_request:
+            try:
+                more = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if isinstance(more, _End):
+                self.queue.put_nowait(END)
+                break
+            items.append(more)
+        return items
+
+    async def _process(self, items: Sequence[Item]) -> None:
+        keys = [item.key for item in items]
+        request_id = next(self._request_ids)
+
+        async def mark_sent() -> None:
+            await self.journal.mark_sent(keys, request_id)
+
+        call = Call(self.http, self.policy, mark_sent)
+        try:
+            outcomes = await self.kind.send(call, items)
+        except Stopped:
+            await self.journal.unsend(keys, call.attempts)
+            return
+        except FatalApiError as error:
+            log.error("stopping: fatal API answer status=%s code=%s: %s",
+                      error.http_status, error.error_code, error.message)
+            self.fatal = self.fatal or error
+            self.stop()
+            await self.journal.unsend(keys, call.attempts)
+            return
+        except ApiError as error:  # retries ran out
+            outcomes = [Failure.from_api(error)] * len(items)
+        except Exception as error:  # a bug must not lose the row: fail it, say so, go on
+            log.exception("internal error while sending %d row(s)", len(items))
+            outcomes = [Failure("request", "internal_error", f"{type(error).__name__}: {error}")]
+            outcomes *= len(items)
+        await self._settle(items, outcomes, call.attempts)
+
+    async def _settle(self, items: Sequence[Item], outcomes: list[Outcome], attempts: int) -> None:
+        settled = []
+        for item, outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, Failure):
+                self.stats.rows_failed += 1
+                settled.append(Settled(item.key, attempts, error=asdict(outcome)))
+            else:
+                self.stats.rows_done += 1
+                settled.append(Settled(item.key, attempts, result=dict(outcome.columns)))
+        await self.journal.settle(settled)
+

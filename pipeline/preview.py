@@ -1,0 +1,51 @@
+"""What a job would send, without sending: every row built and checked, counts and an example."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline import readers
+from pipeline.errors import RowError
+from pipeline.runner import READ_BATCH_ROWS, Prepared
+
+EXAMPLES = 5
+
+
+@dataclass
+class Preview:
+    rows: int = 0
+    valid: int = 0
+    invalid: int = 0
+    tokens: int = 0
+    requests: int = 0
+    first_payload: Any = None
+    problems: list[tuple[Any, str]] = field(default_factory=list)  # (key, message), the first few
+    reasons: Counter[str] = field(default_factory=Counter)
+
+
+def preview(prepared: Prepared) -> Preview:
+    """Build every row's request; count what would be sent and what would become an error row."""
+    job, kind = prepared.job, prepared.kind
+    key = job.input.key
+    columns = list(dict.fromkeys([key, *job.input.keep, *sorted(kind.columns)]))
+    result = Preview()
+    for batch in readers.iter_batches(prepared.input.files, columns, READ_BATCH_ROWS):
+        for values in batch.iter_rows(named=True):
+            result.rows += 1
+            try:
+                item = kind.build(values[key], values)
+            except RowError as error:
+                result.invalid += 1
+                result.reasons[error.message.split(",")[0]] += 1
+                if len(result.problems) < EXAMPLES:
+                    result.problems.append((values[key], error.message))
+                continue
+            result.valid += 1
+            result.tokens += item.tokens
+            if result.first_payload is None:
+                result.first_payload = item.payload
+    result.requests = math.ceil(result.valid / kind.rows_per_request)
+    return result

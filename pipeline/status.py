@@ -1,0 +1,38 @@
+"""`pipeline status`: what an output folder holds, read from the journal without taking the lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.errors import JobError
+from pipeline.journal import JOURNAL_FILE, STATE_DIR, Journal
+
+
+def read_status(output_dir: Path) -> str:
+    """A few lines: rows by state, duplicates after crashes, the last run's summary."""
+    if not (output_dir / STATE_DIR / JOURNAL_FILE).is_file():
+        raise JobError("no journal here: this is not a pipeline output folder (or nothing ran "
+                       "yet)", path=str(output_dir))
+    journal = Journal(output_dir, readonly=True)
+    try:
+        counts = journal.counts()
+        again = journal.duplicates()
+        last = journal.last_summary()
+    finally:
+        journal.close()
+    lines = [
+        f"{output_dir}",
+        f"  done {counts['done']}, failed {counts['failed']}, "
+        f"pending {counts['pending']}, in flight {counts['sent']}",
+        f"  sent again after a crash: {again['requests']} request(s), {again['rows']} row(s)",
+    ]
+    if last is None:
+        lines.append("  no finished run yet")
+    else:
+        requests = last["requests"]
+        lines.append(
+            f"  last run #{last['run']} {last['outcome']} at {last['finished_at']}: "
+            f"{last['rows']['done_this_run']} done, {last['rows']['failed_this_run']} failed, "
+            f"{requests['sent']} requests, {requests['retries']} retries, "
+            f"{requests['rate_limited']} x 429 in {last['duration_s']} s")
+    return "\n".join(lines)

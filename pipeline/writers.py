@@ -1,0 +1,143 @@
+"""Output files: results, errors and summary.json, each written to a temporary name and replaced.
+
+Rows stream from the journal in chunks into the file, so memory does not grow with the job.
+CSV cells that a spreadsheet would run as a formula are neutralised with a leading apostrophe.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.job import OutputFormat
+from pipeline.journal import Journal
+
+ERROR_SCHEMA = pa.schema([
+    ("stage", pa.string()), ("error_type", pa.string()), ("http_status", pa.int64()),
+    ("error_code", pa.string()), ("message", pa.string()), ("attempts", pa.int64()),
+])
+_FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def write_outputs(
+    journal: Journal,
+    output_dir: Path,
+    fmt: OutputFormat,
+    key: str,
+    input_schema: Mapping[str, pl.DataType],
+    keep: tuple[str, ...],
+    result_schema: pa.Schema,
+) -> dict[str, Path]:
+    """Write results.<fmt> and errors.<fmt> from the journal; returns their paths."""
+    front = {key: input_schema[key], **{col: input_schema[col] for col in keep}}
+    results = _schema(front, result_schema)
+    errors = _schema(front, ERROR_SCHEMA)
+    return {
+        "results": _write((_frame(chunk, key, keep, results) for chunk in journal.settled("done")),
+                          output_dir / f"results.{fmt}", fmt, results),
+        "errors": _write((_frame(chunk, key, keep, errors) for chunk in journal.settled("failed")),
+                         output_dir / f"errors.{fmt}", fmt, errors),
+    }
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temporary name, then os.replace)."""
+    tmp = _tmp(path)
+    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    os.replace(tmp, path)
+
+
+def remove_stale_temporaries(output_dir: Path) -> None:
+    """Drop temporary files a killed run left behind (never the real outputs)."""
+    if output_dir.is_dir():
+        for stale in output_dir.glob("*.tmp-*"):
+            stale.unlink(missing_ok=True)
+
+
+def _schema(front: Mapping[str, pl.DataType], kind_schema: pa.Schema) -> pl.Schema:
+    columns = dict(front)
+    for field in kind_schema:
+        columns[field.name] = pl.Series(pa.array([], type=field.type)).dtype
+    return pl.Schema(columns)
+
+
+def _frame(
+    chunk: list[tuple[Any, dict[str, Any], dict[str, Any], int]],
+    key: str,
+    keep: tuple[str, ...],
+    schema: pl.Schema,
+) -> pl.DataFrame:
+    columns: dict[str, list[Any]] = {name: [] for name in schema.names()}
+    for row_key, kept, values, attempts in chunk:
+        columns[key].append(row_key)
+        for col in keep:
+            columns[col].append(kept.get(col))
+        for name in schema.names()[1 + len(keep):]:
+            columns[name].append(attempts if name == "attempts" else values.get(name))
+    return pl.DataFrame([_series(name, columns[name], dtype) for name, dtype in schema.items()])
+
+
+def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
+    """Rebuild a column from JSON values; temporal values travelled as ISO strings."""
+    if dtype.is_temporal() and any(isinstance(v, str) for v in values):
+        text = pl.Series(name, values, dtype=pl.String)
+        if dtype == pl.Date:
+            return text.str.to_date(strict=False)
+        if isinstance(dtype, pl.Datetime):
+            return text.str.to_datetime(strict=False).cast(dtype, strict=False)
+        return text
+    return pl.Series(name, values, dtype=dtype, strict=False)
+
+
+def _write(frames: Iterator[pl.DataFrame], path: Path, fmt: OutputFormat, schema: pl.Schema) -> Path:
+    tmp = _tmp(path)
+    empty = pl.DataFrame(schema=schema)
+    if fmt == "parquet":
+        with pq.ParquetWriter(tmp, empty.to_arrow().schema, compression="zstd") as writer:
+            wrote = False
+            for frame in frames:
+                writer.write_table(frame.to_arrow().cast(empty.to_arrow().schema))
+                wrote = True
+            if not wrote:
+                writer.write_table(empty.to_arrow())
+    else:
+        with tmp.open("wb") as out:
+            first = True
+            for frame in frames:
+                _write_text(frame, out, fmt, header=first)
+                first = False
+            if first and fmt == "csv":
+                _write_text(empty, out, fmt, header=True)
+    os.replace(tmp, path)
+    return path
+
+
+def _write_text(frame: pl.DataFrame, out: Any, fmt: OutputFormat, *, header: bool) -> None:
+    if fmt == "jsonl":
+        frame.write_ndjson(out)
+        return
+    nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
+    frame = frame.with_columns(  # CSV has no nesting: such cells hold their JSON
+        pl.Series(name, [None if v is None else orjson.dumps(v).decode()
+                         for v in frame[name].to_list()], dtype=pl.String)
+        for name in nested
+    )
+    text = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    frame.with_columns(
+        pl.when(pl.col(name).str.contains(_FORMULA_START))
+        .then(pl.lit("'") + pl.col(name))
+        .otherwise(pl.col(name))
+        .alias(name)
+        for name in text
+    ).write_csv(out, include_header=header)
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f"{path.name}.tmp-{os.getpid()}")

@@ -1,0 +1,100 @@
+"""Shared fixtures: the emulator on a loopback port, job files in tmp folders, the CLI in-process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import polars as pl
+import pytest
+from click.testing import CliRunner, Result
+
+from pipeline.cli import main
+from pipeline.emulator import EmulatorConfig, RunningEmulator, start_emulator
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = REPO.parent / "shared" / "openai-spec" / "schemas"
+FAKE_KEY = "sk-test-PIPELINE-FAKE-KEY-0123456789abcdef"
+
+
+@cache
+def schema_validator(name: str) -> jsonschema.Draft202012Validator:
+    """The official contract as a Draft 2020-12 validator (the oracle for payloads)."""
+    schema = json.loads((SPEC / f"{name}.json").read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.fixture
+def emulator() -> Iterator[Callable[..., RunningEmulator]]:
+    """Start emulators with a config; each is closed after the test."""
+    started: list[RunningEmulator] = []
+
+    def start(**config: Any) -> RunningEmulator:
+        config.setdefault("record_requests", True)
+        running = start_emulator(EmulatorConfig(**config))
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.close()
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    return FAKE_KEY
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def write_job(folder: Path, data: pl.DataFrame | None = None, *, input_name: str = "input.parquet",
+              **sections: dict[str, Any] | str) -> Path:
+    """A job file in ``folder`` over ``data`` (written as ``input_name``); sections override."""
+    if data is not None:
+        path = folder / input_name
+        if input_name.endswith(".parquet"):
+            data.write_parquet(path)
+        elif input_name.endswith(".csv"):
+            data.write_csv(path)
+        else:
+            data.write_ndjson(path)
+    doc: dict[str, Any] = {
+        "kind": "moderation",
+        "input": {"path": input_name, "key": "id"},
+        "request": {"model": "omni-moderation-latest", "input": "{text}"},
+        "output": {"dir": "out", "format": "parquet"},
+        "api": {"concurrency": 8, "max_attempts": 6, "timeout_s": 10},
+    }
+    for name, value in sections.items():
+        if isinstance(value, dict) and isinstance(doc.get(name), dict):
+            doc[name] = {**doc[name], **value}
+        else:
+            doc[name] = value
+    lines = [f"{k} = {toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
+    for name, table in doc.items():
+        if isinstance(table, dict):
+            lines.append(f"[{name}]")
+            lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
+    job = folder / "job.toml"
+    job.write_text("\n".join(lines) + "\n")
+    return job
+
+
+def run_cli(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def read_output(job: Path, name: str) -> pl.DataFrame:
+    return pl.read_parquet(job.parent / "out" / f"{name}.parquet")

@@ -1,0 +1,126 @@
+"""Moderation jobs end to end over real HTTP against the emulator; assertions on output data."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from pipeline.kinds.moderation import CATEGORIES, column_name
+from tests.conftest import read_output, run_cli, schema_validator, write_job
+
+TEXTS = ["have a lovely day", "I will kill you, you idiot", "", "   ", "la vie est belle",
+         "you are a stupid moron", "thanks for the help!", "BOOM", "see you soon", "great post"]
+
+
+def frame(n: int, texts: list[str | None] | None = None) -> pl.DataFrame:
+    texts = texts or TEXTS
+    return pl.DataFrame({
+        "id": [f"k{i:05d}" for i in range(n)],
+        "author": [f"user{i % 7}" for i in range(n)],
+        "text": [texts[i % len(texts)] for i in range(n)],
+    })
+
+
+def assert_conserved(job, keys: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    results, errors = read_output(job, "results"), read_output(job, "errors")
+    got = results["id"].to_list() + errors["id"].to_list()
+    assert sorted(got) == sorted(keys), "every key exactly once in results or errors"
+    return results, errors
+
+
+@pytest.mark.parametrize("rows_per_request", [1, 4])
+def test_results_and_errors_hold_every_key_once(tmp_path, emulator, rows_per_request):
+    server = emulator()
+    data = frame(40)
+    job = write_job(tmp_path, data, input={"keep": ["author"]},
+                    moderation={"rows_per_request": rows_per_request})
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 1, result.output  # the empty and blank rows fail
+    results, errors = assert_conserved(job, data["id"].to_list())
+    assert len(errors) == 8
+    assert set(errors["message"]) == {"input is empty", "input is only whitespace"}
+    assert set(errors["stage"]) == {"build"}
+    expected = ["id", "author", "flagged"]
+    expected += [f"flag_{column_name(c)}" for c in CATEGORIES]
+    expected += [f"score_{column_name(c)}" for c in CATEGORIES] + ["model"]
+    assert results.columns == expected
+    by_text = dict(zip(data["id"], data["text"], strict=True))
+    flagged = {by_text[k] for k in results.filter(pl.col("flagged"))["id"]}
+    assert "I will kill you, you idiot" in flagged
+    assert "have a lovely day" not in flagged
+    assert results["author"].to_list() == data.filter(
+        pl.col("id").is_in(results["id"].to_list()))["author"].to_list()
+    assert set(results["model"]) == {"local/alt-profanity-check"}
+    sent = [body for path, body in server.recorded_requests() if path.endswith("/moderations")]
+    for body in sent:
+        schema_validator("CreateModerationRequest").validate(body)
+    inputs = [body["input"] for body in sent]
+    if rows_per_request == 1:
+        assert all(isinstance(one, str) for one in inputs)
+        assert len(sent) == 32
+    else:
+        assert all(isinstance(one, list) and 1 <= len(one) <= 4 for one in inputs)
+        assert sum(len(one) for one in inputs) == 32
+
+
+def test_multimodal_rows_send_text_and_image_parts(tmp_path, emulator):
+    server = emulator()
+    data = pl.DataFrame({"id": [1, 2, 3], "text": ["nice cat", "I will hurt you", None],
+                         "image": ["https://example.com/a.png", "data:image/png;base64,AAAA",
+                                   "https://example.com/c.png"]})
+    job = write_job(tmp_path, data, request={"input": [
+        {"type": "text", "text": "{text}"},
+        {"type": "image_url", "image_url": {"url": "{image}"}}]})
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 1, result.output
+    results, errors = read_output(job, "results"), read_output(job, "errors")
+    assert sorted(results["id"]) == [1, 2]
+    assert errors["id"].to_list() == [3]
+    assert "column 'text' is empty (null)" in errors["message"][0]
+    sent = [body for _, body in server.recorded_requests()]
+    assert len(sent) == 2
+    for body in sent:
+        schema_validator("CreateModerationRequest").validate(body)
+        assert [part["type"] for part in body["input"]] == ["text", "image_url"]
+
+
+def test_packed_request_rejected_by_server_is_split_to_the_bad_row(tmp_path, emulator):
+    server = emulator(reject_substring="FORBIDDEN")
+    texts = [f"ordinary comment {i}" for i in range(16)]
+    texts[5] = "this one is FORBIDDEN by the server"
+    data = frame(16, texts)
+    job = write_job(tmp_path, data, moderation={"rows_per_request": 8})
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 1
+    results, errors = assert_conserved(job, data["id"].to_list())
+    assert errors["id"].to_list() == ["k00005"]
+    assert errors["http_status"].to_list() == [400]
+    assert len(results) == 15
+
+
+def test_non_text_values_become_error_rows(tmp_path, emulator):
+    server = emulator()
+    data = pl.DataFrame({"id": [1, 2, 3], "text": [None, None, None]}, schema={
+        "id": pl.Int64, "text": pl.Int64}).with_columns(pl.Series("text", [5, None, 7]))
+    job = write_job(tmp_path, data)
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 1
+    errors = read_output(job, "errors")
+    assert sorted(errors["id"]) == [1, 2, 3]
+    assert "input must be text, got int 5" in errors.filter(pl.col("id") == 1)["message"][0]
+    assert server.recorded_requests() == []
+
+
+def test_second_run_sends_nothing_and_limit_takes_new_rows_only(tmp_path, emulator):
+    server = emulator()
+    data = frame(30, [f"comment number {i}" for i in range(30)])
+    job = write_job(tmp_path, data)
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet", "--limit", "10"
+                   ).exit_code == 0
+    assert len(read_output(job, "results")) == 10
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    results = read_output(job, "results")
+    assert sorted(results["id"]) == data["id"].to_list()
+    sent = [body["input"] for _, body in server.recorded_requests()]
+    assert sorted(sent) == sorted(data["text"].to_list()), "no row sent twice"

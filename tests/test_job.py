@@ -1,0 +1,79 @@
+"""Bad job files and unusable inputs stop a run up front (exit 2) with a message naming the fix."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from tests.conftest import run_cli, write_job
+
+DATA = pl.DataFrame({"id": ["a", "b", "c"], "text": ["one", "two", "three"]})
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({"api": {"concurency": 4}}, "api.concurency: unknown key; did you mean 'concurrency'?"),
+        ({"api": {"concurrency": "16"}}, "api.concurrency: must be a whole number, got '16'"),
+        ({"api": {"concurrency": 0}}, "api.concurrency: must be between 1 and 4096, got 0"),
+        ({"kind": "moderate"}, "kind: must be one of"),
+        ({"output": {"format": "xlsx"}}, "output.format: must be one of 'parquet', 'csv', 'jsonl'"),
+        ({"request": {"input": "{txt}"}},
+         "request: names column 'txt', which the input does not have; did you mean 'text'?"),
+        ({"input": {"keep": ["writer"]}}, "input.keep: names column 'writer'"),
+        ({"request": {"input": "{text}", "temperature": 1}},
+         "request.temperature: unknown field 'temperature'"),
+        ({"moderation": {"rows_per_request": 0}}, "moderation.rows_per_request: must be a whole"),
+        ({"input": {"key": "ident"}}, "input.key"),
+        ({"input": {"path": "missing/*.csv"}}, "input.path"),
+        ({"request": {"input": "{text", "model": "m"}}, "request.input"),
+    ],
+)
+def test_bad_job_files_exit_2_naming_file_and_field(tmp_path, sections, expected):
+    job = write_job(tmp_path, DATA, **sections)
+    result = run_cli("run", job, "--base-url", "http://127.0.0.1:9/v1")
+    assert result.exit_code == 2, result.output
+    assert str(job) in result.output
+    assert expected in result.output
+    assert not (tmp_path / "out" / ".pipeline").exists(), "nothing started"
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [(["a", "b", "a"], "duplicate"), (["a", None, "c"], "empty")],
+)
+def test_key_column_with_duplicates_or_nulls_is_unusable(tmp_path, keys, expected):
+    job = write_job(tmp_path, DATA.with_columns(pl.Series("id", keys)))
+    result = run_cli("validate", job)
+    assert result.exit_code == 2
+    assert "input.key" in result.output
+    assert expected in result.output.lower()
+
+
+def test_not_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("kind = moderation\n")
+    result = run_cli("validate", bad)
+    assert result.exit_code == 2 and "not valid TOML" in result.output
+    result = run_cli("validate", tmp_path / "nope.toml")
+    assert result.exit_code == 2 and "no such job file" in result.output
+
+
+def test_missing_key_for_a_real_url_is_exit_2(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    job = write_job(tmp_path, DATA)
+    result = run_cli("run", job, "--base-url", "https://api.example.invalid/v1")
+    assert result.exit_code == 2
+    assert "OPENAI_API_KEY is not set" in result.output
+
+
+def test_validate_counts_rows_requests_and_error_rows(tmp_path):
+    data = pl.DataFrame({"id": [f"r{i}" for i in range(10)],
+                         "text": ["hello"] * 7 + ["", None, "  "]})
+    job = write_job(tmp_path, data, moderation={"rows_per_request": 4})
+    result = run_cli("validate", job)
+    assert result.exit_code == 0, result.output
+    assert "10 rows" in result.output
+    assert "valid rows: 7; rows that would be error rows: 3" in result.output
+    assert "requests: 2;" in result.output
+    assert not (tmp_path / "out").exists(), "validate writes nothing"
