@@ -52,14 +52,27 @@ def main() -> None:
 @click.argument("job_file", type=click.Path(dir_okay=False))
 @click.option("--limit", type=click.IntRange(min=0), help="Send only the first N new rows.")
 @click.option("--base-url", help='API base URL, or "local" for the embedded emulator.')
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder (default: the job's [output] dir).")
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (default: the job's [output] dir).",
+)
 @click.option("--quiet", is_flag=True, help="No progress output.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              help="json: one JSON object per line on stderr.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="json: one JSON object per line on stderr.",
+)
 @_exits
-def run(job_file: str, limit: int | None, base_url: str | None, output: Path | None,
-        quiet: bool, log_format: str) -> None:
+def run(
+    job_file: str,
+    limit: int | None,
+    base_url: str | None,
+    output: Path | None,
+    quiet: bool,
+    log_format: str,
+) -> None:
     """Run a job; resume where an earlier run of it stopped."""
     from pipeline.logs import setup_logging
     from pipeline.progress import choose_mode
@@ -67,8 +80,12 @@ def run(job_file: str, limit: int | None, base_url: str | None, output: Path | N
     from pipeline.runner import run as run_job
 
     setup_logging(log_format, quiet)
-    result = run_job(job_file, RunOptions(limit=limit, base_url=base_url, output=output,
-                                          progress=choose_mode(quiet, log_format)))
+    result = run_job(
+        job_file,
+        RunOptions(
+            limit=limit, base_url=base_url, output=output, progress=choose_mode(quiet, log_format)
+        ),
+    )
     logging.getLogger("pipeline.summary").info("run finished", extra={"summary": result.summary})
     if not quiet:
         rows = result.summary["rows"]
@@ -121,27 +138,55 @@ def status(output_dir: Path) -> None:
 @click.option("--tpm", type=click.IntRange(min=1), help="Tokens per minute to enforce.")
 @click.option("--no-ratelimit-headers", is_flag=True, help="Do not send x-ratelimit-* headers.")
 @click.option("--latency-ms", type=float, default=0.0, help="Added to every answer.")
-@click.option("--fault", "faults", multiple=True, metavar="NAME=P",
-              help="Inject a fault with probability P: 429 quota 401 500 502 503 drop "
-                   "drop_body slow malformed. Repeatable.")
-@click.option("--slow-s", type=float, default=30.0, show_default=True,
-              help="How long the slow fault waits.")
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="NAME=P",
+    help="Inject a fault with probability P: 429 quota 401 500 502 503 drop "
+    "drop_body slow malformed. Repeatable.",
+)
+@click.option(
+    "--slow-s", type=float, default=30.0, show_default=True, help="How long the slow fault waits."
+)
 @click.option("--seed", type=int, help="Seed for fault injection.")
-@click.option("--engine", type=click.Choice(["profanity", "wordlist"]), default="profanity",
-              show_default=True, help="Moderation engine (wordlist: cheap, for benchmarks).")
+@click.option(
+    "--engine",
+    type=click.Choice(["profanity", "wordlist"]),
+    default="profanity",
+    show_default=True,
+    help="Moderation engine (wordlist: cheap, for benchmarks).",
+)
 @click.option("--allow-remote", is_flag=True, help="Allow a host other than loopback.")
 @_exits
-def serve(host: str, port: int, rpm: int | None, tpm: int | None, no_ratelimit_headers: bool,
-          latency_ms: float, faults: tuple[str, ...], slow_s: float, seed: int | None,
-          engine: str, allow_remote: bool) -> None:
+def serve(
+    host: str,
+    port: int,
+    rpm: int | None,
+    tpm: int | None,
+    no_ratelimit_headers: bool,
+    latency_ms: float,
+    faults: tuple[str, ...],
+    slow_s: float,
+    seed: int | None,
+    engine: str,
+    allow_remote: bool,
+) -> None:
     """Serve the local OpenAI-compatible emulator (loopback only unless --allow-remote)."""
-    from pipeline.emulator import EmulatorConfig, serve as serve_emulator
+    from pipeline.emulator import EmulatorConfig
+    from pipeline.emulator import serve as serve_emulator
 
     try:
         config = EmulatorConfig(
-            requests_per_minute=rpm, tokens_per_minute=tpm,
-            ratelimit_headers=not no_ratelimit_headers, latency_ms=latency_ms,
-            faults=_parse_faults(faults), slow_s=slow_s, seed=seed, engine=engine)
+            requests_per_minute=rpm,
+            tokens_per_minute=tpm,
+            ratelimit_headers=not no_ratelimit_headers,
+            latency_ms=latency_ms,
+            faults=_parse_faults(faults),
+            slow_s=slow_s,
+            seed=seed,
+            engine=engine,
+        )
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--fault") from None
     serve_emulator(config, host=host, port=port, allow_remote=allow_remote)
@@ -154,7 +199,7 @@ def _parse_faults(faults: tuple[str, ...]) -> dict[str, float]:
         try:
             parsed[name] = float(value)
         except ValueError:
-            raise click.BadParameter(f"{fault!r}: write NAME=PROBABILITY, e.g. 500=0.1",
-                                     param_hint="--fault") from None
+            raise click.BadParameter(
+                f"{fault!r}: write NAME=PROBABILITY, e.g. 500=0.1", param_hint="--fault"
+            ) from None
     return parsed
-

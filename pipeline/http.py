@@ -50,11 +50,16 @@ class Http:
     ) -> None:
         self._observe = observe  # sees every answer's headers (rate-limit feedback)
         self.base_url = base_url.rstrip("/")
-        self._headers = {"User-Agent": f"pipeline/{__version__}", "Content-Type": "application/json"}
+        self._headers = {
+            "User-Agent": f"pipeline/{__version__}",
+            "Content-Type": "application/json",
+        }
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        for env, header in (("OPENAI_ORG_ID", "OpenAI-Organization"),
-                            ("OPENAI_PROJECT_ID", "OpenAI-Project")):
+        for env, header in (
+            ("OPENAI_ORG_ID", "OpenAI-Organization"),
+            ("OPENAI_PROJECT_ID", "OpenAI-Project"),
+        ):
             if os.environ.get(env):
                 self._headers[header] = os.environ[env]
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -66,8 +71,11 @@ class Http:
             limit=self._concurrency, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300
         )
         self._session = aiohttp.ClientSession(
-            connector=connector, headers=self._headers, timeout=self._timeout,
-            auto_decompress=True, raise_for_status=False,
+            connector=connector,
+            headers=self._headers,
+            timeout=self._timeout,
+            auto_decompress=True,
+            raise_for_status=False,
         )
         return self
 
@@ -116,7 +124,8 @@ class Http:
         except orjson.JSONDecodeError:
             raise TransientApiError(
                 f"HTTP {status} with a body that is not JSON ({len(raw)} bytes)",
-                http_status=status, error_type="malformed_response",
+                http_status=status,
+                error_type="malformed_response",
             ) from None
         return Answer(status, answer_headers, parsed)
 
@@ -131,11 +140,17 @@ def error_for(status: int, headers: Mapping[str, str], raw: bytes) -> ApiError:
     except (orjson.JSONDecodeError, AttributeError):
         pass
     fields: dict[str, Any] = {
-        "http_status": status, "error_type": error_type, "error_code": code,
+        "http_status": status,
+        "error_type": error_type,
+        "error_code": code,
         "param": param if isinstance(param, str) else None,
         "retry_after": retry_after(headers),
     }
-    if status in FATAL_STATUSES or code == "insufficient_quota" or error_type == "insufficient_quota":
+    if (
+        status in FATAL_STATUSES
+        or code == "insufficient_quota"
+        or error_type == "insufficient_quota"
+    ):
         return FatalApiError(message, **fields)
     should_retry = headers.get("x-should-retry")
     if should_retry in ("true", "false"):

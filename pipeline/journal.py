@@ -1,4 +1,4 @@
-"""Every byte of a job's state: the SQLite journal (WAL) and the lock, under ``<output>/.pipeline/``.
+"""Every byte of a job's state: the SQLite journal and the lock, in ``<output>/.pipeline/``.
 
 A key's state is one of pending -> sent -> done | failed, changed only here. Rows are marked
 ``sent`` just before their request leaves and ``done``/``failed`` when the answer is recorded;
@@ -63,7 +63,9 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB);
 
 
 def request_hash(payload: Any) -> str:
-    return hashlib.blake2b(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), digest_size=12).hexdigest()
+    return hashlib.blake2b(
+        orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), digest_size=12
+    ).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,9 @@ class Journal:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._ops: list[tuple[str, list[tuple[Any, ...]]]] = []
         self._waiters: list[asyncio.Future[None]] = []
-        self._next_seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM rows").fetchone()[0]
+        self._next_seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM rows").fetchone()[
+            0
+        ]
 
     def close(self) -> None:
         self._db.close()
@@ -162,8 +166,10 @@ class Journal:
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            found.update(k for (k,) in self._db.execute(
-                f"SELECT key FROM rows WHERE key IN ({marks})", chunk))
+            found.update(
+                k
+                for (k,) in self._db.execute(f"SELECT key FROM rows WHERE key IN ({marks})", chunk)
+            )
         return found
 
     def add(self, rows: Iterable[NewRow]) -> None:
@@ -172,17 +178,26 @@ class Journal:
         records = []
         for row in rows:
             state = "failed" if row.error is not None else "pending"
-            records.append((
-                row.key, self._next_seq, state,
-                None if row.error is not None else orjson.dumps(row.payload),
-                row.tokens, request_hash(row.payload), orjson.dumps(row.keep),
-                None if row.error is None else orjson.dumps(row.error), now,
-            ))
+            records.append(
+                (
+                    row.key,
+                    self._next_seq,
+                    state,
+                    None if row.error is not None else orjson.dumps(row.payload),
+                    row.tokens,
+                    request_hash(row.payload),
+                    orjson.dumps(row.keep),
+                    None if row.error is None else orjson.dumps(row.error),
+                    now,
+                )
+            )
             self._next_seq += 1
         with self._transaction():
             self._db.executemany(
                 "INSERT INTO rows (key, seq, state, payload, tokens, request_hash, keep, error,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records)
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                records,
+            )
 
     def pending(self, after_seq: int, limit: int) -> list[PendingRow]:
         """Pending rows in input order, after ``after_seq``."""
@@ -190,7 +205,9 @@ class Journal:
             PendingRow(seq, key, orjson.loads(payload), tokens)
             for seq, key, payload, tokens in self._db.execute(
                 "SELECT seq, key, payload, tokens FROM rows WHERE state = 'pending' AND seq > ? "
-                "ORDER BY seq LIMIT ?", (after_seq, limit))
+                "ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            )
         ]
 
     # -- the pool's writes: group commit -------------------------------------------------------
@@ -199,7 +216,9 @@ class Journal:
         """Record that a request carrying these keys is about to leave; waits for the commit."""
         await self._submit(
             "UPDATE rows SET state = 'sent', sends = sends + 1, inflight = ?, updated_at = ? "
-            "WHERE key = ?", [(request_id, time.time(), key) for key in keys])
+            "WHERE key = ?",
+            [(request_id, time.time(), key) for key in keys],
+        )
 
     async def settle(self, outcomes: Sequence[Settled]) -> None:
         """Record answers (done or failed); waits for the commit."""
@@ -208,17 +227,26 @@ class Journal:
             "UPDATE rows SET state = CASE WHEN ? IS NULL THEN 'done' ELSE 'failed' END, "
             "result = ?, error = ?, attempts = attempts + ?, payload = NULL, inflight = NULL, "
             "updated_at = ? WHERE key = ?",
-            [(None if o.error is None else 1,
-              None if o.result is None else orjson.dumps(o.result),
-              None if o.error is None else orjson.dumps(o.error),
-              o.attempts, now, o.key) for o in outcomes])
+            [
+                (
+                    None if o.error is None else 1,
+                    None if o.result is None else orjson.dumps(o.result),
+                    None if o.error is None else orjson.dumps(o.error),
+                    o.attempts,
+                    now,
+                    o.key,
+                )
+                for o in outcomes
+            ],
+        )
 
     async def unsend(self, keys: Sequence[Any], attempts: int) -> None:
         """Put rows back to pending: the run stopped before they got an answer."""
         await self._submit(
             "UPDATE rows SET state = 'pending', inflight = NULL, attempts = attempts + ?, "
             "updated_at = ? WHERE key = ? AND state IN ('pending', 'sent')",
-            [(attempts, time.time(), key) for key in keys])
+            [(attempts, time.time(), key) for key in keys],
+        )
 
     async def _submit(self, sql: str, params: list[tuple[Any, ...]]) -> None:
         loop = asyncio.get_running_loop()
@@ -262,21 +290,25 @@ class Journal:
         ).fetchone()
         return {"requests": requests, "rows": rows}
 
-    def settled(self, state: Literal["done", "failed"], chunk: int = 10_000) -> Iterator[
-            list[tuple[Any, dict[str, Any], dict[str, Any], int]]]:
+    def settled(
+        self, state: Literal["done", "failed"], chunk: int = 10_000
+    ) -> Iterator[list[tuple[Any, dict[str, Any], dict[str, Any], int]]]:
         """(key, keep, result-or-error, attempts) of settled rows in input order, in chunks."""
         column = "result" if state == "done" else "error"
         last = 0
         while True:
             rows = self._db.execute(
                 f"SELECT seq, key, keep, {column}, attempts FROM rows "
-                "WHERE state = ? AND seq > ? ORDER BY seq LIMIT ?", (state, last, chunk)
+                "WHERE state = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (state, last, chunk),
             ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            yield [(key, orjson.loads(keep), orjson.loads(value), attempts)
-                   for _, key, keep, value, attempts in rows]
+            yield [
+                (key, orjson.loads(keep), orjson.loads(value), attempts)
+                for _, key, keep, value, attempts in rows
+            ]
 
 
 class _Transaction:
@@ -311,11 +343,17 @@ class OutputLock:
             who = f"pid {pid}, started {since}" if pid else "another process"
             raise LockedError(
                 f"another run ({who}) is using {self.path.parent.parent}; wait for it to finish "
-                "or stop it", pid=pid if isinstance(pid, int) else None) from None
+                "or stop it",
+                pid=pid if isinstance(pid, int) else None,
+            ) from None
         os.ftruncate(fd, 0)
         started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        os.write(fd, json.dumps(
-            {"pid": os.getpid(), "host": socket.gethostname(), "started": started}).encode())
+        os.write(
+            fd,
+            json.dumps(
+                {"pid": os.getpid(), "host": socket.gethostname(), "started": started}
+            ).encode(),
+        )
         self._fd = fd
 
     def release(self) -> None:

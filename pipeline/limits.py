@@ -164,22 +164,28 @@ class RetryPolicy:
         self.limiter = limiter
         self.stats = stats
         self.stopper = stopper
-        self._backoff = wait_exponential(multiplier=BACKOFF_INITIAL_S, max=BACKOFF_MAX_S) + wait_random(
-            0, BACKOFF_JITTER_S
-        )
+        self._backoff = wait_exponential(
+            multiplier=BACKOFF_INITIAL_S, max=BACKOFF_MAX_S
+        ) + wait_random(0, BACKOFF_JITTER_S)
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, ApiError) and error.retry_after is not None:
-            return min(error.retry_after, RETRY_AFTER_MAX_S) + random.uniform(0, RETRY_AFTER_JITTER_S)
+            return min(error.retry_after, RETRY_AFTER_MAX_S) + random.uniform(
+                0, RETRY_AFTER_JITTER_S
+            )
         return float(self._backoff(state))
 
     def _before_sleep(self, state: RetryCallState) -> None:
         self.stats.retries += 1
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, ApiError):
-            log.debug("retrying status=%s type=%s attempt=%d",
-                      error.http_status, error.error_type, state.attempt_number)
+            log.debug(
+                "retrying status=%s type=%s attempt=%d",
+                error.http_status,
+                error.error_type,
+                state.attempt_number,
+            )
 
     async def call(self, send: Callable[[], Awaitable[T]], tokens: int, attempts: list[int]) -> T:
         """Run ``send`` under the rate limits, retrying transient failures.
@@ -219,4 +225,3 @@ def _number(value: str | None) -> float | None:
         return float(value)
     except ValueError:
         return None
-

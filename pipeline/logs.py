@@ -1,4 +1,4 @@
-"""Log set-up: text or JSON lines on stderr, and a filter that keeps the API key out of every line."""
+"""Log set-up: text or JSON lines on stderr; a filter keeps the API key out of every line."""
 
 from __future__ import annotations
 

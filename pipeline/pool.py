@@ -52,7 +52,8 @@ class Pool:
         self.stopper = stopper
         self.concurrency = concurrency
         self.queue: asyncio.Queue[Item | _End] = asyncio.Queue(
-            maxsize=2 * concurrency * kind.rows_per_request)
+            maxsize=2 * concurrency * kind.rows_per_request
+        )
         self.fatal: FatalApiError | None = None
         self._request_ids = itertools.count(1)
 
@@ -107,8 +108,12 @@ class Pool:
             await self.journal.unsend(keys, call.attempts)
             return
         except FatalApiError as error:
-            log.error("stopping: fatal API answer status=%s code=%s: %s",
-                      error.http_status, error.error_code, error.message)
+            log.error(
+                "stopping: fatal API answer status=%s code=%s: %s",
+                error.http_status,
+                error.error_code,
+                error.message,
+            )
             self.fatal = self.fatal or error
             self.stop()
             await self.journal.unsend(keys, call.attempts)
@@ -131,4 +136,3 @@ class Pool:
                 self.stats.rows_done += 1
                 settled.append(Settled(item.key, attempts, result=dict(outcome.columns)))
         await self.journal.settle(settled)
-

@@ -55,9 +55,11 @@ async def report(stats: RunStats, mode: Mode, stop: asyncio.Event) -> None:
                 completed=stats.rows_already + stats.rows_done + stats.rows_failed,
                 total=total,
                 total_text=f"{total:,}" if total is not None else "?",
-                rate=(f"{stats.snapshot()['requests_per_s']:.0f} req/s  "
-                      f"failed {stats.rows_failed}  retries {stats.retries}  "
-                      f"429s {stats.rate_limited}"),
+                rate=(
+                    f"{stats.snapshot()['requests_per_s']:.0f} req/s  "
+                    f"failed {stats.rows_failed}  retries {stats.retries}  "
+                    f"429s {stats.rate_limited}"
+                ),
             )
             if finished:
                 return
@@ -67,9 +69,11 @@ def _line(stats: RunStats) -> str:
     snap = stats.snapshot()
     done = stats.rows_already + stats.rows_done + stats.rows_failed
     total = "?" if stats.rows_total is None else f"{stats.rows_total}"
-    return (f"rows={done}/{total} failed_this_run={stats.rows_failed} "
-            f"requests={snap['requests']} req/s={snap['requests_per_s']} "
-            f"retries={stats.retries} 429s={stats.rate_limited}")
+    return (
+        f"rows={done}/{total} failed_this_run={stats.rows_failed} "
+        f"requests={snap['requests']} req/s={snap['requests_per_s']} "
+        f"retries={stats.retries} 429s={stats.rate_limited}"
+    )
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> bool:

@@ -12,7 +12,7 @@ import logging
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -69,8 +69,9 @@ def prepare(job_path: str, output: Path | None = None) -> Prepared:
         info = readers.inspect(files, job.input.key)
     except JobError as error:
         if error.path is not None and error.path != str(job.path):
-            raise JobError(f"{error.path}: {error.message}", path=str(job.path),
-                           field=error.field) from None
+            raise JobError(
+                f"{error.path}: {error.message}", path=str(job.path), field=error.field
+            ) from None
         raise JobError(error.message, path=str(job.path), field=error.field) from None
     available = list(info.schema)
     wanted = [(col, "input.keep") for col in job.input.keep]
@@ -79,8 +80,11 @@ def prepare(job_path: str, output: Path | None = None) -> Prepared:
         if column not in info.schema:
             close = difflib.get_close_matches(column, available, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"columns: {', '.join(available)}"
-            raise JobError(f"names column '{column}', which the input does not have; {hint}",
-                           path=str(job.path), field=field)
+            raise JobError(
+                f"names column '{column}', which the input does not have; {hint}",
+                path=str(job.path),
+                field=field,
+            )
     return Prepared(job, kind, info)
 
 
@@ -111,23 +115,32 @@ def _local_emulator() -> Iterator[str]:
         yield emulator.base_url
 
 
-async def _run(prepared: Prepared, base_url: str, api_key: str | None, options: RunOptions
-               ) -> RunResult:
+async def _run(
+    prepared: Prepared, base_url: str, api_key: str | None, options: RunOptions
+) -> RunResult:
     job, kind = prepared.job, prepared.kind
     journal = Journal(job.output.dir)
     run_id, resent_requests, resent_rows = journal.start_run()
     if resent_requests:
-        log.warning("an earlier run stopped with %d request(s) (%d rows) in flight: sending them "
-                    "again", resent_requests, resent_rows)
+        log.warning(
+            "an earlier run stopped with %d request(s) (%d rows) in flight: sending them again",
+            resent_requests,
+            resent_rows,
+        )
     counts = journal.counts()
-    stats = RunStats(rows_total=prepared.input.rows, rows_already=counts["done"] + counts["failed"],
-                     resent_requests=resent_requests, resent_rows=resent_rows)
+    stats = RunStats(
+        rows_total=prepared.input.rows,
+        rows_already=counts["done"] + counts["failed"],
+        resent_requests=resent_requests,
+        resent_rows=resent_rows,
+    )
     stopper = Stopper()
     limiter = RateLimiter(job.api.requests_per_minute, job.api.tokens_per_minute, stopper)
     policy = RetryPolicy(job.api.max_attempts, limiter, stats, stopper)
     started = time.time()
-    async with Http(base_url, api_key, job.api.timeout_s, job.api.concurrency,
-                    observe=limiter.observe) as http:
+    async with Http(
+        base_url, api_key, job.api.timeout_s, job.api.concurrency, observe=limiter.observe
+    ) as http:
         pool = Pool(kind, http, policy, journal, stats, stopper, job.api.concurrency)
         interrupted = _on_signals(pool)
         done_event = asyncio.Event()
@@ -137,18 +150,23 @@ async def _run(prepared: Prepared, base_url: str, api_key: str | None, options: 
         await pool.run()
         if not feeder.done():
             feeder.cancel()
-        try:
+        with suppress(asyncio.CancelledError):
             await feeder
-        except asyncio.CancelledError:
-            pass
         done_event.set()
         await progress
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)
 
-    paths = write_outputs(journal, job.output.dir, job.output.format, job.input.key,
-                          prepared.input.schema, job.input.keep, kind.result_schema)
+    paths = write_outputs(
+        journal,
+        job.output.dir,
+        job.output.format,
+        job.input.key,
+        prepared.input.schema,
+        job.input.keep,
+        kind.result_schema,
+    )
     counts = journal.counts()
     outcome: Outcome
     if pool.fatal is not None:
@@ -185,8 +203,9 @@ def _on_signals(pool: Pool) -> list[str]:
     return received
 
 
-async def _feed(prepared: Prepared, journal: Journal, pool: Pool, stats: RunStats,
-                limit: int | None) -> None:
+async def _feed(
+    prepared: Prepared, journal: Journal, pool: Pool, stats: RunStats, limit: int | None
+) -> None:
     """Queue what earlier runs left pending, then the input's new keys; END when all is queued."""
     after = 0
     while rows := journal.pending(after, PENDING_CHUNK):
@@ -223,15 +242,33 @@ def _build(kind: Kind, row: dict[str, Any], key: str, keep: tuple[str, ...]) -> 
     try:
         item = kind.build(row[key], row)
     except RowError as error:
-        return NewRow(row[key], None, 0, kept, error={
-            "stage": "build", "error_type": "invalid_row", "http_status": None,
-            "error_code": None, "message": error.message})
+        return NewRow(
+            row[key],
+            None,
+            0,
+            kept,
+            error={
+                "stage": "build",
+                "error_type": "invalid_row",
+                "http_status": None,
+                "error_code": None,
+                "message": error.message,
+            },
+        )
     return NewRow(item.key, item.payload, item.tokens, kept)
 
 
-def _summary(prepared: Prepared, run_id: int, outcome: Outcome, started: float, stats: RunStats,
-             counts: dict[str, int], journal: Journal, paths: dict[str, Path], pool: Pool
-             ) -> dict[str, Any]:
+def _summary(
+    prepared: Prepared,
+    run_id: int,
+    outcome: Outcome,
+    started: float,
+    stats: RunStats,
+    counts: dict[str, int],
+    journal: Journal,
+    paths: dict[str, Path],
+    pool: Pool,
+) -> dict[str, Any]:
     job = prepared.job
     snap = stats.snapshot()
     return {
@@ -263,9 +300,13 @@ def _summary(prepared: Prepared, run_id: int, outcome: Outcome, started: float, 
             "this_run": {"requests": stats.resent_requests, "rows": stats.resent_rows},
             "all_runs": journal.duplicates(),
         },
-        "fatal_error": None if pool.fatal is None else {
-            "http_status": pool.fatal.http_status, "error_code": pool.fatal.error_code,
-            "message": pool.fatal.message},
+        "fatal_error": None
+        if pool.fatal is None
+        else {
+            "http_status": pool.fatal.http_status,
+            "error_code": pool.fatal.error_code,
+            "message": pool.fatal.message,
+        },
         "outputs": {name: path.name for name, path in paths.items()},
     }
 

@@ -11,8 +11,10 @@ from pipeline.journal import JOURNAL_FILE, STATE_DIR, Journal
 def read_status(output_dir: Path) -> str:
     """A few lines: rows by state, duplicates after crashes, the last run's summary."""
     if not (output_dir / STATE_DIR / JOURNAL_FILE).is_file():
-        raise JobError("no journal here: this is not a pipeline output folder (or nothing ran "
-                       "yet)", path=str(output_dir))
+        raise JobError(
+            "no journal here: this is not a pipeline output folder (or nothing ran yet)",
+            path=str(output_dir),
+        )
     journal = Journal(output_dir, readonly=True)
     try:
         counts = journal.counts()
@@ -34,5 +36,6 @@ def read_status(output_dir: Path) -> str:
             f"  last run #{last['run']} {last['outcome']} at {last['finished_at']}: "
             f"{last['rows']['done_this_run']} done, {last['rows']['failed_this_run']} failed, "
             f"{requests['sent']} requests, {requests['retries']} retries, "
-            f"{requests['rate_limited']} x 429 in {last['duration_s']} s")
+            f"{requests['rate_limited']} x 429 in {last['duration_s']} s"
+        )
     return "\n".join(lines)

@@ -49,7 +49,9 @@ def _placeholders(text: str) -> list[str]:
     try:
         parsed = list(_FORMATTER.parse(text))
     except ValueError as exc:
-        raise ValueError(f"malformed template {text!r} ({exc}); write {{{{ and }}}} for braces") from exc
+        raise ValueError(
+            f"malformed template {text!r} ({exc}); write {{{{ and }}}} for braces"
+        ) from exc
     names = []
     for _, name, spec, conversion in parsed:
         if name is None:

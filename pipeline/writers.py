@@ -19,10 +19,16 @@ import pyarrow.parquet as pq
 from pipeline.job import OutputFormat
 from pipeline.journal import Journal
 
-ERROR_SCHEMA = pa.schema([
-    ("stage", pa.string()), ("error_type", pa.string()), ("http_status", pa.int64()),
-    ("error_code", pa.string()), ("message", pa.string()), ("attempts", pa.int64()),
-])
+ERROR_SCHEMA = pa.schema(
+    [
+        ("stage", pa.string()),
+        ("error_type", pa.string()),
+        ("http_status", pa.int64()),
+        ("error_code", pa.string()),
+        ("message", pa.string()),
+        ("attempts", pa.int64()),
+    ]
+)
 _FORMULA_START = r"^[=+\-@\t\r]"
 
 
@@ -40,10 +46,18 @@ def write_outputs(
     results = _schema(front, result_schema)
     errors = _schema(front, ERROR_SCHEMA)
     return {
-        "results": _write((_frame(chunk, key, keep, results) for chunk in journal.settled("done")),
-                          output_dir / f"results.{fmt}", fmt, results),
-        "errors": _write((_frame(chunk, key, keep, errors) for chunk in journal.settled("failed")),
-                         output_dir / f"errors.{fmt}", fmt, errors),
+        "results": _write(
+            (_frame(chunk, key, keep, results) for chunk in journal.settled("done")),
+            output_dir / f"results.{fmt}",
+            fmt,
+            results,
+        ),
+        "errors": _write(
+            (_frame(chunk, key, keep, errors) for chunk in journal.settled("failed")),
+            output_dir / f"errors.{fmt}",
+            fmt,
+            errors,
+        ),
     }
 
 
@@ -79,7 +93,7 @@ def _frame(
         columns[key].append(row_key)
         for col in keep:
             columns[col].append(kept.get(col))
-        for name in schema.names()[1 + len(keep):]:
+        for name in schema.names()[1 + len(keep) :]:
             columns[name].append(attempts if name == "attempts" else values.get(name))
     return pl.DataFrame([_series(name, columns[name], dtype) for name, dtype in schema.items()])
 
@@ -96,7 +110,9 @@ def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
     return pl.Series(name, values, dtype=dtype, strict=False)
 
 
-def _write(frames: Iterator[pl.DataFrame], path: Path, fmt: OutputFormat, schema: pl.Schema) -> Path:
+def _write(
+    frames: Iterator[pl.DataFrame], path: Path, fmt: OutputFormat, schema: pl.Schema
+) -> Path:
     tmp = _tmp(path)
     empty = pl.DataFrame(schema=schema)
     if fmt == "parquet":
@@ -125,8 +141,11 @@ def _write_text(frame: pl.DataFrame, out: Any, fmt: OutputFormat, *, header: boo
         return
     nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
     frame = frame.with_columns(  # CSV has no nesting: such cells hold their JSON
-        pl.Series(name, [None if v is None else orjson.dumps(v).decode()
-                         for v in frame[name].to_list()], dtype=pl.String)
+        pl.Series(
+            name,
+            [None if v is None else orjson.dumps(v).decode() for v in frame[name].to_list()],
+            dtype=pl.String,
+        )
         for name in nested
     )
     text = [name for name, dtype in frame.schema.items() if dtype == pl.String]

@@ -1,4 +1,4 @@
-"""Shared fixtures: the emulator on a loopback port, job files in tmp folders, the CLI in-process."""
+"""Shared fixtures: the emulator on a loopback port, job files in tmp folders, the CLI."""
 
 from __future__ import annotations
 
@@ -59,8 +59,13 @@ def toml_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def write_job(folder: Path, data: pl.DataFrame | None = None, *, input_name: str = "input.parquet",
-              **sections: dict[str, Any] | str) -> Path:
+def write_job(
+    folder: Path,
+    data: pl.DataFrame | None = None,
+    *,
+    input_name: str = "input.parquet",
+    **sections: dict[str, Any] | str,
+) -> Path:
     """A job file in ``folder`` over ``data`` (written as ``input_name``); sections override."""
     if data is not None:
         path = folder / input_name

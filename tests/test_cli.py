@@ -9,8 +9,9 @@ import polars as pl
 from pipeline.journal import OutputLock
 from tests.conftest import FAKE_KEY, read_output, run_cli, write_job
 
-DATA = pl.DataFrame({"id": [f"r{i:03d}" for i in range(50)],
-                     "text": [f"comment {i}" for i in range(50)]})
+DATA = pl.DataFrame(
+    {"id": [f"r{i:03d}" for i in range(50)], "text": [f"comment {i}" for i in range(50)]}
+)
 
 
 def test_second_run_on_the_same_folder_exits_75_naming_the_holder(tmp_path, emulator):
@@ -55,8 +56,13 @@ def test_status_reports_the_folder(tmp_path, emulator):
 
 def test_csv_output_neutralises_formulas_and_jsonl_round_trips(tmp_path, emulator):
     server = emulator()
-    data = pl.DataFrame({"id": ["=1+1", "@SUM(A1)", "plain"], "who": ["-2", "+cmd", "ok"],
-                         "text": ["hello", "hi", "hey"]})
+    data = pl.DataFrame(
+        {
+            "id": ["=1+1", "@SUM(A1)", "plain"],
+            "who": ["-2", "+cmd", "ok"],
+            "text": ["hello", "hi", "hey"],
+        }
+    )
     job = write_job(tmp_path, data, input={"keep": ["who"]}, output={"format": "csv"})
     assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
     text = (tmp_path / "out" / "results.csv").read_text()

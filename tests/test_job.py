@@ -18,11 +18,15 @@ DATA = pl.DataFrame({"id": ["a", "b", "c"], "text": ["one", "two", "three"]})
         ({"api": {"concurrency": 0}}, "api.concurrency: must be between 1 and 4096, got 0"),
         ({"kind": "moderate"}, "kind: must be one of"),
         ({"output": {"format": "xlsx"}}, "output.format: must be one of 'parquet', 'csv', 'jsonl'"),
-        ({"request": {"input": "{txt}"}},
-         "request: names column 'txt', which the input does not have; did you mean 'text'?"),
+        (
+            {"request": {"input": "{txt}"}},
+            "request: names column 'txt', which the input does not have; did you mean 'text'?",
+        ),
         ({"input": {"keep": ["writer"]}}, "input.keep: names column 'writer'"),
-        ({"request": {"input": "{text}", "temperature": 1}},
-         "request.temperature: unknown field 'temperature'"),
+        (
+            {"request": {"input": "{text}", "temperature": 1}},
+            "request.temperature: unknown field 'temperature'",
+        ),
         ({"moderation": {"rows_per_request": 0}}, "moderation.rows_per_request: must be a whole"),
         ({"input": {"key": "ident"}}, "input.key"),
         ({"input": {"path": "missing/*.csv"}}, "input.path"),
@@ -68,8 +72,9 @@ def test_missing_key_for_a_real_url_is_exit_2(tmp_path, monkeypatch):
 
 
 def test_validate_counts_rows_requests_and_error_rows(tmp_path):
-    data = pl.DataFrame({"id": [f"r{i}" for i in range(10)],
-                         "text": ["hello"] * 7 + ["", None, "  "]})
+    data = pl.DataFrame(
+        {"id": [f"r{i}" for i in range(10)], "text": ["hello"] * 7 + ["", None, "  "]}
+    )
     job = write_job(tmp_path, data, moderation={"rows_per_request": 4})
     result = run_cli("validate", job)
     assert result.exit_code == 0, result.output

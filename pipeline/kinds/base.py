@@ -14,7 +14,6 @@ import pyarrow as pa
 
 from pipeline.api import Call
 from pipeline.errors import ApiError
-from pipeline.job import JobSpec
 
 
 @dataclass(frozen=True)

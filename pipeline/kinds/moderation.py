@@ -20,9 +20,19 @@ from pipeline.templates import compile_template
 from pipeline.tokens import estimate_tokens
 
 CATEGORIES = (
-    "hate", "hate/threatening", "harassment", "harassment/threatening", "illicit",
-    "illicit/violent", "self-harm", "self-harm/intent", "self-harm/instructions", "sexual",
-    "sexual/minors", "violence", "violence/graphic",
+    "hate",
+    "hate/threatening",
+    "harassment",
+    "harassment/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/intent",
+    "self-harm/instructions",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
 )
 MAX_ROWS_PER_REQUEST = 1000
 SPLIT_STATUSES = frozenset({400, 413})  # the content was refused: halve and find the bad row
@@ -48,15 +58,20 @@ class Moderation:
         if unknown:
             raise JobError(
                 f"unknown field '{unknown[0]}': a moderation request has only input and model",
-                path=where, field=f"request.{unknown[0]}",
+                path=where,
+                field=f"request.{unknown[0]}",
             )
         if "input" not in job.request:
-            raise JobError('is required: add input = "{your_text_column}"', path=where,
-                           field="request.input")
+            raise JobError(
+                'is required: add input = "{your_text_column}"', path=where, field="request.input"
+            )
         model = job.request.get("model", "omni-moderation-latest")
         if not isinstance(model, str) or "{" in model:
-            raise JobError("must be a fixed model name (rows are packed into shared requests)",
-                           path=where, field="request.model")
+            raise JobError(
+                "must be a fixed model name (rows are packed into shared requests)",
+                path=where,
+                field="request.model",
+            )
         self.model = model
         try:
             self.template = compile_template(job.request["input"])
@@ -66,14 +81,28 @@ class Moderation:
         options = dict(job.sections.get("moderation", {}))
         rows = options.pop("rows_per_request", 1)
         if options:
-            raise JobError("unknown key; known: rows_per_request", path=where,
-                           field=f"moderation.{next(iter(options))}")
-        if isinstance(rows, bool) or not isinstance(rows, int) or not 1 <= rows <= MAX_ROWS_PER_REQUEST:
-            raise JobError(f"must be a whole number from 1 to {MAX_ROWS_PER_REQUEST}, got {rows!r}",
-                           path=where, field="moderation.rows_per_request")
+            raise JobError(
+                "unknown key; known: rows_per_request",
+                path=where,
+                field=f"moderation.{next(iter(options))}",
+            )
+        if (
+            isinstance(rows, bool)
+            or not isinstance(rows, int)
+            or not 1 <= rows <= MAX_ROWS_PER_REQUEST
+        ):
+            raise JobError(
+                f"must be a whole number from 1 to {MAX_ROWS_PER_REQUEST}, got {rows!r}",
+                path=where,
+                field="moderation.rows_per_request",
+            )
         if rows > 1 and isinstance(job.request["input"], list):
-            raise JobError("multimodal inputs get one result per request and cannot be packed; "
-                           "set rows_per_request = 1", path=where, field="moderation.rows_per_request")
+            raise JobError(
+                "multimodal inputs get one result per request and cannot be packed; "
+                "set rows_per_request = 1",
+                path=where,
+                field="moderation.rows_per_request",
+            )
         self.rows_per_request = rows
 
     def build(self, key: Any, row: Mapping[str, Any]) -> Item:
@@ -104,8 +133,10 @@ class Moderation:
         return _shape(answer.data, len(items))
 
     def describe(self) -> str:
-        return (f"POST /v1/moderations, model {self.model}, "
-                f"up to {self.rows_per_request} row(s) per request")
+        return (
+            f"POST /v1/moderations, model {self.model}, "
+            f"up to {self.rows_per_request} row(s) per request"
+        )
 
 
 def _shape(data: Any, expected: int) -> list[Outcome]:
@@ -136,8 +167,9 @@ def _columns(result: Any, model: str) -> Outcome:
 
 def _nonblank(text: str, field: str) -> str:
     if not text.strip():
-        raise RowError(f"{field} is empty" if not text else f"{field} is only whitespace",
-                       field=field)
+        raise RowError(
+            f"{field} is empty" if not text else f"{field} is only whitespace", field=field
+        )
     return text
 
 
@@ -151,10 +183,14 @@ def _part_text(part: Any, index: int) -> str:
         url = image.get("url") if isinstance(image, dict) else None
         if isinstance(url, str) and url.strip():
             return ""
-        raise RowError(f"{field}.image_url.url must be a URL or a data: URL, got {_describe(url)}",
-                       field=field)
-    raise RowError(f"{field} must be {{type: text, text}} or {{type: image_url, image_url: {{url}}}}"
-                   f", got {_describe(part)}", field=field)
+        raise RowError(
+            f"{field}.image_url.url must be a URL or a data: URL, got {_describe(url)}", field=field
+        )
+    raise RowError(
+        f"{field} must be {{type: text, text}} or {{type: image_url, image_url: {{url}}}}"
+        f", got {_describe(part)}",
+        field=field,
+    )
 
 
 def _describe(value: Any) -> str:

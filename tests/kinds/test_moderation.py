@@ -8,17 +8,29 @@ import pytest
 from pipeline.kinds.moderation import CATEGORIES, column_name
 from tests.conftest import read_output, run_cli, schema_validator, write_job
 
-TEXTS = ["have a lovely day", "I will kill you, you idiot", "", "   ", "la vie est belle",
-         "you are a stupid moron", "thanks for the help!", "BOOM", "see you soon", "great post"]
+TEXTS = [
+    "have a lovely day",
+    "I will kill you, you idiot",
+    "",
+    "   ",
+    "la vie est belle",
+    "you are a stupid moron",
+    "thanks for the help!",
+    "BOOM",
+    "see you soon",
+    "great post",
+]
 
 
 def frame(n: int, texts: list[str | None] | None = None) -> pl.DataFrame:
     texts = texts or TEXTS
-    return pl.DataFrame({
-        "id": [f"k{i:05d}" for i in range(n)],
-        "author": [f"user{i % 7}" for i in range(n)],
-        "text": [texts[i % len(texts)] for i in range(n)],
-    })
+    return pl.DataFrame(
+        {
+            "id": [f"k{i:05d}" for i in range(n)],
+            "author": [f"user{i % 7}" for i in range(n)],
+            "text": [texts[i % len(texts)] for i in range(n)],
+        }
+    )
 
 
 def assert_conserved(job, keys: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -32,8 +44,12 @@ def assert_conserved(job, keys: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
 def test_results_and_errors_hold_every_key_once(tmp_path, emulator, rows_per_request):
     server = emulator()
     data = frame(40)
-    job = write_job(tmp_path, data, input={"keep": ["author"]},
-                    moderation={"rows_per_request": rows_per_request})
+    job = write_job(
+        tmp_path,
+        data,
+        input={"keep": ["author"]},
+        moderation={"rows_per_request": rows_per_request},
+    )
     result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
     assert result.exit_code == 1, result.output  # the empty and blank rows fail
     results, errors = assert_conserved(job, data["id"].to_list())
@@ -48,8 +64,10 @@ def test_results_and_errors_hold_every_key_once(tmp_path, emulator, rows_per_req
     flagged = {by_text[k] for k in results.filter(pl.col("flagged"))["id"]}
     assert "I will kill you, you idiot" in flagged
     assert "have a lovely day" not in flagged
-    assert results["author"].to_list() == data.filter(
-        pl.col("id").is_in(results["id"].to_list()))["author"].to_list()
+    assert (
+        results["author"].to_list()
+        == data.filter(pl.col("id").is_in(results["id"].to_list()))["author"].to_list()
+    )
     assert set(results["model"]) == {"local/alt-profanity-check"}
     sent = [body for path, body in server.recorded_requests() if path.endswith("/moderations")]
     for body in sent:
@@ -65,12 +83,27 @@ def test_results_and_errors_hold_every_key_once(tmp_path, emulator, rows_per_req
 
 def test_multimodal_rows_send_text_and_image_parts(tmp_path, emulator):
     server = emulator()
-    data = pl.DataFrame({"id": [1, 2, 3], "text": ["nice cat", "I will hurt you", None],
-                         "image": ["https://example.com/a.png", "data:image/png;base64,AAAA",
-                                   "https://example.com/c.png"]})
-    job = write_job(tmp_path, data, request={"input": [
-        {"type": "text", "text": "{text}"},
-        {"type": "image_url", "image_url": {"url": "{image}"}}]})
+    data = pl.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "text": ["nice cat", "I will hurt you", None],
+            "image": [
+                "https://example.com/a.png",
+                "data:image/png;base64,AAAA",
+                "https://example.com/c.png",
+            ],
+        }
+    )
+    job = write_job(
+        tmp_path,
+        data,
+        request={
+            "input": [
+                {"type": "text", "text": "{text}"},
+                {"type": "image_url", "image_url": {"url": "{image}"}},
+            ]
+        },
+    )
     result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
     assert result.exit_code == 1, result.output
     results, errors = read_output(job, "results"), read_output(job, "errors")
@@ -100,8 +133,9 @@ def test_packed_request_rejected_by_server_is_split_to_the_bad_row(tmp_path, emu
 
 def test_non_text_values_become_error_rows(tmp_path, emulator):
     server = emulator()
-    data = pl.DataFrame({"id": [1, 2, 3], "text": [None, None, None]}, schema={
-        "id": pl.Int64, "text": pl.Int64}).with_columns(pl.Series("text", [5, None, 7]))
+    data = pl.DataFrame(
+        {"id": [1, 2, 3], "text": [None, None, None]}, schema={"id": pl.Int64, "text": pl.Int64}
+    ).with_columns(pl.Series("text", [5, None, 7]))
     job = write_job(tmp_path, data)
     result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
     assert result.exit_code == 1
@@ -115,8 +149,10 @@ def test_second_run_sends_nothing_and_limit_takes_new_rows_only(tmp_path, emulat
     server = emulator()
     data = frame(30, [f"comment number {i}" for i in range(30)])
     job = write_job(tmp_path, data)
-    assert run_cli("run", job, "--base-url", server.base_url, "--quiet", "--limit", "10"
-                   ).exit_code == 0
+    assert (
+        run_cli("run", job, "--base-url", server.base_url, "--quiet", "--limit", "10").exit_code
+        == 0
+    )
     assert len(read_output(job, "results")) == 10
     assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
     assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
