@@ -1,0 +1,15 @@
+"""The local OpenAI-compatible emulator: real HTTP on loopback, offline engines, labelled local.
+
+Modules: ``config`` (EmulatorConfig), ``app`` (the aiohttp app and the middleware every route
+shares), ``limits`` (RPM/TPM buckets and headers), ``faults`` (fault injection), ``replies``
+(error bodies, JSON), ``stats`` (counters), ``server`` (thread and blocking runners), and one
+module per endpoint: ``moderation`` (with ``scoring``, ``wordlists`` and ``batcher``).
+"""
+
+from __future__ import annotations
+
+from pipeline.emulator.app import create_app
+from pipeline.emulator.config import EmulatorConfig
+from pipeline.emulator.server import RunningEmulator, serve, start_emulator
+
+__all__ = ["EmulatorConfig", "RunningEmulator", "create_app", "serve", "start_emulator"]

@@ -1,0 +1,46 @@
+"""Helpers for the emulator tests: the OpenAI schemas and a JSON POST over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from jsonschema import Draft202012Validator
+
+from pipeline.emulator import RunningEmulator
+
+# the repository's parent folder holds shared/openai-spec
+SCHEMAS = Path(__file__).resolve().parents[2] / ".." / "shared" / "openai-spec" / "schemas"
+
+
+def load_validator(name: str) -> Draft202012Validator:
+    schema = json.loads((SCHEMAS / f"{name}.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+class Answer:
+    """What a request got back: status, headers and the parsed JSON body."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: Any) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+async def post(
+    http: aiohttp.ClientSession,
+    emulator: RunningEmulator,
+    body: Any = None,
+    *,
+    data: bytes | None = None,
+    path: str = "/moderations",
+    headers: dict[str, str] | None = None,
+) -> Answer:
+    """POST ``body`` as JSON (or raw ``data``) and read the JSON answer."""
+    kwargs: dict[str, Any] = {"data": data} if data is not None else {"json": body}
+    async with http.post(emulator.base_url + path, headers=headers, **kwargs) as response:
+        payload = await response.json(content_type=None)
+        return Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, payload)
