@@ -86,7 +86,8 @@ def run(
             limit=limit, base_url=base_url, output=output, progress=choose_mode(quiet, log_format)
         ),
     )
-    logging.getLogger("pipeline.summary").info("run finished", extra={"summary": result.summary})
+    if log_format == "json":  # the last line for machines: the run's summary
+        logging.getLogger("pipeline.summary").info("run finished", extra={"summary": result.summary})
     if not quiet:
         rows = result.summary["rows"]
         outputs = result.summary["outputs"]
