@@ -87,7 +87,8 @@ def run(
         ),
     )
     if log_format == "json":  # the last line for machines: the run's summary
-        logging.getLogger("pipeline.summary").info("run finished", extra={"summary": result.summary})
+        log = logging.getLogger("pipeline.summary")
+        log.info("run finished", extra={"summary": result.summary})
     if not quiet:
         rows = result.summary["rows"]
         outputs = result.summary["outputs"]

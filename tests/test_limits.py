@@ -1,0 +1,96 @@
+"""Rate-limit and retry policy: header feedback, Retry-After, classification by status and code."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from tenacity import RetryCallState
+
+from pipeline.errors import FatalApiError, RejectedApiError, TransientApiError
+from pipeline.http import error_for, retry_after
+from pipeline.limits import RateLimiter, RetryPolicy, Stopped, Stopper
+from pipeline.stats import RunStats
+
+
+def test_retry_after_prefers_milliseconds():
+    assert retry_after({"retry-after-ms": "250", "retry-after": "1"}) == 0.25
+    assert retry_after({"retry-after": "3"}) == 3.0
+    assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) is None
+    assert retry_after({}) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (429, b'{"error": {"code": "rate_limit_exceeded"}}', TransientApiError),
+        (429, b'{"error": {"code": "insufficient_quota", "type": "insufficient_quota"}}',
+         FatalApiError),
+        (401, b'{"error": {"code": "invalid_api_key"}}', FatalApiError),
+        (403, b"not json", FatalApiError),
+        (408, b"", TransientApiError),
+        (409, b"", TransientApiError),
+        (500, b"", TransientApiError),
+        (503, b"<html>", TransientApiError),
+        (400, b'{"error": {"message": "bad input", "param": "input"}}', RejectedApiError),
+        (404, b"", RejectedApiError),
+    ],
+)
+def test_errors_are_classified_by_status_and_code(status, body, expected):
+    error = error_for(status, {"retry-after-ms": "1500"}, body)
+    assert type(error) is expected
+    assert error.http_status == status
+    assert error.retry_after == 1.5
+
+
+def test_the_servers_x_should_retry_wins():
+    assert type(error_for(500, {"x-should-retry": "false"}, b"")) is RejectedApiError
+    assert type(error_for(400, {"x-should-retry": "true"}, b"")) is TransientApiError
+
+
+async def test_headers_lower_the_rate_and_empty_the_bucket():
+    limiter = RateLimiter(rpm=600, tpm=None, stopper=Stopper())
+    limiter.observe({"x-ratelimit-limit-requests": "120", "x-ratelimit-remaining-requests": "5",
+                     "x-ratelimit-limit-tokens": "40000"})
+    assert limiter.buckets["requests"].per_minute == 120, "the lower of ours and the server's"
+    assert limiter.buckets["tokens"].per_minute == 40000, "learnt where we set none"
+    limiter.observe({"x-ratelimit-limit-requests": "10000"})
+    assert limiter.buckets["requests"].per_minute == 600, "never above what the job allows"
+    limiter.observe({"x-ratelimit-remaining-requests": "0"})
+    assert limiter.buckets["requests"].tokens <= 0
+    limiter.observe({})
+    assert limiter.buckets["requests"].per_minute == 600
+
+
+def test_retry_after_is_waited_before_backoff():
+    stopper = Stopper()
+    policy = RetryPolicy(6, RateLimiter(None, None, stopper), RunStats(), stopper)
+    state = RetryCallState(None, None, (), {})
+    state.attempt_number = 5
+    state.set_exception((TransientApiError, TransientApiError("429", retry_after=2.0), None))
+    assert 2.0 <= policy._wait(state) <= 2.06
+    state.set_exception((TransientApiError, TransientApiError("500"), None))
+    assert 4.0 <= policy._wait(state) <= 8.5, "backoff doubles from 0.5 s, plus jitter"
+
+
+async def test_a_stopped_run_wakes_waiters_at_once():
+    stopper = Stopper()
+    limiter = RateLimiter(rpm=1, tpm=None, stopper=stopper)
+    await limiter.acquire(1)  # the one token of the first minute
+    waiter = asyncio.create_task(limiter.acquire(1))  # would wait ~60 s
+    await asyncio.sleep(0)
+    stopper.stop()
+    with pytest.raises(Stopped):
+        await waiter
+
+
+async def test_a_429_pauses_everyone():
+    stopper = Stopper()
+    limiter = RateLimiter(rpm=None, tpm=None, stopper=stopper)
+    limiter.pause(60)
+    waiter = asyncio.create_task(limiter.acquire(1))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    stopper.stop()
+    with pytest.raises(Stopped):
+        await waiter
