@@ -138,6 +138,13 @@ def status(output_dir: Path) -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--rpm", type=click.IntRange(min=1), help="Requests per minute to enforce.")
 @click.option("--tpm", type=click.IntRange(min=1), help="Tokens per minute to enforce.")
+@click.option(
+    "--burst-s",
+    type=click.FloatRange(min=0.001),
+    default=60.0,
+    show_default=True,
+    help="Seconds of allowance a limit's bucket holds (1 = enforced per second).",
+)
 @click.option("--no-ratelimit-headers", is_flag=True, help="Do not send x-ratelimit-* headers.")
 @click.option("--latency-ms", type=float, default=0.0, help="Added to every answer.")
 @click.option(
@@ -166,6 +173,7 @@ def serve(
     port: int,
     rpm: int | None,
     tpm: int | None,
+    burst_s: float,
     no_ratelimit_headers: bool,
     latency_ms: float,
     faults: tuple[str, ...],
@@ -182,6 +190,7 @@ def serve(
         config = EmulatorConfig(
             requests_per_minute=rpm,
             tokens_per_minute=tpm,
+            burst_s=burst_s,
             ratelimit_headers=not no_ratelimit_headers,
             latency_ms=latency_ms,
             faults=_parse_faults(faults),

@@ -1,7 +1,9 @@
 """The only home of retry and rate-limit policy: token buckets, header feedback, tenacity retries.
 
 Buckets never poll: a waiter sleeps exactly until enough tokens have been refilled (or the pause a
-429 imposed has passed), and every sleep ends early when the run is asked to stop.
+429 imposed has passed), and every sleep ends early when the run is asked to stop. The first
+request of a run goes alone: the others wait for its answer, whose x-ratelimit-* headers may set
+or lower the limits, so a run never opens with a blind burst of ``concurrency`` requests.
 """
 
 from __future__ import annotations
@@ -65,6 +67,21 @@ class Stopper:
             return
         raise Stopped("stopping")
 
+    async def wait(self, event: asyncio.Event) -> None:
+        """Wait for ``event``, or raise Stopped at once when the run stops."""
+        if not event.is_set():
+            waiters = [
+                asyncio.ensure_future(event.wait()),
+                asyncio.ensure_future(self.event.wait()),
+            ]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        if self.event.is_set():
+            raise Stopped("stopping")
+
 
 class TokenBucket:
     """Tokens refilled continuously at ``per_minute``; None means unlimited."""
@@ -96,10 +113,10 @@ class TokenBucket:
             self.tokens = min(self.capacity, self.tokens + (now - self._updated) * rate)
         self._updated = now
 
-    def drain(self) -> None:
-        """The server says nothing is left: wait for a refill at our own rate."""
+    def follow(self, remaining: float) -> None:
+        """Never hold more than the server says is left (it may be shared with other clients)."""
         self._refill()
-        self.tokens = min(self.tokens, 0.0)
+        self.tokens = min(self.tokens, remaining)
 
     async def acquire(self, amount: float, not_before: Callable[[], float]) -> None:
         """Take ``amount`` tokens, sleeping until they exist and ``not_before()`` has passed.
@@ -129,13 +146,24 @@ class RateLimiter:
         self.configured = {"requests": rpm, "tokens": tpm}
         self.buckets = {"requests": TokenBucket(rpm, stopper), "tokens": TokenBucket(tpm, stopper)}
         self._resume_at = 0.0
+        self._stopper = stopper
+        self._probe_sent = False
+        self._first_answer = asyncio.Event()
 
     def _not_before(self) -> float:
         return self._resume_at
 
     async def acquire(self, tokens: int) -> None:
+        if not self._first_answer.is_set():
+            if self._probe_sent:
+                await self._stopper.wait(self._first_answer)
+            self._probe_sent = True
         await self.buckets["requests"].acquire(1, self._not_before)
         await self.buckets["tokens"].acquire(tokens, self._not_before)
+
+    def answered(self) -> None:
+        """An attempt ended (answer or not): requests held behind the first may go."""
+        self._first_answer.set()
 
     def pause(self, seconds: float) -> None:
         """Hold every request for ``seconds`` (a 429 speaks for the whole account)."""
@@ -152,8 +180,8 @@ class RateLimiter:
                     log.info("rate limit %s per minute: %s (server says %s)", name, rate, limit)
                     bucket.set_rate(rate)
             remaining = _number(headers.get(f"x-ratelimit-remaining-{name}"))
-            if remaining is not None and remaining <= 0 and bucket.per_minute is not None:
-                bucket.drain()
+            if remaining is not None and bucket.per_minute is not None:
+                bucket.follow(remaining)
 
 
 class RetryPolicy:
@@ -214,6 +242,8 @@ class RetryPolicy:
                     if error.http_status == 429 and error.retry_after is not None:
                         self.limiter.pause(min(error.retry_after, RETRY_AFTER_MAX_S))
                     raise
+                finally:
+                    self.limiter.answered()
                 self.stats.count_answer("200")
         return result
 

@@ -94,3 +94,16 @@ async def test_a_429_pauses_everyone():
     stopper.stop()
     with pytest.raises(Stopped):
         await waiter
+
+
+async def test_the_first_request_goes_alone_until_it_is_answered():
+    limiter = RateLimiter(rpm=None, tpm=None, stopper=Stopper())
+    await limiter.acquire(1)  # the probe
+    second = asyncio.create_task(limiter.acquire(1))
+    await asyncio.sleep(0)
+    assert not second.done(), "held until the probe's answer may set the limits"
+    limiter.observe({"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "3"})
+    limiter.answered()
+    await second
+    assert limiter.buckets["requests"].per_minute == 600
+    assert limiter.buckets["requests"].tokens < 2.1, "follows what the server says is left"

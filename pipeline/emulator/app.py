@@ -43,7 +43,9 @@ def create_app(config: EmulatorConfig) -> web.Application:
     app = web.Application(middlewares=[_openai_middleware], client_max_size=_MAX_BODY_BYTES)
     app[CONFIG] = config
     app[STATS] = Stats()
-    app[LIMITER] = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
+    app[LIMITER] = RateLimiter(
+        config.requests_per_minute, config.tokens_per_minute, burst_s=config.burst_s
+    )
     app[FAULTS] = FaultInjector(config.faults, config.seed)
     app.router.add_get(STATS_PATH, _stats)
     for register in ROUTES:

@@ -26,6 +26,7 @@ class EmulatorConfig:
 
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
+    burst_s: float = 60.0  # seconds of allowance a bucket holds; 1 = quantised enforcement
     ratelimit_headers: bool = True
     latency_ms: float = 0.0
     faults: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}), hash=False)
@@ -45,6 +46,8 @@ class EmulatorConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or value <= 0):
                 raise ValueError(f"{name} must be a positive integer or None, not {value!r}")
+        if not (math.isfinite(self.burst_s) and self.burst_s > 0):
+            raise ValueError(f"burst_s must be a finite number > 0, not {self.burst_s!r}")
         for name in ("latency_ms", "slow_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):

@@ -1,6 +1,8 @@
 """The emulator's rate limits: RPM and TPM token buckets, 429 answers and x-ratelimit-* headers.
 
-Like OpenAI, each limit is a bucket that holds a minute's allowance and refills continuously.
+Like OpenAI, each limit is a bucket that refills continuously; by default it holds a minute's
+allowance (``burst_s`` = 60). A smaller ``burst_s`` mimics the quantised enforcement OpenAI warns
+of (60,000 a minute enforced as 1,000 a second).
 A request is admitted only when both buckets can pay for it, and then pays both. Routes call
 ``admit(request, tokens)`` once they know what a request costs.
 """
@@ -19,13 +21,14 @@ _NOTE = "(local emulator)"
 
 
 class TokenBucket:
-    """A bucket holding up to ``per_minute`` units, refilled at ``per_minute / 60`` a second."""
+    """A bucket of ``burst_s`` seconds' allowance, refilled at ``per_minute / 60`` a second."""
 
-    def __init__(self, per_minute: int, now: float) -> None:
+    def __init__(self, per_minute: int, now: float, burst_s: float = 60.0) -> None:
         if per_minute <= 0:
             raise ValueError(f"a per-minute limit must be positive, not {per_minute}")
-        self.capacity = float(per_minute)
+        self.limit = per_minute
         self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate * burst_s)
         self._level = self.capacity
         self._updated = now
 
@@ -37,10 +40,14 @@ class TokenBucket:
         return self._level
 
     def wait_s(self, amount: float, now: float) -> float:
-        """Seconds until ``amount`` units are available (0 if now; inf if never)."""
-        if amount > self.capacity:
+        """Seconds until ``amount`` units are available (0 if now; inf if never).
+
+        More than the bucket holds (but within the minute's limit) is admitted from a full
+        bucket, which then owes the rest.
+        """
+        if amount > self.limit:
             return math.inf
-        return max(0.0, (amount - self.level(now)) / self.rate)
+        return max(0.0, (min(amount, self.capacity) - self.level(now)) / self.rate)
 
     def take(self, amount: float, now: float) -> None:
         """Remove ``amount`` units; callers check ``wait_s`` first."""
@@ -59,14 +66,15 @@ class RateLimiter:
         requests_per_minute: int | None,
         tokens_per_minute: int | None,
         clock: Callable[[], float] = time.monotonic,
+        burst_s: float = 60.0,
     ) -> None:
         self._clock = clock
         now = clock()
         self.buckets: dict[str, TokenBucket] = {}
         if requests_per_minute is not None:
-            self.buckets["requests"] = TokenBucket(requests_per_minute, now)
+            self.buckets["requests"] = TokenBucket(requests_per_minute, now, burst_s)
         if tokens_per_minute is not None:
-            self.buckets["tokens"] = TokenBucket(tokens_per_minute, now)
+            self.buckets["tokens"] = TokenBucket(tokens_per_minute, now, burst_s)
 
     def admit(self, tokens: int) -> None:
         """Charge one request of ``tokens`` tokens; raise ApiReply (429) if a bucket is short."""
@@ -84,7 +92,7 @@ class RateLimiter:
     def _rejection(self, name: str, requested: int, wait: float, now: float) -> ApiReply:
         bucket = self.buckets[name]
         unit = "requests per min (RPM)" if name == "requests" else "tokens per min (TPM)"
-        limit = int(bucket.capacity)
+        limit = bucket.limit
         if math.isinf(wait):
             # Waiting cannot help: no retry-after, like OpenAI's "Request too large".
             message = (
@@ -92,7 +100,7 @@ class RateLimiter:
                 "The input must be reduced in order to run successfully."
             )
             return ApiReply(429, error_body(message, name, code="rate_limit_exceeded"))
-        used = limit - math.floor(bucket.level(now))
+        used = math.ceil(bucket.capacity - bucket.level(now))
         retry_ms = max(1, math.ceil(wait * 1000))
         message = (
             f"Rate limit reached for {unit} {_NOTE}: Limit {limit}, Used {used}, "
@@ -106,7 +114,7 @@ class RateLimiter:
         now = self._clock()
         out: dict[str, str] = {}
         for name, bucket in self.buckets.items():
-            out[f"x-ratelimit-limit-{name}"] = str(int(bucket.capacity))
+            out[f"x-ratelimit-limit-{name}"] = str(bucket.limit)
             out[f"x-ratelimit-remaining-{name}"] = str(max(0, math.floor(bucket.level(now))))
             out[f"x-ratelimit-reset-{name}"] = format_duration(bucket.reset_s(now))
         return out
