@@ -1,13 +1,13 @@
 """Every error the pipeline raises, as a tree; only ``cli.py`` turns them into exit codes.
 
-    PipelineError
-     +-- JobError            the job file or its input is unusable (exit 2)
-     +-- RowError            one row cannot become a valid request; becomes an error row
-     +-- LockedError         another run holds the output folder (exit 75)
-     +-- ApiError            the API answered with an error or did not answer
-          +-- TransientApiError   retried: 408/409/429/5xx, timeouts, dropped connections
-          +-- RejectedApiError    not retried: other 4xx; the rows it carried fail
-          +-- FatalApiError       stops the job: 401/403, insufficient_quota (exit 3)
+PipelineError
+ +-- JobError            the job file or its input is unusable (exit 2)
+ +-- RowError            one row cannot become a valid request; becomes an error row
+ +-- LockedError         another run holds the output folder (exit 75)
+ +-- ApiError            the API answered with an error or did not answer
+      +-- TransientApiError   retried: 408/409/429/5xx, timeouts, dropped connections
+      +-- RejectedApiError    not retried: other 4xx; the rows it carried fail
+      +-- FatalApiError       stops the job: 401/403, insufficient_quota (exit 3)
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ State = Literal["pending", "sent", "done", "failed"]
 STATE_DIR = ".pipeline"
 JOURNAL_FILE = "journal.sqlite"
 LOCK_FILE = "lock"
+RESULT_COLUMNS = "result_columns"  # meta: the names of the values in rows.result
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -40,7 +41,7 @@ CREATE TABLE IF NOT EXISTS rows (
     tokens INTEGER NOT NULL DEFAULT 1,
     request_hash TEXT NOT NULL,    -- what was (or will be) sent, to spot edited rows later
     keep BLOB,                     -- the keep columns (JSON)
-    result BLOB,                   -- result columns (JSON) when done
+    result BLOB,                   -- result values (JSON array, meta result_columns order)
     error BLOB,                    -- error fields (JSON) when failed
     attempts INTEGER NOT NULL DEFAULT 0,
     sends INTEGER NOT NULL DEFAULT 0,   -- requests that carried this row, over all runs
@@ -89,7 +90,7 @@ class PendingRow:
 class Settled:
     key: Any
     attempts: int
-    result: dict[str, Any] | None = None  # done when set
+    result: list[Any] | None = None  # done when set: values in result_columns order
     error: dict[str, Any] | None = None  # failed when set
 
 
@@ -292,7 +293,7 @@ class Journal:
 
     def settled(
         self, state: Literal["done", "failed"], chunk: int = 10_000
-    ) -> Iterator[list[tuple[Any, dict[str, Any], dict[str, Any], int]]]:
+    ) -> Iterator[list[tuple[Any, dict[str, Any], Any, int]]]:
         """(key, keep, result-or-error, attempts) of settled rows in input order, in chunks."""
         column = "result" if state == "done" else "error"
         last = 0

@@ -56,6 +56,7 @@ class Pool:
         )
         self.fatal: FatalApiError | None = None
         self._request_ids = itertools.count(1)
+        self._result_columns = kind.result_schema.names
 
     def stop(self) -> None:
         """Stop taking work; wake workers that wait on an empty queue."""
@@ -134,5 +135,6 @@ class Pool:
                 settled.append(Settled(item.key, attempts, error=asdict(outcome)))
             else:
                 self.stats.rows_done += 1
-                settled.append(Settled(item.key, attempts, result=dict(outcome.columns)))
+                values = [outcome.columns.get(name) for name in self._result_columns]
+                settled.append(Settled(item.key, attempts, result=values))
         await self.journal.settle(settled)

@@ -21,7 +21,7 @@ from pipeline import readers
 from pipeline.errors import JobError, RowError
 from pipeline.http import Http
 from pipeline.job import LOCAL, JobSpec, OutputSpec, resolve_api_key, resolve_base_url
-from pipeline.journal import Journal, NewRow, OutputLock
+from pipeline.journal import RESULT_COLUMNS, Journal, NewRow, OutputLock
 from pipeline.kinds import Item, Kind, load
 from pipeline.limits import RateLimiter, RetryPolicy, Stopper
 from pipeline.pool import END, Pool
@@ -121,6 +121,8 @@ async def _run(
     job, kind = prepared.job, prepared.kind
     journal = Journal(job.output.dir)
     run_id, resent_requests, resent_rows = journal.start_run()
+    if journal.meta(RESULT_COLUMNS) is None:
+        journal.set_meta(RESULT_COLUMNS, kind.result_schema.names)
     if resent_requests:
         log.warning(
             "an earlier run stopped with %d request(s) (%d rows) in flight: sending them again",

@@ -7,7 +7,7 @@ CSV cells that a spreadsheet would run as a formula are neutralised with a leadi
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.job import OutputFormat
-from pipeline.journal import Journal
+from pipeline.journal import RESULT_COLUMNS, Journal
 
 ERROR_SCHEMA = pa.schema(
     [
@@ -45,19 +45,22 @@ def write_outputs(
     front = {key: input_schema[key], **{col: input_schema[col] for col in keep}}
     results = _schema(front, result_schema)
     errors = _schema(front, ERROR_SCHEMA)
+    stored = journal.meta(RESULT_COLUMNS) or result_schema.names
+
+    def result_values(values: list[Any], _attempts: int) -> list[Any]:
+        if stored == result_schema.names:
+            return values
+        by_name = dict(zip(stored, values, strict=True))  # written by another version
+        return [by_name.get(name) for name in result_schema.names]
+
+    def error_values(values: dict[str, Any], attempts: int) -> list[Any]:
+        return [*(values.get(name) for name in ERROR_SCHEMA.names[:-1]), attempts]
+
+    done = (_frame(chunk, keep, results, result_values) for chunk in journal.settled("done"))
+    failed = (_frame(chunk, keep, errors, error_values) for chunk in journal.settled("failed"))
     return {
-        "results": _write(
-            (_frame(chunk, key, keep, results) for chunk in journal.settled("done")),
-            output_dir / f"results.{fmt}",
-            fmt,
-            results,
-        ),
-        "errors": _write(
-            (_frame(chunk, key, keep, errors) for chunk in journal.settled("failed")),
-            output_dir / f"errors.{fmt}",
-            fmt,
-            errors,
-        ),
+        "results": _write(done, output_dir / f"results.{fmt}", fmt, results),
+        "errors": _write(failed, output_dir / f"errors.{fmt}", fmt, errors),
     }
 
 
@@ -83,19 +86,23 @@ def _schema(front: Mapping[str, pl.DataType], kind_schema: pa.Schema) -> pl.Sche
 
 
 def _frame(
-    chunk: list[tuple[Any, dict[str, Any], dict[str, Any], int]],
-    key: str,
+    chunk: list[tuple[Any, dict[str, Any], Any, int]],
     keep: tuple[str, ...],
     schema: pl.Schema,
+    kind_values: Callable[[Any, int], list[Any]],
 ) -> pl.DataFrame:
-    columns: dict[str, list[Any]] = {name: [] for name in schema.names()}
-    for row_key, kept, values, attempts in chunk:
-        columns[key].append(row_key)
-        for col in keep:
-            columns[col].append(kept.get(col))
-        for name in schema.names()[1 + len(keep) :]:
-            columns[name].append(attempts if name == "attempts" else values.get(name))
-    return pl.DataFrame([_series(name, columns[name], dtype) for name, dtype in schema.items()])
+    """Journal rows as a frame: the key, the keep columns, then the kind's (or error) values."""
+    rows = [
+        [row_key, *(kept.get(col) for col in keep), *kind_values(values, attempts)]
+        for row_key, kept, values, attempts in chunk
+    ]
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    return pl.DataFrame(
+        [
+            _series(name, values, dtype)
+            for (name, dtype), values in zip(schema.items(), columns, strict=True)
+        ]
+    )
 
 
 def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:

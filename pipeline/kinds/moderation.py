@@ -42,6 +42,9 @@ def column_name(category: str) -> str:
     return category.replace("/", "_").replace("-", "_")
 
 
+_COLUMNS = [(c, f"flag_{column_name(c)}", f"score_{column_name(c)}") for c in CATEGORIES]
+
+
 class Moderation:
     name: ClassVar[str] = "moderation"
     sections: ClassVar[tuple[str, ...]] = ("moderation",)
@@ -155,12 +158,12 @@ def _columns(result: Any, model: str) -> Outcome:
     flags = result.get("categories") or {}
     scores = result.get("category_scores") or {}
     columns: dict[str, Any] = {"flagged": bool(result.get("flagged"))}
-    for category in CATEGORIES:
+    for category, flag_column, _ in _COLUMNS:
         flag = flags.get(category)
-        columns[f"flag_{column_name(category)}"] = None if flag is None else bool(flag)
-    for category in CATEGORIES:
+        columns[flag_column] = None if flag is None else bool(flag)
+    for category, _, score_column in _COLUMNS:
         score = scores.get(category)
-        columns[f"score_{column_name(category)}"] = None if score is None else float(score)
+        columns[score_column] = None if score is None else float(score)
     columns["model"] = model
     return Success(columns)
 
