@@ -1,28 +1,41 @@
 """What a request kind talks to: one call = rate limits + retries (limits.py) over HTTP (http.py).
 
 The pool hands each ``send`` a fresh ``Call`` so it can count attempts and mark the rows as sent
-in the journal just before the first byte leaves, whatever workflow the kind runs.
+in the journal just before the first byte leaves, whatever workflow the kind runs. Through the
+call a kind also reaches the run's output files and tallies (characters sent, audio seconds).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.http import Answer, Http
 from pipeline.limits import RetryPolicy
+from pipeline.writers import OutputFiles
+
+
+@dataclass(frozen=True)
+class Session:
+    """What every call of one run shares."""
+
+    http: Http
+    policy: RetryPolicy
+    files: OutputFiles
+    tally: Counter[str]  # kind-specific totals for summary.json
 
 
 class Call:
-    """One kind.send's view of the API: attempts counted, rows marked sent before the first send."""
+    """One kind.send's view of the run: attempts counted, rows marked sent before the first send."""
 
-    def __init__(
-        self, http: Http, policy: RetryPolicy, on_first_send: Callable[[], Awaitable[None]]
-    ) -> None:
-        self._http = http
-        self._policy = policy
+    def __init__(self, session: Session, on_first_send: Callable[[], Awaitable[None]]) -> None:
+        self._session = session
         self._on_first_send: Callable[[], Awaitable[None]] | None = on_first_send
         self._attempts = [0]
+        self.files = session.files
+        self.tally = session.tally
 
     @property
     def attempts(self) -> int:
@@ -37,16 +50,34 @@ class Call:
         tokens: int = 1,
         expect: str = "json",
         headers: Mapping[str, str] | None = None,
+        check: Callable[[Answer], None] | None = None,
     ) -> Answer:
-        """Send under the rate limits with retries; raises what RetryPolicy.call raises."""
+        """Send under the rate limits with retries; raises what RetryPolicy.call raises.
+
+        ``check`` inspects a successful answer inside the attempt: a TransientApiError it raises
+        (a truncated body, say) is retried like any other.
+        """
 
         async def send() -> Answer:
             if self._on_first_send is not None:
                 mark, self._on_first_send = self._on_first_send, None
                 await mark()
-            return await self._http.request(method, path, body, expect=expect, headers=headers)
+            answer = await self._session.http.request(
+                method, path, body, expect=expect, headers=headers
+            )
+            if check is not None:
+                check(answer)
+            return answer
 
-        return await self._policy.call(send, tokens, self._attempts)
+        return await self._session.policy.call(send, tokens, self._attempts)
 
-    async def post(self, path: str, body: Any, *, tokens: int = 1, expect: str = "json") -> Answer:
-        return await self.request("POST", path, body, tokens=tokens, expect=expect)
+    async def post(
+        self,
+        path: str,
+        body: Any,
+        *,
+        tokens: int = 1,
+        expect: str = "json",
+        check: Callable[[Answer], None] | None = None,
+    ) -> Answer:
+        return await self.request("POST", path, body, tokens=tokens, expect=expect, check=check)

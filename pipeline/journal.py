@@ -60,6 +60,11 @@ CREATE TABLE IF NOT EXISTS runs (
     summary BLOB
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB);
+CREATE TABLE IF NOT EXISTS names (       -- output file names claimed by keys (speech audio)
+    folded TEXT PRIMARY KEY,             -- lower case: unique on case-insensitive disks too
+    name TEXT NOT NULL,
+    key NOT NULL
+);
 """
 
 
@@ -276,6 +281,22 @@ class Journal:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+    def claim_name(self, stem: str, suffix: str, key: Any) -> str:
+        """A file name for ``key``: ``stem + suffix``, or ``stem~N + suffix`` if another key has
+        it. The same key always gets the same name back, across runs."""
+        attempt = 1
+        while True:
+            name = f"{stem}{suffix}" if attempt == 1 else f"{stem}~{attempt}{suffix}"
+            row = self._db.execute(
+                "SELECT key FROM names WHERE folded = ?", (name.lower(),)
+            ).fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO names VALUES (?, ?, ?)", (name.lower(), name, key))
+                return name
+            if row[0] == key:
+                return name
+            attempt += 1
 
     # -- reading state -----------------------------------------------------------------------
 

@@ -13,12 +13,11 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import asdict
 
-from pipeline.api import Call
+from pipeline.api import Call, Session
 from pipeline.errors import ApiError, FatalApiError
-from pipeline.http import Http
 from pipeline.journal import Journal, Settled
 from pipeline.kinds import Failure, Item, Kind, Outcome
-from pipeline.limits import RetryPolicy, Stopped, Stopper
+from pipeline.limits import Stopped, Stopper
 from pipeline.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -37,16 +36,14 @@ class Pool:
     def __init__(
         self,
         kind: Kind,
-        http: Http,
-        policy: RetryPolicy,
+        session: Session,
         journal: Journal,
         stats: RunStats,
         stopper: Stopper,
         concurrency: int,
     ) -> None:
         self.kind = kind
-        self.http = http
-        self.policy = policy
+        self.session = session
         self.journal = journal
         self.stats = stats
         self.stopper = stopper
@@ -102,7 +99,7 @@ class Pool:
         async def mark_sent() -> None:
             await self.journal.mark_sent(keys, request_id)
 
-        call = Call(self.http, self.policy, mark_sent)
+        call = Call(self.session, mark_sent)
         try:
             outcomes = await self.kind.send(call, items)
         except Stopped:

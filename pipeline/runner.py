@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline import readers
+from pipeline.api import Session
 from pipeline.errors import JobError, RowError
 from pipeline.http import Http
 from pipeline.job import LOCAL, JobSpec, OutputSpec, resolve_api_key, resolve_base_url
@@ -27,7 +28,7 @@ from pipeline.limits import RateLimiter, RetryPolicy, Stopper
 from pipeline.pool import END, Pool
 from pipeline.progress import Mode, report
 from pipeline.stats import RunStats
-from pipeline.writers import remove_stale_temporaries, write_json, write_outputs
+from pipeline.writers import OutputFiles, remove_stale_temporaries, write_json, write_outputs
 
 log = logging.getLogger(__name__)
 Outcome = Literal["completed", "completed_with_errors", "stopped_fatal", "interrupted"]
@@ -143,7 +144,9 @@ async def _run(
     async with Http(
         base_url, api_key, job.api.timeout_s, job.api.concurrency, observe=limiter.observe
     ) as http:
-        pool = Pool(kind, http, policy, journal, stats, stopper, job.api.concurrency)
+        files = OutputFiles(job.output.dir, journal)
+        session = Session(http, policy, files, stats.tally)
+        pool = Pool(kind, session, journal, stats, stopper, job.api.concurrency)
         interrupted = _on_signals(pool)
         done_event = asyncio.Event()
         progress = asyncio.create_task(report(stats, options.progress, done_event))
@@ -298,6 +301,7 @@ def _summary(
             "rows_per_s": snap["rows_per_s"],
         },
         "tokens_estimated": stats.tokens,
+        **dict(sorted(stats.tally.items())),
         "sent_again_after_crash": {
             "this_run": {"requests": stats.resent_requests, "rows": stats.resent_rows},
             "all_runs": journal.duplicates(),

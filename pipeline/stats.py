@@ -24,6 +24,7 @@ class RunStats:
     tokens: int = 0  # estimated tokens sent (TPM accounting)
     resent_requests: int = 0  # requests found in flight after a crash, sent again
     resent_rows: int = 0
+    tally: Counter[str] = field(default_factory=Counter)  # kind totals: characters, audio_s
 
     @property
     def elapsed(self) -> float:

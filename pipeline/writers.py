@@ -16,6 +16,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.filenames import safe_stem
 from pipeline.job import OutputFormat
 from pipeline.journal import RESULT_COLUMNS, Journal
 
@@ -64,6 +65,28 @@ def write_outputs(
     }
 
 
+class OutputFiles:
+    """Files a kind writes beside the results (speech audio): unique safe names, atomic writes."""
+
+    def __init__(self, output_dir: Path, journal: Journal) -> None:
+        self.output_dir = output_dir
+        self._journal = journal
+
+    def claim(self, folder: str, stem: str, suffix: str, key: Any) -> str:
+        """The path (relative to the output folder) this key's file gets; stable across runs."""
+        name = self._journal.claim_name(safe_stem(stem), suffix, key)
+        return f"{folder}/{name}"
+
+    def write(self, relative: str, data: bytes) -> Path:
+        """Write to a temporary name, then replace: a reader never sees half a file."""
+        path = self.output_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp(path)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return path
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temporary name, then os.replace)."""
     tmp = _tmp(path)
@@ -74,7 +97,7 @@ def write_json(path: Path, data: Any) -> None:
 def remove_stale_temporaries(output_dir: Path) -> None:
     """Drop temporary files a killed run left behind (never the real outputs)."""
     if output_dir.is_dir():
-        for stale in output_dir.glob("*.tmp-*"):
+        for stale in output_dir.rglob("*.tmp-*"):
             stale.unlink(missing_ok=True)
 
 

@@ -23,6 +23,8 @@ class Item:
     key: Any
     payload: Any
     tokens: int = 1
+    requests: int = 1  # requests this row needs on its own (a long text split in chunks)
+    characters: int = 0  # characters of text it sends
 
 
 @dataclass(frozen=True)
