@@ -294,7 +294,7 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
     ]
     print(
         f"\nratelimit: {ROWS} rows, rows_per_request 1, concurrency {CONCURRENCY}, emulator "
-        f"--rpm {RPM} --latency-ms {LATENCY_MS} (bucket holds {RPM} requests)"
+        f"--rpm {RPM} --latency-ms {LATENCY_MS} (per-second bucket in a-c, per-minute in d)"
     )
     print(render_grid(header, grid))
 

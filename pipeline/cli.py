@@ -112,7 +112,10 @@ def validate(job_file: str) -> None:
     click.echo(f"job {job.name} ({job.kind}): {prepared.kind.describe()}")
     click.echo(f"input: {len(prepared.input.files)} file(s), {found.rows} rows")
     click.echo(f"valid rows: {found.valid}; rows that would be error rows: {found.invalid}")
-    click.echo(f"requests: {found.requests}; estimated tokens: {found.tokens}")
+    click.echo(
+        f"requests: {found.requests}; characters: {found.characters}; "
+        f"estimated tokens: {found.tokens}"
+    )
     for reason, count in found.reasons.most_common():
         click.echo(f"  {count} x {reason}")
     for key, message in found.problems:

@@ -20,6 +20,7 @@ class Preview:
     valid: int = 0
     invalid: int = 0
     tokens: int = 0
+    characters: int = 0
     requests: int = 0
     first_payload: Any = None
     problems: list[tuple[Any, str]] = field(default_factory=list)  # (key, message), the first few
@@ -45,7 +46,9 @@ def preview(prepared: Prepared) -> Preview:
                 continue
             result.valid += 1
             result.tokens += item.tokens
+            result.characters += item.characters
+            result.requests += item.requests
             if result.first_payload is None:
                 result.first_payload = item.payload
-    result.requests = math.ceil(result.valid / kind.rows_per_request)
+    result.requests = math.ceil(result.requests / kind.rows_per_request)
     return result

@@ -111,11 +111,12 @@ class Moderation:
     def build(self, key: Any, row: Mapping[str, Any]) -> Item:
         value = self.template.render(row)
         if isinstance(value, str):
-            return Item(key, value, estimate_tokens(_nonblank(value, "input")))
+            text = _nonblank(value, "input")
+            return Item(key, value, estimate_tokens(text), characters=len(text))
         if isinstance(value, list) and value:
             texts = [_part_text(part, i) for i, part in enumerate(value)]
             tokens = sum(estimate_tokens(text) for text in texts if text)
-            return Item(key, value, max(tokens, 1))
+            return Item(key, value, max(tokens, 1), characters=sum(map(len, texts)))
         raise RowError(f"input must be text, got {_describe(value)}", field="input")
 
     async def send(self, call: Call, items: Sequence[Item]) -> list[Outcome]:
