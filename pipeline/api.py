@@ -7,7 +7,7 @@ call a kind also reaches the run's output files and tallies (characters sent, au
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +24,7 @@ class Session:
     http: Http
     policy: RetryPolicy
     files: OutputFiles
-    tally: Counter[str]  # kind-specific totals for summary.json
+    tally: defaultdict[str, float]  # kind-specific totals for summary.json
 
 
 class Call:

@@ -156,7 +156,7 @@ def status(output_dir: Path) -> None:
     multiple=True,
     metavar="NAME=P",
     help="Inject a fault with probability P: 429 quota 401 500 502 503 drop "
-    "drop_body slow malformed. Repeatable.",
+    "drop_body truncate slow malformed. Repeatable.",
 )
 @click.option(
     "--slow-s", type=float, default=30.0, show_default=True, help="How long the slow fault waits."

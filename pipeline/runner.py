@@ -301,7 +301,7 @@ def _summary(
             "rows_per_s": snap["rows_per_s"],
         },
         "tokens_estimated": stats.tokens,
-        **dict(sorted(stats.tally.items())),
+        **{name: round(value, 3) for name, value in sorted(stats.tally.items())},
         "sent_again_after_crash": {
             "this_run": {"requests": stats.resent_requests, "rows": stats.resent_rows},
             "all_runs": journal.duplicates(),

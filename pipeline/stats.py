@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ class RunStats:
     tokens: int = 0  # estimated tokens sent (TPM accounting)
     resent_requests: int = 0  # requests found in flight after a crash, sent again
     resent_rows: int = 0
-    tally: Counter[str] = field(default_factory=Counter)  # kind totals: characters, audio_s
+    tally: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     @property
     def elapsed(self) -> float:

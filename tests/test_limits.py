@@ -24,8 +24,11 @@ def test_retry_after_prefers_milliseconds():
     ("status", "body", "expected"),
     [
         (429, b'{"error": {"code": "rate_limit_exceeded"}}', TransientApiError),
-        (429, b'{"error": {"code": "insufficient_quota", "type": "insufficient_quota"}}',
-         FatalApiError),
+        (
+            429,
+            b'{"error": {"code": "insufficient_quota", "type": "insufficient_quota"}}',
+            FatalApiError,
+        ),
         (401, b'{"error": {"code": "invalid_api_key"}}', FatalApiError),
         (403, b"not json", FatalApiError),
         (408, b"", TransientApiError),
@@ -50,8 +53,13 @@ def test_the_servers_x_should_retry_wins():
 
 async def test_headers_lower_the_rate_and_empty_the_bucket():
     limiter = RateLimiter(rpm=600, tpm=None, stopper=Stopper())
-    limiter.observe({"x-ratelimit-limit-requests": "120", "x-ratelimit-remaining-requests": "5",
-                     "x-ratelimit-limit-tokens": "40000"})
+    limiter.observe(
+        {
+            "x-ratelimit-limit-requests": "120",
+            "x-ratelimit-remaining-requests": "5",
+            "x-ratelimit-limit-tokens": "40000",
+        }
+    )
     assert limiter.buckets["requests"].per_minute == 120, "the lower of ours and the server's"
     assert limiter.buckets["tokens"].per_minute == 40000, "learnt where we set none"
     limiter.observe({"x-ratelimit-limit-requests": "10000"})

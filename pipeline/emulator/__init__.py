@@ -3,7 +3,8 @@
 Modules: ``config`` (EmulatorConfig), ``app`` (the aiohttp app and the middleware every route
 shares), ``limits`` (RPM/TPM buckets and headers), ``faults`` (fault injection), ``replies``
 (error bodies, JSON), ``stats`` (counters), ``server`` (thread and blocking runners), and one
-module per endpoint: ``moderation`` (with ``scoring``, ``wordlists`` and ``batcher``).
+module per endpoint: ``moderation`` (with ``scoring``, ``wordlists`` and ``batcher``) and
+``speech`` (with ``tts``, eSpeak NG; audio encoding is ``pipeline.audio``, shared with the client).
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 The middleware owns what all routes share, in the order a real API applies it: latency,
 recording the body, the API key, fault injection, then the route; it turns ``ApiReply`` and
-aiohttp's own HTTP errors into OpenAI error bodies and adds ``x-request-id`` and the
-``x-ratelimit-*`` headers. A route module (``moderation.py``; later speech, threads and runs)
-exposes ``register(app, config)`` and is listed in ``ROUTES``: adding an endpoint is one module.
+aiohttp's own HTTP errors into OpenAI error bodies, adds ``x-request-id`` and the
+``x-ratelimit-*`` headers, and lets a body fault break the finished answer. A route module
+(``moderation.py``, ``speech.py``; later threads and runs) exposes ``register(app, config)`` and
+is listed in ``ROUTES``: adding an endpoint is one module.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Final
 
 from aiohttp import web
 
-from pipeline.emulator import moderation
+from pipeline.emulator import moderation, speech
 from pipeline.emulator.config import CONFIG, EmulatorConfig
-from pipeline.emulator.faults import FaultInjector, inject
+from pipeline.emulator.faults import BODY_FAULTS, FaultInjector, cut_body, inject
 from pipeline.emulator.limits import LIMITER, RateLimiter
 from pipeline.emulator.replies import ApiReply, error_body, json_response, read_json
 from pipeline.emulator.stats import STATS, Stats
@@ -30,6 +31,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # each adds its routes (and any background task) to the app
 ROUTES: Final[tuple[Callable[[web.Application, EmulatorConfig], None], ...]] = (
     moderation.register,
+    speech.register,
 )
 STATS_PATH: Final[str] = "/v1/_emulator/stats"
 _INTERNAL_PREFIX: Final[str] = "/v1/_emulator/"
@@ -78,18 +80,14 @@ async def _openai_middleware(request: web.Request, handler: Handler) -> web.Stre
         if fault is not None:
             stats.fault(fault)
             response = await inject(
-                fault,
-                request,
-                headers,
-                slow_s=config.slow_s,
-                retry_after_ms=config.fault_retry_after_ms,
+                fault, request, slow_s=config.slow_s, retry_after_ms=config.fault_retry_after_ms
             )
         if response is None:
             response = await handler(request)
     except ApiReply as reply:
         response = json_response(reply.body, status=reply.status, headers=reply.headers)
         code = reply.body["error"].get("code")
-        if fault is None and code == "rate_limit_exceeded":
+        if fault != "429" and code == "rate_limit_exceeded":  # the limiter's, not injected
             stats.rate_limited(reply.body["error"]["type"])
     except web.HTTPException as exc:
         response = _http_error(request, exc)
@@ -104,6 +102,8 @@ async def _openai_middleware(request: web.Request, handler: Handler) -> web.Stre
         response.headers.update(headers)
         if config.ratelimit_headers:
             response.headers.update(app[LIMITER].headers())
+        if fault in BODY_FAULTS:
+            response = await cut_body(fault, request, response)
     stats.status(response.status)
     return response
 

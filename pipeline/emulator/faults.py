@@ -2,20 +2,22 @@
 
 A request draws one number from a seeded RNG; the configured probabilities are laid end to end
 (in the order of ``FAULT_NAMES``), so at most one fault hits a request and their sum must be <= 1.
+Most faults replace the route (``inject``, before it runs); the ``BODY_FAULTS`` break the route's
+own answer after it ran (``cut_body``): a moderation's JSON, a speech's audio.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 from collections.abc import Mapping
 from typing import Final
 
-import orjson
 from aiohttp import web
 
-from pipeline.emulator.replies import ApiReply, error_body, new_id
+from pipeline.emulator.replies import ApiReply, error_body
 
 FAULT_NAMES: Final[tuple[str, ...]] = (
     "429",  # rate-limit 429 with retry-after EmulatorConfig.fault_retry_after_ms (1 s)
@@ -25,10 +27,13 @@ FAULT_NAMES: Final[tuple[str, ...]] = (
     "502",
     "503",
     "drop",  # close the TCP connection without answering
-    "drop_body",  # send status, headers and half the body, then close
+    "drop_body",  # the answer's status, headers and half its body, chunked, then close
+    "truncate",  # the answer with its full Content-Length but half its body, then close
     "slow",  # wait EmulatorConfig.slow_s, then answer normally
-    "malformed",  # 200 with a body that is not valid JSON
+    "malformed",  # the answer's first half, sent as if complete (not JSON, not whole audio)
 )
+# faults carried out on the route's real answer, after it ran (rate limits and engines included)
+BODY_FAULTS: Final[frozenset[str]] = frozenset({"drop_body", "truncate", "malformed"})
 
 _INJECTED = "(local emulator: injected fault)"
 
@@ -69,20 +74,17 @@ class FaultInjector:
 
 
 async def inject(
-    name: str,
-    request: web.Request,
-    headers: Mapping[str, str],
-    *,
-    slow_s: float,
-    retry_after_ms: int,
+    name: str, request: web.Request, *, slow_s: float, retry_after_ms: int
 ) -> web.StreamResponse | None:
-    """Carry out fault ``name``; None means "now answer normally" (the slow fault).
+    """Carry out fault ``name`` in place of the route; None means "now run the route".
 
-    Raises ApiReply for the faults that are an HTTP error answer. ``headers`` go on an answer
-    that is sent before the connection breaks (drop_body), since they cannot be added later.
+    Raises ApiReply for the faults that are an HTTP error answer. The slow fault waits and
+    returns None; so do the BODY_FAULTS, which ``cut_body`` carries out on the route's answer.
     """
     if name == "slow":
         await asyncio.sleep(slow_s)
+        return None
+    if name in BODY_FAULTS:
         return None
     if name == "429":
         seconds = math.ceil(retry_after_ms / 1000)
@@ -122,19 +124,45 @@ async def inject(
             "503": "The server is overloaded or not ready yet.",
         }
         raise ApiReply(int(name), error_body(f"{messages[name]} {_INJECTED}", "server_error"))
-    transport = request.transport
-    if name == "drop":
-        if transport is not None:
-            transport.close()
-        return web.Response(status=200)  # never written: the connection is gone
-    # drop_body and malformed: a plausible start of a moderation answer
-    body = orjson.dumps({"id": new_id("modr"), "model": "local/emulator", "results": []})
+    if name != "drop":
+        raise ValueError(f"unknown fault {name!r}")
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=200)  # never written: the connection is gone
+
+
+async def cut_body(
+    name: str, request: web.Request, answer: web.StreamResponse
+) -> web.StreamResponse:
+    """Carry out body fault ``name`` on the route's ``answer`` (its headers already complete).
+
+    ``malformed`` returns the first half of the body as a complete answer; ``drop_body`` and
+    ``truncate`` send the status, the headers and half the body, then close the connection:
+    ``drop_body`` as a chunked stream that never ends, ``truncate`` under the full
+    Content-Length. An answer that is not a ``web.Response`` with a bytes body (already
+    streamed) is returned unchanged.
+    """
+    if name not in BODY_FAULTS:
+        raise ValueError(f"{name!r} is not a body fault")
+    body = answer.body if isinstance(answer, web.Response) else None
+    if not isinstance(body, bytes) or answer.prepared:
+        return answer
+    half = body[: len(body) // 2]
+    headers = {
+        key: value
+        for key, value in answer.headers.items()
+        if key.lower() not in ("content-length", "transfer-encoding")
+    }
     if name == "malformed":
-        return web.Response(body=body[: len(body) // 2], content_type="application/json")
-    response = web.StreamResponse(status=200, headers={**headers, "content-length": str(len(body))})
-    response.content_type = "application/json"
-    await response.prepare(request)
-    await response.write(body[: len(body) // 2])
-    if transport is not None:
-        transport.close()  # close, not abort: the half body is flushed first
-    return response
+        return web.Response(status=answer.status, body=half, headers=headers)
+    cut = web.StreamResponse(status=answer.status, headers=headers)
+    if name == "truncate":
+        cut.content_length = len(body)
+    else:
+        cut.enable_chunked_encoding()
+    with contextlib.suppress(ConnectionError):  # the client may be gone already
+        await cut.prepare(request)
+        await cut.write(half)
+    if request.transport is not None:
+        request.transport.close()  # close, not abort: the half body is flushed first
+    return cut

@@ -1,0 +1,265 @@
+"""Speech: rows -> POST /v1/audio/speech (CreateSpeechRequest) -> one audio file per row.
+
+Texts over the API's 4,096 characters are split at sentence, then clause, then word boundaries
+(``[speech] split_long_input``), sent in order, and joined into one file of the requested format;
+a chunk that fails fails (or retries) the whole row, so a file never has a hole. An answer that
+does not decode as complete audio is retried like a dropped connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from pipeline import audio
+from pipeline.api import Call
+from pipeline.errors import JobError, RejectedApiError, RowError, TransientApiError
+from pipeline.http import Answer
+from pipeline.job import JobSpec
+from pipeline.kinds.base import Failure, Item, Outcome, Success
+from pipeline.templates import Template, compile_template
+from pipeline.textsplit import SPEECH_INPUT_LIMIT, split_text
+from pipeline.tokens import estimate_tokens
+
+MAX_INPUT_CHARS = SPEECH_INPUT_LIMIT
+VOICES = (
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "fable",
+    "onyx",
+    "nova",
+    "sage",
+    "shimmer",
+    "verse",
+    "marin",
+    "cedar",
+)
+FIELDS = ("model", "input", "voice", "instructions", "response_format", "speed", "stream_format")
+SPEED_RANGE = (0.25, 4.0)
+AUDIO_FOLDER = "audio"
+KEY_PLACEHOLDER = "key"  # in file_name, {key} is the row's key
+
+
+class Speech:
+    name: ClassVar[str] = "speech"
+    sections: ClassVar[tuple[str, ...]] = ("speech",)
+    result_schema: ClassVar[pa.Schema] = pa.schema(
+        [
+            ("audio_path", pa.string()),
+            ("format", pa.string()),
+            ("bytes", pa.int64()),
+            ("duration_s", pa.float64()),
+            ("chars", pa.int64()),
+            ("chunks", pa.int64()),
+            ("voice", pa.string()),
+            ("model", pa.string()),
+        ]
+    )
+    rows_per_request = 1
+
+    def __init__(self, job: JobSpec) -> None:
+        where = str(job.path)
+        unknown = sorted(set(job.request) - set(FIELDS))
+        if unknown:
+            raise JobError(
+                f"unknown field '{unknown[0]}': CreateSpeechRequest has only {', '.join(FIELDS)}",
+                path=where,
+                field=f"request.{unknown[0]}",
+            )
+        for required in ("model", "input", "voice"):
+            if required not in job.request:
+                raise JobError(
+                    f'is required in a speech request (e.g. {required} = "{_EXAMPLES[required]}")',
+                    path=where,
+                    field=f"request.{required}",
+                )
+        if job.request.get("stream_format", "audio") != "audio":
+            raise JobError(
+                'must be "audio": the pipeline writes audio files, not event streams',
+                path=where,
+                field="request.stream_format",
+            )
+        options = dict(job.sections.get("speech", {}))
+        self.split_long_input = options.pop("split_long_input", True)
+        file_name = options.pop("file_name", "{key}")
+        if options:
+            raise JobError(
+                "unknown key; known: split_long_input, file_name",
+                path=where,
+                field=f"speech.{next(iter(options))}",
+            )
+        if not isinstance(self.split_long_input, bool):
+            raise JobError("must be true or false", path=where, field="speech.split_long_input")
+        if not isinstance(file_name, str) or not file_name.strip():
+            raise JobError(
+                'must be a file-name template such as "{key}"', path=where, field="speech.file_name"
+            )
+        self.template = _compile(job.request, where, "request")
+        self.file_name = _compile(file_name, where, "speech.file_name")
+        self.columns = (self.template.columns | self.file_name.columns) - {KEY_PLACEHOLDER}
+        self.key_column = job.input.key
+
+    def build(self, key: Any, row: Mapping[str, Any]) -> Item:
+        body = self.template.render(row)
+        text = body["input"]
+        if not isinstance(text, str):
+            raise RowError(f"input must be text, got {type(text).__name__}", field="input")
+        if not text.strip():
+            raise RowError(
+                "input is empty" if not text else "input is only whitespace", field="input"
+            )
+        chunks = 1
+        if len(text) > MAX_INPUT_CHARS:
+            if not self.split_long_input:
+                raise RowError(
+                    f"input has {len(text):,} characters; the API takes at most "
+                    f"{MAX_INPUT_CHARS:,} (set [speech] split_long_input = true)",
+                    field="input",
+                )
+            chunks = len(_chunks(text))
+        body["model"] = _text(body, "model")
+        body["voice"] = _voice(body["voice"])
+        body["response_format"] = _choice(body, "response_format", audio.FORMATS, "mp3")
+        if "speed" in body:
+            body["speed"] = _speed(body["speed"])
+        if "instructions" in body:
+            instructions = _text(body, "instructions")
+            if len(instructions) > MAX_INPUT_CHARS:
+                raise RowError(
+                    f"instructions have {len(instructions):,} characters; at most "
+                    f"{MAX_INPUT_CHARS:,}",
+                    field="instructions",
+                )
+        name_row = {**row, KEY_PLACEHOLDER: key}
+        stem = str(self.file_name.render(name_row))
+        return Item(
+            key,
+            {"body": body, "stem": stem},
+            estimate_tokens(text),
+            requests=chunks,
+            characters=len(text),
+        )
+
+    async def send(self, call: Call, items: Sequence[Item]) -> list[Outcome]:
+        (item,) = items
+        body, fmt = item.payload["body"], item.payload["body"]["response_format"]
+        text: str = body["input"]
+        chunks = _chunks(text)
+        pieces = []
+        try:
+            for chunk in chunks:
+                answer = await call.post(
+                    "/audio/speech",
+                    {**body, "input": chunk},
+                    tokens=estimate_tokens(chunk),
+                    expect="bytes",
+                    check=_complete_audio(fmt),
+                )
+                pieces.append(answer.data)
+                call.tally["characters_sent"] += len(chunk)
+        except RejectedApiError as error:
+            return [Failure.from_api(error)]
+        data = audio.join(pieces, fmt) if len(pieces) > 1 else pieces[0]
+        duration = audio.duration_s(data, fmt)
+        relative = call.files.claim(AUDIO_FOLDER, item.payload["stem"], f".{fmt}", item.key)
+        call.files.write(relative, data)
+        call.tally["audio_seconds"] += duration
+        voice = body["voice"]
+        return [
+            Success(
+                {
+                    "audio_path": relative,
+                    "format": fmt,
+                    "bytes": len(data),
+                    "duration_s": round(duration, 3),
+                    "chars": len(text),
+                    "chunks": len(chunks),
+                    "voice": voice["id"] if isinstance(voice, dict) else voice,
+                    "model": body["model"],
+                }
+            )
+        ]
+
+    def describe(self) -> str:
+        return "POST /v1/audio/speech, one audio file per row" + (
+            ", long texts split and joined" if self.split_long_input else ""
+        )
+
+
+_EXAMPLES = {"model": "gpt-4o-mini-tts", "input": "{text}", "voice": "alloy"}
+
+
+def _chunks(text: str) -> list[str]:
+    """The requests a text needs; a whitespace-only piece (a long blank run) is silence: skipped."""
+    return [chunk for chunk in split_text(text, MAX_INPUT_CHARS) if chunk.strip()]
+
+
+def _compile(value: Any, where: str, field: str) -> Template:
+    try:
+        return compile_template(value)
+    except ValueError as exc:
+        raise JobError(str(exc), path=where, field=field) from None
+
+
+def _complete_audio(fmt: str) -> Any:
+    def check(answer: Answer) -> None:
+        try:
+            audio.decode(answer.data, fmt)
+        except audio.AudioError as error:
+            raise TransientApiError(
+                f"the audio answer is incomplete: {error}",
+                http_status=answer.status,
+                error_type="bad_audio",
+            ) from None
+
+    return check
+
+
+def _text(body: Mapping[str, Any], field: str) -> str:
+    value = body[field]
+    if not isinstance(value, str) or not value.strip():
+        raise RowError(f"{field} must be non-empty text, got {value!r}", field=field)
+    return value
+
+
+def _choice(body: Mapping[str, Any], field: str, allowed: Sequence[str], default: str) -> str:
+    value = body.get(field, default)
+    if value not in allowed:
+        raise RowError(f"{field} {value!r} is not one of {', '.join(allowed)}", field=field)
+    return str(value)
+
+
+def _voice(value: Any) -> Any:
+    if isinstance(value, str) and value in VOICES:
+        return value
+    if (
+        isinstance(value, dict)
+        and set(value) == {"id"}
+        and isinstance(value["id"], str)
+        and value["id"].strip()
+    ):
+        return value
+    raise RowError(
+        f"voice {value!r} is not one of {', '.join(VOICES)} "
+        '(or {id = "voice_..."} for a custom voice)',
+        field="voice",
+    )
+
+
+def _speed(value: Any) -> float:
+    low, high = SPEED_RANGE
+    if isinstance(value, str):
+        with suppress(ValueError):
+            value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise RowError(f"speed {value!r} is outside {low} to {high}", field="speed")
+    return float(value)
+
+
+KIND = Speech

@@ -1,0 +1,180 @@
+"""Speech jobs end to end: real audio from the emulator, decoded and measured; safe file names."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline import audio
+from pipeline.textsplit import split_text
+from tests.conftest import read_output, run_cli, schema_validator, write_job
+
+SENTENCE = "The quick brown fox jumps over the lazy dog, and then it rests a while. "
+
+
+def speech_job(folder: Path, data: pl.DataFrame, **sections) -> Path:
+    request = {"model": "gpt-4o-mini-tts", "input": "{text}", "voice": "alloy"}
+    request.update(sections.pop("request", {}))
+    return write_job(folder, data, kind="speech", request=request, **sections)
+
+
+def decoded_seconds(path: Path, fmt: str) -> float:
+    return audio.duration_s(path.read_bytes(), fmt)
+
+
+def test_every_format_decodes_and_matches_its_manifest(tmp_path, emulator):
+    server = emulator()
+    formats = list(audio.FORMATS)
+    data = pl.DataFrame(
+        {"id": formats, "text": [f"Format {f}. {SENTENCE}" for f in formats], "fmt": formats}
+    )
+    job = speech_job(tmp_path, data, request={"response_format": "{fmt}"})
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 0, result.output
+    manifest = read_output(job, "results")
+    assert sorted(manifest["id"]) == sorted(formats)
+    for row in manifest.iter_rows(named=True):
+        path = tmp_path / "out" / row["audio_path"]
+        assert path.suffix == f".{row['format']}" and row["format"] == row["id"]
+        assert path.stat().st_size == row["bytes"]
+        seconds = decoded_seconds(path, row["format"])
+        assert seconds > 1.0
+        assert abs(seconds - row["duration_s"]) < 0.01
+        assert row["chunks"] == 1 and row["voice"] == "alloy" and row["model"] == "gpt-4o-mini-tts"
+    for _, body in server.recorded_requests():
+        schema_validator("CreateSpeechRequest").validate(body)
+
+
+def test_a_10000_character_row_is_one_file_as_long_as_its_chunks(tmp_path, emulator):
+    server = emulator()
+    long_text = (SENTENCE * 140)[:10_000]
+    chunks = split_text(long_text, 4096)
+    assert len(chunks) == 3
+    data = pl.DataFrame({"id": ["long", "c0", "c1", "c2"], "text": [long_text, *chunks]})
+    job = speech_job(tmp_path, data, request={"response_format": "wav"}, api={"concurrency": 4})
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    manifest = read_output(job, "results")
+    by_id = {row["id"]: row for row in manifest.iter_rows(named=True)}
+    assert by_id["long"]["chunks"] == 3 and by_id["long"]["chars"] == 10_000
+    whole = decoded_seconds(tmp_path / "out" / by_id["long"]["audio_path"], "wav")
+    parts = sum(by_id[c]["duration_s"] for c in ("c0", "c1", "c2"))
+    assert whole == pytest.approx(parts, rel=0.01)
+    assert len(list((tmp_path / "out" / "audio").iterdir())) == 4
+    sent = [body for _, body in server.recorded_requests()]
+    assert all(len(body["input"]) <= 4096 for body in sent)
+    for body in sent:
+        schema_validator("CreateSpeechRequest").validate(body)
+
+
+def test_bad_values_become_error_rows_naming_field_and_allowed_values(tmp_path, emulator):
+    server = emulator()
+    data = pl.DataFrame(
+        {
+            "id": ["ok", "voice", "speed", "long", "empty", "fmt"],
+            "text": ["Hello there.", "Hi.", "Hi.", "word " * 1000, "  ", "Hi."],
+            "voice": ["nova", "darth", "nova", "nova", "nova", "nova"],
+            "speed": ["1.5", "1", "9", "1", "1", "1"],
+            "fmt": ["mp3", "mp3", "mp3", "mp3", "mp3", "ogg"],
+        }
+    )
+    job = speech_job(
+        tmp_path,
+        data,
+        request={"voice": "{voice}", "speed": "{speed}", "response_format": "{fmt}"},
+        speech={"split_long_input": False},
+    )
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 1
+    errors = {row["id"]: row["message"] for row in read_output(job, "errors").iter_rows(named=True)}
+    assert set(errors) == {"voice", "speed", "long", "empty", "fmt"}
+    assert "voice 'darth' is not one of alloy, ash" in errors["voice"]
+    assert "speed 9.0 is outside 0.25 to 4.0" in errors["speed"]
+    assert "5,000 characters" in errors["long"] and "split_long_input" in errors["long"]
+    assert "response_format 'ogg' is not one of mp3, opus, aac, flac, wav, pcm" in errors["fmt"]
+    assert read_output(job, "results")["id"].to_list() == ["ok"]
+    assert len(server.recorded_requests()) == 1
+
+
+def test_hostile_file_names_stay_inside_audio_and_never_collide(tmp_path, emulator):
+    server = emulator()
+    names = ["../../x", "/etc/passwd", "a/b", "a_b", "CON", "n" * 300, "same", "same", ".."]
+    data = pl.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(len(names))],
+            "name": names,
+            "text": [f"Row number {i}." for i in range(len(names))],
+        }
+    )
+    job = speech_job(
+        tmp_path, data, speech={"file_name": "{name}"}, request={"response_format": "pcm"}
+    )
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    folder = (tmp_path / "out" / "audio").resolve()
+    manifest = read_output(job, "results")
+    paths = [(tmp_path / "out" / p).resolve() for p in manifest["audio_path"]]
+    assert len(set(paths)) == len(names), "no two rows share a file"
+    assert all(path.parent == folder for path in paths), "every file directly inside audio/"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in paths)
+    assert all(len(p.name.encode()) <= 130 for p in paths)
+    assert not (tmp_path / "x.pcm").exists() and not Path("/etc/passwd.pcm").exists()
+    by_id = dict(zip(manifest["id"], manifest["audio_path"], strict=True))
+    assert by_id["r4"] == "audio/_CON.pcm"
+    # the same rows rerun into a fresh folder get the same names (claims are deterministic)
+    assert (
+        run_cli(
+            "run", job, "--base-url", server.base_url, "--quiet", "--output", tmp_path / "again"
+        ).exit_code
+        == 0
+    )
+    again = pl.read_parquet(tmp_path / "again" / "results.parquet")
+    assert dict(zip(again["id"], again["audio_path"], strict=True)) == by_id
+
+
+@pytest.mark.slow
+def test_truncated_audio_and_sigkill_leave_one_complete_file_per_row(tmp_path, emulator):
+    server = emulator(faults={"truncate": 0.2}, seed=11, latency_ms=30)
+    n = 60
+    data = pl.DataFrame(
+        {
+            "id": [f"p{i:03d}" for i in range(n)],
+            "text": [f"Paragraph {i}. {SENTENCE}" for i in range(n)],
+        }
+    )
+    job = speech_job(
+        tmp_path,
+        data,
+        request={"response_format": "flac"},
+        api={"concurrency": 4, "max_attempts": 10},
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        str(job),
+        "--base-url",
+        server.base_url,
+        "--quiet",
+    ]
+    child = subprocess.Popen(command, env=os.environ.copy())
+    try:
+        assert server.wait_for_requests(25, timeout=60)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert subprocess.run(command, env=os.environ.copy(), timeout=300).returncode == 0
+    manifest = read_output(job, "results")
+    assert sorted(manifest["id"]) == data["id"].to_list()
+    folder = tmp_path / "out" / "audio"
+    files = sorted(folder.iterdir())
+    assert [f.name for f in files] == sorted(f"{k}.flac" for k in data["id"])
+    for row in manifest.iter_rows(named=True):
+        assert decoded_seconds(tmp_path / "out" / row["audio_path"], "flac") == pytest.approx(
+            row["duration_s"], abs=0.01
+        )
+    assert server.stats()["faults"].get("truncate", 0) > 0
