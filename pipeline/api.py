@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.http import Answer, Http
+from pipeline.journal import Journal
 from pipeline.limits import RetryPolicy
 from pipeline.writers import OutputFiles
 
@@ -25,6 +26,7 @@ class Session:
     policy: RetryPolicy
     files: OutputFiles
     tally: defaultdict[str, float]  # kind-specific totals for summary.json
+    journal: Journal
 
 
 class Call:
@@ -40,6 +42,18 @@ class Call:
     @property
     def attempts(self) -> int:
         return self._attempts[0]
+
+    @property
+    def base_url(self) -> str:
+        return self._session.http.base_url
+
+    async def note(self, key: Any, progress: Any) -> None:
+        """Record what a workflow must find again after a crash; returns once committed."""
+        await self._session.journal.note(key, progress)
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait between polls; raises Stopped at once when the run stops."""
+        await self._session.policy.stopper.sleep(seconds)
 
     async def request(
         self,

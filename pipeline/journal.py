@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS rows (
     sends INTEGER NOT NULL DEFAULT 0,   -- requests that carried this row, over all runs
     inflight INTEGER,              -- the request carrying it while state = 'sent'
     resent INTEGER NOT NULL DEFAULT 0,  -- times found in flight after a crash and sent again
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    progress BLOB                  -- what a workflow recorded before waiting (thread/run ids)
 );
 CREATE INDEX IF NOT EXISTS rows_by_state ON rows (state, seq);
 CREATE TABLE IF NOT EXISTS runs (
@@ -89,6 +90,7 @@ class PendingRow:
     key: Any
     payload: Any
     tokens: int
+    progress: Any = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,9 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL survives kill -9 either way
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(rows)")}
+            if "progress" not in columns:  # a journal from before workflows recorded progress
+                self._db.execute("ALTER TABLE rows ADD COLUMN progress BLOB")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._ops: list[tuple[str, list[tuple[Any, ...]]]] = []
         self._waiters: list[asyncio.Future[None]] = []
@@ -131,12 +136,14 @@ class Journal:
         Returns (run id, requests found in flight, rows in them): what will be sent again.
         """
         with self._transaction():
+            # a row whose workflow recorded its progress is resumed, not sent again
             requests, rows = self._db.execute(
-                "SELECT COUNT(DISTINCT inflight), COUNT(*) FROM rows WHERE state = 'sent'"
+                "SELECT COUNT(DISTINCT inflight), COUNT(*) FROM rows "
+                "WHERE state = 'sent' AND progress IS NULL"
             ).fetchone()
             self._db.execute(
-                "UPDATE rows SET state = 'pending', resent = resent + 1, inflight = NULL "
-                "WHERE state = 'sent'"
+                "UPDATE rows SET state = 'pending', inflight = NULL, "
+                "resent = resent + (progress IS NULL) WHERE state = 'sent'"
             )
             run = self._db.execute(
                 "INSERT INTO runs (started_at, resent_requests, resent_rows) VALUES (?, ?, ?)",
@@ -208,10 +215,16 @@ class Journal:
     def pending(self, after_seq: int, limit: int) -> list[PendingRow]:
         """Pending rows in input order, after ``after_seq``."""
         return [
-            PendingRow(seq, key, orjson.loads(payload), tokens)
-            for seq, key, payload, tokens in self._db.execute(
-                "SELECT seq, key, payload, tokens FROM rows WHERE state = 'pending' AND seq > ? "
-                "ORDER BY seq LIMIT ?",
+            PendingRow(
+                seq,
+                key,
+                orjson.loads(payload),
+                tokens,
+                None if progress is None else orjson.loads(progress),
+            )
+            for seq, key, payload, tokens, progress in self._db.execute(
+                "SELECT seq, key, payload, tokens, progress FROM rows "
+                "WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             )
         ]
@@ -244,6 +257,13 @@ class Journal:
                 )
                 for o in outcomes
             ],
+        )
+
+    async def note(self, key: Any, progress: Any) -> None:
+        """Record a workflow's progress (ids to find its work again); waits for the commit."""
+        await self._submit(
+            "UPDATE rows SET progress = ?, updated_at = ? WHERE key = ?",
+            [(orjson.dumps(progress), time.time(), key)],
         )
 
     async def unsend(self, keys: Sequence[Any], attempts: int) -> None:

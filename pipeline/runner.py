@@ -145,7 +145,7 @@ async def _run(
         base_url, api_key, job.api.timeout_s, job.api.concurrency, observe=limiter.observe
     ) as http:
         files = OutputFiles(job.output.dir, journal)
-        session = Session(http, policy, files, stats.tally)
+        session = Session(http, policy, files, stats.tally, journal)
         pool = Pool(kind, session, journal, stats, stopper, job.api.concurrency)
         interrupted = _on_signals(pool)
         done_event = asyncio.Event()
@@ -215,7 +215,7 @@ async def _feed(
     after = 0
     while rows := journal.pending(after, PENDING_CHUNK):
         for row in rows:
-            await pool.queue.put(Item(row.key, row.payload, row.tokens))
+            await pool.queue.put(Item(row.key, row.payload, row.tokens, progress=row.progress))
         after = rows[-1].seq
     job, kind = prepared.job, prepared.kind
     key, keep = job.input.key, job.input.keep

@@ -21,8 +21,11 @@ def kind_classes() -> dict[str, type[Kind]]:
     for module in pkgutil.iter_modules(__path__):
         if module.name in _NOT_KINDS or module.name.startswith("_"):
             continue
-        kind: type[Kind] = importlib.import_module(f"{__name__}.{module.name}").KIND
-        found[kind.name] = kind
+        kind: type[Kind] | None = getattr(
+            importlib.import_module(f"{__name__}.{module.name}"), "KIND", None
+        )
+        if kind is not None:  # a helper module of a kind
+            found[kind.name] = kind
     return found
 
 

@@ -25,6 +25,7 @@ class Item:
     tokens: int = 1
     requests: int = 1  # requests this row needs on its own (a long text split in chunks)
     characters: int = 0  # characters of text it sends
+    progress: Any = None  # what an earlier attempt recorded with Call.note (a run's ids)
 
 
 @dataclass(frozen=True)
