@@ -1,4 +1,4 @@
-"""python -m bench {throughput,ratelimit,memory,all} [--json PATH] [--keep]
+"""python -m bench {throughput,ratelimit,memory,speech,all} [--json PATH] [--keep]
 
 Prints each scenario's own table as it finishes, then one summary table (scenario, figure,
 value, target). Progress goes to stderr. Exit code 1 if a scenario failed to run or missed a
@@ -20,13 +20,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import memory, ratelimit, throughput
+from bench import memory, ratelimit, speech, throughput
 from bench.common import BenchError, Table, log, own_peak_mb
 
 SCENARIOS = {
     "throughput": throughput.run,
     "ratelimit": ratelimit.run,
     "memory": memory.run,
+    "speech": speech.run,
 }
 
 

@@ -3,11 +3,14 @@
     python -m bench.speech_data CHAPTERS.parquet ROWS.parquet ROWS BODIES.jsonl BODIES
 
 The paragraphs, in order (chapter, paragraph), become one stream of sentences, each carrying its
-paragraph's voice; the stream is read again from the start when it runs out (cycling). Sentences
-are packed greedily into texts of at most MAX characters, cut at sentence ends: a text is emitted
-once the next sentence would not fit and it has at least MIN characters. When a text is still
-shorter than MIN and the next sentence does not fit (a very long sentence), that sentence is cut
-at its last clause break (``, ; :``) or space before the limit and the rest starts the next text.
+paragraph's voice. Sentences are packed greedily into texts of at most MAX characters, cut at
+sentence ends: a text is emitted once the next sentence would not fit and it has at least MIN
+characters. When a text is still shorter than MIN and the next sentence does not fit (a very long
+sentence), that sentence is cut at its last clause break (``, ; :``) or space before the limit
+and the rest starts the next text. The stream is read again from the start when it runs out
+(cycling), so later texts repeat earlier ones: 200 rows of 300-600 characters hold ~100 distinct
+texts. Neither the pipeline nor the emulator caches anything, so a repeat costs what a new text
+does.
 
 - ROWS.parquet: ``id`` (s0000...), ``text`` (300-600 characters), ``voice`` (the paragraph's)
   for the pipeline's speech job.
@@ -27,7 +30,7 @@ from pathlib import Path
 
 MODEL = "gpt-4o-mini-tts"
 # a sentence ends at . ! ? (then any closing quotes or brackets) followed by whitespace
-_SENTENCE_END = re.compile(r"(?<=[.!?])[’”'\")\]]*\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])['\")\]\u2019\u201d]*\s+")  # \u2019 \u201d: closing quotes
 _CLAUSE_BREAK = re.compile(r"[,;:]\s")
 
 
