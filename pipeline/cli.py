@@ -161,7 +161,23 @@ def status(output_dir: Path) -> None:
 @click.option(
     "--slow-s", type=float, default=30.0, show_default=True, help="How long the slow fault waits."
 )
-@click.option("--seed", type=int, help="Seed for fault injection.")
+@click.option("--seed", type=int, help="Seed for fault injection and run outcomes.")
+@click.option(
+    "--run-duration-s",
+    type=click.FloatRange(min=0),
+    default=0.2,
+    show_default=True,
+    help="How long an emulated run (or response) takes.",
+)
+@click.option(
+    "--run-outcome",
+    "run_outcomes",
+    multiple=True,
+    metavar="NAME=P",
+    help="End runs otherwise than completed with probability P: failed incomplete "
+    "expired requires_action stuck. Repeatable.",
+)
+@click.option("--chat-completions-url", help="Answer runs by delegating to this endpoint.")
 @click.option(
     "--engine",
     type=click.Choice(["profanity", "wordlist"]),
@@ -183,6 +199,9 @@ def serve(
     slow_s: float,
     seed: int | None,
     engine: str,
+    run_duration_s: float,
+    run_outcomes: tuple[str, ...],
+    chat_completions_url: str | None,
     allow_remote: bool,
 ) -> None:
     """Serve the local OpenAI-compatible emulator (loopback only unless --allow-remote)."""
@@ -200,9 +219,12 @@ def serve(
             slow_s=slow_s,
             seed=seed,
             engine=engine,
+            run_duration_s=run_duration_s,
+            run_outcomes=_parse_faults(run_outcomes),
+            chat_completions_url=chat_completions_url,
         )
     except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--fault") from None
+        raise click.UsageError(str(error)) from None
     serve_emulator(config, host=host, port=port, allow_remote=allow_remote)
 
 

@@ -78,7 +78,9 @@ def write_job(
     doc: dict[str, Any] = {
         "kind": "moderation",
         "input": {"path": input_name, "key": "id"},
-        "request": {"model": "omni-moderation-latest", "input": "{text}"},
+        "request": {"model": "omni-moderation-latest", "input": "{text}"}
+        if sections.get("kind", "moderation") == "moderation"
+        else {},
         "output": {"dir": "out", "format": "parquet"},
         "api": {"concurrency": 8, "max_attempts": 6, "timeout_s": 10},
     }
@@ -87,14 +89,28 @@ def write_job(
             doc[name] = {**doc[name], **value}
         else:
             doc[name] = value
-    lines = [f"{k} = {toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
-    for name, table in doc.items():
-        if isinstance(table, dict):
+    lines = [f"{k} = {toml_value(v)}" for k, v in doc.items() if not _is_table(v)]
+    for name, value in doc.items():
+        if isinstance(value, list) and _is_table(value):  # an array of tables
+            for table in value:
+                lines.append(f"[[{name}]]")
+                lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
+        elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            for sub, table in value.items():  # tables of tables: [assistants.x]
+                lines.append(f"[{name}.{sub}]")
+                lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
+        elif isinstance(value, dict):
             lines.append(f"[{name}]")
-            lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
+            lines += [f"{k} = {toml_value(v)}" for k, v in value.items()]
     job = folder / "job.toml"
     job.write_text("\n".join(lines) + "\n")
     return job
+
+
+def _is_table(value: Any) -> bool:
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(v, dict) for v in value)
+    return isinstance(value, dict)
 
 
 def run_cli(*args: str | Path) -> Result:

@@ -4,8 +4,8 @@ The middleware owns what all routes share, in the order a real API applies it: l
 recording the body, the API key, fault injection, then the route; it turns ``ApiReply`` and
 aiohttp's own HTTP errors into OpenAI error bodies, adds ``x-request-id`` and the
 ``x-ratelimit-*`` headers, and lets a body fault break the finished answer. A route module
-(``moderation.py``, ``speech.py``; later threads and runs) exposes ``register(app, config)`` and
-is listed in ``ROUTES``: adding an endpoint is one module.
+(``moderation.py``, ``speech.py``, ``threads.py``, ``responses.py``) exposes
+``register(app, config)`` and is listed in ``ROUTES``: adding an endpoint is one module.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Final
 
 from aiohttp import web
 
-from pipeline.emulator import moderation, speech
+from pipeline.emulator import moderation, responder, responses, speech, threads
 from pipeline.emulator.config import CONFIG, EmulatorConfig
 from pipeline.emulator.faults import BODY_FAULTS, FaultInjector, cut_body, inject
 from pipeline.emulator.limits import LIMITER, RateLimiter
@@ -32,6 +32,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ROUTES: Final[tuple[Callable[[web.Application, EmulatorConfig], None], ...]] = (
     moderation.register,
     speech.register,
+    responder.register,  # the answer engine threads and responses share; no routes
+    threads.register,
+    responses.register,
 )
 STATS_PATH: Final[str] = "/v1/_emulator/stats"
 _INTERNAL_PREFIX: Final[str] = "/v1/_emulator/"

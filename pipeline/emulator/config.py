@@ -11,6 +11,7 @@ from typing import Final
 from aiohttp import web
 
 from pipeline.emulator.faults import check_faults
+from pipeline.emulator.lifecycle import ERROR_CODES, check_outcomes
 
 ENGINES: Final[tuple[str, ...]] = ("profanity", "wordlist")
 
@@ -22,6 +23,14 @@ class EmulatorConfig:
     ``faults`` maps a fault name (see ``faults.FAULT_NAMES``) to its probability per request;
     ``latency_ms`` and ``slow_s`` are added with asyncio.sleep, never blocking the server;
     ``fault_retry_after_ms`` is what the injected "429" fault asks clients to wait.
+
+    Runs and responses (see ``lifecycle``): a run is queued for ``run_duration_s``/2, in progress
+    until ``run_duration_s``, then ends as drawn from ``run_outcomes`` (probabilities of "failed",
+    "incomplete", "expired", "requires_action", "stuck"; the rest complete; seeded by ``seed``).
+    A failed run's ``last_error.code`` is ``run_error_code``; a requires_action run expires
+    ``run_expires_s`` after it was created. ``chat_completions_url`` delegates answers to a
+    chat-completions endpoint (as ``chat_completions_model``, else the request's model).
+    ``max_stored`` threads and stored responses are kept; past it the oldest finished are dropped.
     """
 
     requests_per_minute: int | None = None
@@ -37,6 +46,15 @@ class EmulatorConfig:
     api_key: str | None = None
     record_requests: bool = False
     fault_retry_after_ms: int = 1000  # beyond the brief: tests want fast injected 429s
+    run_duration_s: float = 0.2
+    run_outcomes: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
+    run_error_code: str = "server_error"
+    run_expires_s: float = 600.0
+    chat_completions_url: str | None = None
+    chat_completions_model: str | None = None
+    max_stored: int = 100_000
 
     def __post_init__(self) -> None:
         check_faults(self.faults)
@@ -60,6 +78,29 @@ class EmulatorConfig:
             raise ValueError(f"unknown engine {self.engine!r}; known engines: {', '.join(ENGINES)}")
         if self.reject_substring == "":
             raise ValueError("reject_substring must not be empty (it would reject everything)")
+        self._check_runs()
+
+    def _check_runs(self) -> None:
+        check_outcomes(self.run_outcomes)
+        object.__setattr__(self, "run_outcomes", MappingProxyType(dict(self.run_outcomes)))
+        if not (math.isfinite(self.run_duration_s) and self.run_duration_s >= 0):
+            raise ValueError(
+                f"run_duration_s must be a finite number >= 0, not {self.run_duration_s!r}"
+            )
+        if not (math.isfinite(self.run_expires_s) and self.run_expires_s > 0):
+            raise ValueError(
+                f"run_expires_s must be a finite number > 0, not {self.run_expires_s!r}"
+            )
+        if self.run_error_code not in ERROR_CODES:
+            raise ValueError(
+                f"run_error_code must be one of {', '.join(ERROR_CODES)}, "
+                f"not {self.run_error_code!r}"
+            )
+        url = self.chat_completions_url
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"chat_completions_url must be an http(s) URL, not {url!r}")
+        if isinstance(self.max_stored, bool) or self.max_stored < 1:
+            raise ValueError(f"max_stored must be a positive integer, not {self.max_stored!r}")
 
 
 CONFIG = web.AppKey("config", EmulatorConfig)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,7 @@ class Stats:
         self._counts: Counter[str] = Counter()
         self._largest_batch = 0
         self._recorded: list[tuple[str, dict[str, Any]]] = []
+        self._gauges: dict[str, Callable[[], Any]] = {}
 
     def request(self) -> None:
         with self._lock:
@@ -56,6 +58,12 @@ class Stats:
         with self._lock:
             self._counts[name] += amount
 
+    def add_gauge(self, name: str, read: Callable[[], Any]) -> None:
+        """A value read when a snapshot is taken (``runs_by_status``); ``read`` must be safe
+        to call from any thread, and is called without this lock held."""
+        with self._lock:
+            self._gauges[name] = read
+
     def record(self, path: str, body: dict[str, Any]) -> None:
         with self._lock:
             self._recorded.append((path, body))
@@ -65,9 +73,11 @@ class Stats:
             return list(self._recorded)
 
     def snapshot(self) -> dict[str, Any]:
-        """A consistent copy: requests, by status code, faults by name, rate limits, counters."""
+        """A consistent copy: requests, by status code, faults by name, rate limits, counters,
+        then the gauges (read after the copy)."""
         with self._lock:
-            return {
+            gauges = dict(self._gauges)
+            counts = {
                 "requests": self._requests,
                 "status": dict(self._status),
                 "faults": dict(self._faults),
@@ -77,6 +87,7 @@ class Stats:
                 "largest_batch": self._largest_batch,
                 **{k: v for k, v in self._counts.items() if k not in _SCORING},
             }
+        return counts | {name: read() for name, read in gauges.items()}
 
 
 _SCORING = frozenset({"inputs_scored", "score_batches"})

@@ -1,0 +1,227 @@
+"""Run jobs (messages + run) on both protocols against the emulator: threads, runs, responses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.journal import Journal
+from tests.conftest import read_output, run_cli, schema_validator, write_job
+
+TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete"}
+
+
+def questions(n: int) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "id": [f"q{i:03d}" for i in range(n)],
+            "question": [f"What is the answer to question {i}?" for i in range(n)],
+            "topic": ["billing" if i % 2 else "shipping" for i in range(n)],
+        }
+    )
+
+
+def make(
+    folder: Path, data: pl.DataFrame, *messages: str, protocol: str = "assistants", **sections
+) -> Path:
+    """A run job over ``data``: the messages (default "{question}"), the run, the assistant."""
+    return write_job(
+        folder,
+        data,
+        kind="run",
+        messages=[{"role": "user", "content": m} for m in (messages or ("{question}",))],
+        request={
+            "assistant_id": "asst_support",
+            "additional_instructions": "Be brief.",
+            **sections.pop("request", {}),
+        },
+        run={
+            "protocol": protocol,
+            "timeout_s": 30,
+            "poll_interval_s": 0.05,
+            "poll_max_interval_s": 0.2,
+            **sections.pop("run", {}),
+        },
+        assistants={"asst_support": {"model": "gpt-4.1-mini", "instructions": "Helpful."}},
+        **sections,
+    )
+
+
+def test_assistants_payloads_validate_and_answers_come_back(tmp_path, emulator):
+    server = emulator(run_duration_s=0.05)
+    data = questions(6)
+    job = make(
+        tmp_path,
+        data,
+        "{question}",
+        "Topic: {topic}",
+        request={"metadata": {"topic": "{topic}"}, "temperature": 0.5},
+    )
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 0, result.output
+    results = read_output(job, "results")
+    assert sorted(results["id"]) == data["id"].to_list()
+    assert set(results["status"]) == {"completed"}
+    assert results["thread_id"].str.starts_with("thread_").all()
+    assert results["run_id"].str.starts_with("run_").all()
+    assert (results["output_text"].str.len_chars() > 0).all()
+    assert (
+        results["total_tokens"] == results["prompt_tokens"] + results["completion_tokens"]
+    ).all()
+    sent = server.recorded_requests()
+    threads = [body for path, body in sent if path.endswith("/threads")]
+    runs = [body for path, body in sent if path.endswith("/runs")]
+    assert len(threads) == 6 and len(runs) == 6
+    for body in threads:
+        schema_validator("CreateThreadRequest").validate(body)
+        for message in body["messages"]:
+            schema_validator("CreateMessageRequest").validate(message)
+        assert body["messages"][1]["content"].startswith("Topic: ")
+    for body in runs:
+        schema_validator("CreateRunRequest").validate(body)
+        assert body["additional_instructions"] == "Be brief." and body["temperature"] == 0.5
+
+
+def test_every_ending_lands_in_results_or_errors_and_no_run_is_left_running(tmp_path, emulator):
+    server = emulator(
+        run_duration_s=0.05,
+        seed=5,
+        run_outcomes={
+            "failed": 0.15,
+            "incomplete": 0.15,
+            "expired": 0.15,
+            "requires_action": 0.15,
+            "stuck": 0.15,
+        },
+    )
+    data = questions(40)
+    job = make(tmp_path, data, run={"timeout_s": 1.0})
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 1
+    results, errors = read_output(job, "results"), read_output(job, "errors")
+    assert sorted(results["id"].to_list() + errors["id"].to_list()) == data["id"].to_list()
+    kinds = Counter(errors["error_type"])
+    assert set(kinds) == {"failed", "incomplete", "expired", "requires_action", "timeout"}, kinds
+    assert set(results["status"]) == {"completed"}
+    assert all(
+        "cancelled" in m
+        for m in errors.filter(pl.col("error_type").is_in(["timeout", "requires_action"]))[
+            "message"
+        ]
+    )
+    by_status = server.stats()["runs_by_status"]
+    assert set(by_status) <= TERMINAL, by_status
+    assert sum(by_status.values()) == 40
+
+
+def test_bad_rows_are_error_rows_and_unknown_fields_stop_the_job(tmp_path, emulator):
+    server = emulator(run_duration_s=0.01)
+    data = questions(4).with_columns(
+        pl.Series("temp", ["0.5", "3", "1", "1"]), pl.Series("tag", ["a", "b", "c" * 600, "d"])
+    )
+    job = make(tmp_path, data, request={"temperature": "{temp}", "metadata": {"tag": "{tag}"}})
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 1
+    errors = {r["id"]: r["message"] for r in read_output(job, "errors").iter_rows(named=True)}
+    assert set(errors) == {"q001", "q002"}
+    assert "request.temperature" in errors["q001"] and "3" in errors["q001"]
+    assert "request.metadata.tag: value has 600 characters; at most 512" in errors["q002"]
+    (tmp_path / "bad").mkdir()
+    bad = make(tmp_path / "bad", data, request={"temperatur": 1})
+    result = run_cli("validate", bad)
+    assert result.exit_code == 2
+    assert "request.temperatur: unknown field" in result.output
+
+
+def test_metadata_over_its_limits_is_an_error_row(tmp_path, emulator):
+    server = emulator(run_duration_s=0.01)
+    many = {f"k{i}": "v" for i in range(17)}
+    job = make(tmp_path, questions(1), request={"metadata": many})
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 1
+    assert "17 pairs; at most 16" in read_output(job, "errors")["message"][0]
+    job = make(
+        tmp_path, questions(1), request={"metadata": {"k" * 65: "v"}}, output={"dir": "out2"}
+    )
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 1
+    assert (
+        "65 characters; at most 64"
+        in pl.read_parquet(tmp_path / "out2" / "errors.parquet")["message"][0]
+    )
+
+
+def test_both_protocols_give_the_same_columns(tmp_path, emulator):
+    server = emulator(run_duration_s=0.01)
+    data = questions(3)
+    columns = {}
+    for protocol in ("assistants", "responses"):
+        folder = tmp_path / protocol
+        folder.mkdir()
+        job = make(
+            folder,
+            data,
+            protocol=protocol,
+            request={"max_completion_tokens": 300, "reasoning_effort": "low"},
+        )
+        assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+        results = read_output(job, "results")
+        columns[protocol] = results.columns
+        assert results["output_text"].str.len_chars().min() > 0
+    assert columns["assistants"] == columns["responses"]
+    sent = [body for path, body in server.recorded_requests() if path.endswith("/responses")]
+    assert len(sent) == 3
+    assert all(body["max_output_tokens"] == 300 for body in sent)
+    assert all(body["reasoning"] == {"effort": "low"} for body in sent)
+    assert all(body["model"] == "gpt-4.1-mini" for body in sent)
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_never_starts_a_second_run_for_a_recorded_row(tmp_path, emulator):
+    server = emulator(run_duration_s=1.0)
+    data = questions(24)
+    job = make(tmp_path, data, api={"concurrency": 8})
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        str(job),
+        "--base-url",
+        server.base_url,
+        "--quiet",
+    ]
+    child = subprocess.Popen(command, env=os.environ.copy())
+    try:
+        assert server.wait_for_requests(40, timeout=60)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    journal = Journal(tmp_path / "out", readonly=True)
+    recorded = {
+        key: (thread, run)
+        for key, thread, run in journal._db.execute(
+            "SELECT key, json_extract(progress, '$.thread_id'), json_extract(progress, '$.run_id') "
+            "FROM rows WHERE json_extract(progress, '$.run_id') IS NOT NULL"
+        )
+    }
+    journal.close()
+    assert recorded, "some runs were recorded before the kill"
+    assert subprocess.run(command, env=os.environ.copy(), timeout=120).returncode == 0
+    results = read_output(job, "results")
+    assert sorted(results["id"]) == data["id"].to_list()
+    by_key = dict(zip(results["id"], results["run_id"], strict=True))
+    assert all(by_key[key] == run for key, (_, run) in recorded.items()), "recorded runs reused"
+    runs_per_thread = Counter(
+        path.split("/")[-2] for path, _ in server.recorded_requests() if path.endswith("/runs")
+    )
+    assert all(runs_per_thread[thread] == 1 for thread, _ in recorded.values())
+    assert max(runs_per_thread.values()) == 1, "no thread got a second run"
+    print(
+        f"rows with a recorded run at the kill: {len(recorded)}; "
+        f"threads with two runs: {sum(1 for c in runs_per_thread.values() if c > 1)}"
+    )
