@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
@@ -119,3 +123,26 @@ def run_cli(*args: str | Path) -> Result:
 
 def read_output(job: Path, name: str) -> pl.DataFrame:
     return pl.read_parquet(job.parent / "out" / f"{name}.parquet")
+
+
+def kill_mid_run(job: Path, server: RunningEmulator, after_requests: int) -> list[str]:
+    """Start ``pipeline run`` as a child process and SIGKILL it once the emulator has had
+    ``after_requests`` requests; returns the command, to rerun the job."""
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        str(job),
+        "--base-url",
+        server.base_url,
+        "--quiet",
+    ]
+    child = subprocess.Popen(command, env=os.environ.copy())
+    try:
+        assert server.wait_for_requests(after_requests, timeout=60), "the run got going"
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    return command

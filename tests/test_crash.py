@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 from collections import Counter
 
 import polars as pl
 import pytest
 
 from pipeline.journal import Journal
-from tests.conftest import read_output, write_job
+from tests.conftest import kill_mid_run, read_output, write_job
 
 CONCURRENCY = 16
 
@@ -26,23 +24,7 @@ def test_sigkill_mid_job_then_rerun(tmp_path, emulator):
         {"id": [f"k{i:05d}" for i in range(n)], "text": [f"comment {i}" for i in range(n)]}
     )
     job = write_job(tmp_path, data, api={"concurrency": CONCURRENCY})
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "run",
-        str(job),
-        "--base-url",
-        server.base_url,
-        "--quiet",
-    ]
-    child = subprocess.Popen(command, env=os.environ.copy())
-    try:
-        assert server.wait_for_requests(800, timeout=60), "the run got going"
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+    command = kill_mid_run(job, server, after_requests=800)
 
     journal = Journal(tmp_path / "out", readonly=True)
     in_flight = journal.counts()["sent"]

@@ -18,8 +18,9 @@ from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.limits import admit
 from pipeline.emulator.replies import invalid_request, json_response, json_type, new_id
 from pipeline.emulator.replies import read_json_object as read_body
-from pipeline.emulator.scoring import CATEGORIES, IMAGE_CATEGORIES, THRESHOLD, Scores, load_engine
+from pipeline.emulator.scoring import IMAGE_CATEGORIES, THRESHOLD, Scores, load_engine
 from pipeline.emulator.stats import STATS
+from pipeline.kinds.moderation import CATEGORIES  # the 13 of CreateModerationResponse
 from pipeline.tokens import estimate_tokens
 
 PATH: Final[str] = "/v1/moderations"

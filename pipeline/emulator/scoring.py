@@ -18,21 +18,6 @@ from typing import Any, Final, Protocol
 from pipeline.emulator.wordlists import SIGNALS
 from pipeline.errors import JobError
 
-CATEGORIES: Final[tuple[str, ...]] = (
-    "hate",
-    "hate/threatening",
-    "harassment",
-    "harassment/threatening",
-    "illicit",
-    "illicit/violent",
-    "self-harm",
-    "self-harm/intent",
-    "self-harm/instructions",
-    "sexual",
-    "sexual/minors",
-    "violence",
-    "violence/graphic",
-)
 # the categories whose category_applied_input_types may contain "image" (per the schema)
 IMAGE_CATEGORIES: Final[frozenset[str]] = frozenset(
     {

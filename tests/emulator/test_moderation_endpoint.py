@@ -10,7 +10,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from pipeline.emulator import RunningEmulator
-from pipeline.emulator.scoring import CATEGORIES, IMAGE_CATEGORIES
+from pipeline.emulator.scoring import IMAGE_CATEGORIES
+from pipeline.kinds.moderation import CATEGORIES
 from tests.emulator.conftest import StartEmulator
 from tests.emulator.helpers import post
 

@@ -9,13 +9,13 @@ import pytest
 
 from pipeline.emulator.batcher import MicroBatcher
 from pipeline.emulator.scoring import (
-    CATEGORIES,
     THRESHOLD,
     Engine,
     WordlistEngine,
     load_engine,
     signals,
 )
+from pipeline.kinds.moderation import CATEGORIES
 
 ABUSIVE = [
     "I will kill you",

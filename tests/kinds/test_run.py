@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import polars as pl
 import pytest
 
 from pipeline.journal import Journal
-from tests.conftest import read_output, run_cli, schema_validator, write_job
+from tests.conftest import kill_mid_run, read_output, run_cli, schema_validator, write_job
 
 TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete"}
 
@@ -185,22 +183,7 @@ def test_sigkill_then_rerun_never_starts_a_second_run_for_a_recorded_row(tmp_pat
     server = emulator(run_duration_s=1.0)
     data = questions(24)
     job = make(tmp_path, data, api={"concurrency": 8})
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "run",
-        str(job),
-        "--base-url",
-        server.base_url,
-        "--quiet",
-    ]
-    child = subprocess.Popen(command, env=os.environ.copy())
-    try:
-        assert server.wait_for_requests(40, timeout=60)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
+    command = kill_mid_run(job, server, after_requests=40)
     journal = Journal(tmp_path / "out", readonly=True)
     recorded = {
         key: (thread, run)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -13,7 +11,7 @@ import pytest
 
 from pipeline import audio
 from pipeline.textsplit import split_text
-from tests.conftest import read_output, run_cli, schema_validator, write_job
+from tests.conftest import kill_mid_run, read_output, run_cli, schema_validator, write_job
 
 SENTENCE = "The quick brown fox jumps over the lazy dog, and then it rests a while. "
 
@@ -151,22 +149,7 @@ def test_truncated_audio_and_sigkill_leave_one_complete_file_per_row(tmp_path, e
         request={"response_format": "flac"},
         api={"concurrency": 4, "max_attempts": 10},
     )
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "run",
-        str(job),
-        "--base-url",
-        server.base_url,
-        "--quiet",
-    ]
-    child = subprocess.Popen(command, env=os.environ.copy())
-    try:
-        assert server.wait_for_requests(25, timeout=60)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
+    command = kill_mid_run(job, server, after_requests=25)
     assert subprocess.run(command, env=os.environ.copy(), timeout=300).returncode == 0
     manifest = read_output(job, "results")
     assert sorted(manifest["id"]) == data["id"].to_list()
