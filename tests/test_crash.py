@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 from collections import Counter
 
 import polars as pl
@@ -46,3 +48,38 @@ def test_sigkill_mid_job_then_rerun(tmp_path, emulator):
     twice = {text for text, count in seen.items() if count > 1}
     assert len(twice) <= again["rows"], "the server saw no duplicate the journal did not count"
     assert all(count <= 2 for count in seen.values())
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_4_resumable(tmp_path, emulator):
+    server = emulator(engine="wordlist", latency_ms=20)
+    n = 2000
+    data = pl.DataFrame({"id": list(range(n)), "text": [f"comment {i}" for i in range(n)]})
+    job = write_job(tmp_path, data, api={"concurrency": CONCURRENCY})
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        str(job),
+        "--base-url",
+        server.base_url,
+        "--quiet",
+    ]
+    child = subprocess.Popen(command, env=os.environ.copy())
+    try:
+        assert server.wait_for_requests(300, timeout=60)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == 4
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["outcome"] == "interrupted"
+    assert summary["rows"]["done"] + summary["rows"]["pending"] == n
+    journal = Journal(tmp_path / "out", readonly=True)
+    assert journal.counts()["sent"] == 0, "nothing left in flight after a clean drain"
+    journal.close()
+    assert subprocess.run(command, env=os.environ.copy(), timeout=120).returncode == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["sent_again_after_crash"]["this_run"] == {"requests": 0, "rows": 0}
+    assert sorted(read_output(job, "results")["id"]) == list(range(n))
