@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -64,6 +65,21 @@ def main() -> None:
     default="text",
     help="json: one JSON object per line on stderr.",
 )
+@click.option(
+    "--max-requests",
+    type=click.IntRange(min=1),
+    help="Stop cleanly (exit 4, resumable) before sending more requests than this.",
+)
+@click.option(
+    "--max-runtime",
+    metavar="DURATION",
+    help="Stop cleanly (exit 4, resumable) after this long: 90s, 50m, 1h30m.",
+)
+@click.option(
+    "--max-characters",
+    type=click.IntRange(min=1),
+    help="Speech: stop cleanly (exit 4) once this many characters have been sent.",
+)
 @_exits
 def run(
     job_file: str,
@@ -72,20 +88,27 @@ def run(
     output: Path | None,
     quiet: bool,
     log_format: str,
+    max_requests: int | None,
+    max_runtime: str | None,
+    max_characters: int | None,
 ) -> None:
     """Run a job; resume where an earlier run of it stopped."""
+    from pipeline.limits import Bounds
     from pipeline.logs import setup_logging
     from pipeline.progress import choose_mode
     from pipeline.runner import RunOptions
     from pipeline.runner import run as run_job
 
     setup_logging(log_format, quiet)
-    result = run_job(
-        job_file,
-        RunOptions(
-            limit=limit, base_url=base_url, output=output, progress=choose_mode(quiet, log_format)
-        ),
+    options = RunOptions(
+        limit=limit,
+        base_url=base_url,
+        output=output,
+        progress=choose_mode(quiet, log_format),
+        bounds=Bounds(max_requests=max_requests, max_characters=max_characters),
+        max_runtime_s=None if max_runtime is None else _duration(max_runtime),
     )
+    result = run_job(job_file, options)
     if log_format == "json":  # the last line for machines: the run's summary
         log = logging.getLogger("pipeline.summary")
         log.info("run finished", extra={"summary": result.summary})
@@ -226,6 +249,21 @@ def serve(
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     serve_emulator(config, host=host, port=port, allow_remote=allow_remote)
+
+
+def _duration(text: str) -> float:
+    """ "90s", "50m", "1h30m" or plain seconds, in seconds."""
+    parts = re.fullmatch(
+        r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
+        r"(?:(\d+(?:\.\d+)?)s?)?\s*",
+        text,
+    )
+    if not text.strip() or parts is None or not any(parts.groups()):
+        raise click.BadParameter(
+            f"{text!r}: write a duration such as 90s, 50m or 1h30m", param_hint="--max-runtime"
+        )
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def _parse_faults(faults: tuple[str, ...]) -> dict[str, float]:

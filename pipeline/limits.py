@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TypeVar
 
 from tenacity import (
@@ -42,18 +43,36 @@ class Stopped(PipelineError):
     """The run was asked to stop while this request waited; it was not sent."""
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """Where a run stops by itself, cleanly and resumably (a cron window); None: no bound."""
+
+    max_requests: int | None = None
+    max_characters: int | None = None
+
+
 class Stopper:
-    """The run's stop flag, and sleeps that end as soon as it is raised."""
+    """The run's stop flag, why it was raised, and sleeps that end as soon as it is."""
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
+        self.reason: str | None = None
+        self._listeners: list[Callable[[], None]] = []
 
     @property
     def stopped(self) -> bool:
         return self.event.is_set()
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "stopped") -> None:
+        if self.event.is_set():
+            return
+        self.reason = reason
         self.event.set()
+        for listener in self._listeners:
+            listener()
+
+    def on_stop(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, or raise Stopped at once when the run stops."""
@@ -187,7 +206,15 @@ class RateLimiter:
 class RetryPolicy:
     """Capped exponential backoff with jitter; 408/409/429/5xx/timeouts retried, by class."""
 
-    def __init__(self, max_attempts: int, limiter: RateLimiter, stats: RunStats, stopper: Stopper):
+    def __init__(
+        self,
+        max_attempts: int,
+        limiter: RateLimiter,
+        stats: RunStats,
+        stopper: Stopper,
+        bounds: Bounds = Bounds(),
+    ):
+        self.bounds = bounds
         self.max_attempts = max_attempts
         self.limiter = limiter
         self.stats = stats
@@ -232,6 +259,7 @@ class RetryPolicy:
         async for attempt in retrying:
             with attempt:
                 await self.limiter.acquire(tokens)
+                self._check_bounds()
                 attempts[0] += 1
                 self.stats.requests += 1
                 self.stats.tokens += tokens
@@ -246,6 +274,19 @@ class RetryPolicy:
                     self.limiter.answered()
                 self.stats.count_answer("200")
         return result
+
+    def _check_bounds(self) -> None:
+        """Stop the run (cleanly) instead of sending past --max-requests / --max-characters."""
+        bounds, stats = self.bounds, self.stats
+        if bounds.max_requests is not None and stats.requests >= bounds.max_requests:
+            self.stopper.stop("max_requests")
+        elif (
+            bounds.max_characters is not None
+            and stats.tally.get("characters_sent", 0) >= bounds.max_characters
+        ):
+            self.stopper.stop("max_characters")
+        if self.stopper.stopped:
+            raise Stopped(self.stopper.reason or "stopping")
 
 
 def _number(value: str | None) -> float | None:

@@ -54,10 +54,14 @@ class Pool:
         self.fatal: FatalApiError | None = None
         self._request_ids = itertools.count(1)
         self._result_columns = kind.result_schema.names
+        stopper.on_stop(self._wake)
 
-    def stop(self) -> None:
-        """Stop taking work; wake workers that wait on an empty queue."""
-        self.stopper.stop()
+    def stop(self, reason: str = "stopped") -> None:
+        """Stop taking work; workers finish the requests they hold."""
+        self.stopper.stop(reason)
+
+    def _wake(self) -> None:
+        """Wake workers that wait on an empty queue: the run is stopping."""
         with suppress(asyncio.QueueFull):
             self.queue.put_nowait(END)
 
@@ -113,7 +117,7 @@ class Pool:
                 error.message,
             )
             self.fatal = self.fatal or error
-            self.stop()
+            self.stop("fatal_api_error")
             await self.journal.unsend(keys, call.attempts)
             return
         except ApiError as error:  # retries ran out

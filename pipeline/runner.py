@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
+import os
 import signal
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +25,7 @@ from pipeline.http import Http
 from pipeline.job import LOCAL, JobSpec, OutputSpec, resolve_api_key, resolve_base_url
 from pipeline.journal import RESULT_COLUMNS, Journal, NewRow, OutputLock
 from pipeline.kinds import Item, Kind, load
-from pipeline.limits import RateLimiter, RetryPolicy, Stopper
+from pipeline.limits import Bounds, RateLimiter, RetryPolicy, Stopper
 from pipeline.pool import END, Pool
 from pipeline.progress import Mode, report
 from pipeline.stats import RunStats
@@ -42,6 +43,8 @@ class RunOptions:
     base_url: str | None = None
     output: Path | None = None
     progress: Mode = "off"
+    bounds: Bounds = field(default_factory=Bounds)
+    max_runtime_s: float | None = None  # then stop cleanly, resumable (exit 4)
 
 
 @dataclass(frozen=True)
@@ -77,14 +80,14 @@ def prepare(job_path: str, output: Path | None = None) -> Prepared:
     available = list(info.schema)
     wanted = [(col, "input.keep") for col in job.input.keep]
     wanted += [(col, "request") for col in sorted(kind.columns)]
-    for column, field in wanted:
+    for column, where in wanted:
         if column not in info.schema:
             close = difflib.get_close_matches(column, available, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"columns: {', '.join(available)}"
             raise JobError(
                 f"names column '{column}', which the input does not have; {hint}",
                 path=str(job.path),
-                field=field,
+                field=where,
             )
     return Prepared(job, kind, info)
 
@@ -139,7 +142,7 @@ async def _run(
     )
     stopper = Stopper()
     limiter = RateLimiter(job.api.requests_per_minute, job.api.tokens_per_minute, stopper)
-    policy = RetryPolicy(job.api.max_attempts, limiter, stats, stopper)
+    policy = RetryPolicy(job.api.max_attempts, limiter, stats, stopper, options.bounds)
     started = time.time()
     async with Http(
         base_url, api_key, job.api.timeout_s, job.api.concurrency, observe=limiter.observe
@@ -147,7 +150,9 @@ async def _run(
         files = OutputFiles(job.output.dir, journal)
         session = Session(http, policy, files, stats.tally, journal)
         pool = Pool(kind, session, journal, stats, stopper, job.api.concurrency)
-        interrupted = _on_signals(pool)
+        _on_signals(pool)
+        if options.max_runtime_s is not None:
+            asyncio.get_running_loop().call_later(options.max_runtime_s, pool.stop, "max_runtime")
         done_event = asyncio.Event()
         progress = asyncio.create_task(report(stats, options.progress, done_event))
         feeder = asyncio.create_task(_feed(prepared, journal, pool, stats, options.limit))
@@ -176,7 +181,7 @@ async def _run(
     outcome: Outcome
     if pool.fatal is not None:
         outcome = "stopped_fatal"
-    elif interrupted:
+    elif stopper.stopped:  # a signal, or a bound of --max-requests/-runtime/-characters
         outcome = "interrupted"
     else:
         outcome = "completed_with_errors" if counts["failed"] else "completed"
@@ -190,22 +195,23 @@ async def _run(
 def _stop_on_error(feeder: asyncio.Task[None], pool: Pool) -> None:
     """A reader that fails must not leave the workers waiting for END."""
     if not feeder.cancelled() and feeder.exception() is not None:
-        pool.stop()
+        pool.stop("input_error")
 
 
-def _on_signals(pool: Pool) -> list[str]:
-    """SIGINT/SIGTERM: drain and stop cleanly; returns the list the signal names go into."""
-    received: list[str] = []
+def _on_signals(pool: Pool) -> None:
+    """SIGINT/SIGTERM: drain and stop cleanly; a second signal exits at once (the journal is
+    consistent at any instant: every change is one SQLite transaction)."""
     loop = asyncio.get_running_loop()
 
     def handle(sig: signal.Signals) -> None:
-        received.append(sig.name)
+        if pool.stopper.stopped and pool.stopper.reason == sig.name:
+            log.warning("%s again: exiting now; rerun to resume", sig.name)
+            os._exit(128 + sig.value)
         log.warning("%s received: finishing requests in flight, then stopping", sig.name)
-        pool.stop()
+        pool.stop(sig.name)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, handle, sig)
-    return received
 
 
 async def _feed(
@@ -281,6 +287,7 @@ def _summary(
         "kind": job.kind,
         "run": run_id,
         "outcome": outcome,
+        "stopped_by": pool.stopper.reason,
         "started_at": _iso(started),
         "finished_at": _iso(time.time()),
         "duration_s": snap["elapsed_s"],

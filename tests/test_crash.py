@@ -83,3 +83,41 @@ def test_sigterm_drains_in_flight_requests_and_exits_4_resumable(tmp_path, emula
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["sent_again_after_crash"]["this_run"] == {"requests": 0, "rows": 0}
     assert sorted(read_output(job, "results")["id"]) == list(range(n))
+
+
+def test_a_second_signal_exits_at_once_and_the_journal_stays_consistent(tmp_path, emulator):
+    server = emulator(engine="wordlist", latency_ms=3000)
+    data = pl.DataFrame({"id": list(range(100)), "text": [f"comment {i}" for i in range(100)]})
+    job = write_job(tmp_path, data, api={"concurrency": 8})
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        str(job),
+        "--base-url",
+        server.base_url,
+        "--quiet",
+    ]
+    child = subprocess.Popen(command, env=os.environ.copy(), stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.wait_for_requests(8, timeout=60), "requests in flight (each takes 3 s)"
+        child.send_signal(signal.SIGTERM)
+        assert child.stderr is not None
+        for line in child.stderr:  # the first one is being handled: the drain has begun
+            if "SIGTERM received" in line:
+                break
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=30) == 128 + signal.SIGTERM, "did not wait for the drain"
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+        if child.stderr is not None:
+            child.stderr.close()
+    journal = Journal(tmp_path / "out", readonly=True)
+    assert sum(journal.counts().values()) == 100
+    journal.close()
+    fast = emulator(engine="wordlist")  # the rerun need not wait 3 s per request
+    rerun = [*command[:-2], fast.base_url, "--quiet"]
+    assert subprocess.run(rerun, env=os.environ.copy(), timeout=120).returncode == 0
+    assert sorted(read_output(job, "results")["id"]) == list(range(100))
