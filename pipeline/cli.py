@@ -65,6 +65,12 @@ def main() -> None:
     default="text",
     help="json: one JSON object per line on stderr.",
 )
+@click.option("--retry-failed", is_flag=True, help="Send the keys in errors again (only those).")
+@click.option(
+    "--redo-changed",
+    is_flag=True,
+    help="Send again the done keys whose request changed since, and replace their results.",
+)
 @click.option(
     "--max-requests",
     type=click.IntRange(min=1),
@@ -88,6 +94,8 @@ def run(
     output: Path | None,
     quiet: bool,
     log_format: str,
+    retry_failed: bool,
+    redo_changed: bool,
     max_requests: int | None,
     max_runtime: str | None,
     max_characters: int | None,
@@ -107,6 +115,8 @@ def run(
         progress=choose_mode(quiet, log_format),
         bounds=Bounds(max_requests=max_requests, max_characters=max_characters),
         max_runtime_s=None if max_runtime is None else _duration(max_runtime),
+        retry_failed=retry_failed,
+        redo_changed=redo_changed,
     )
     result = run_job(job_file, options)
     if log_format == "json":  # the last line for machines: the run's summary

@@ -173,17 +173,43 @@ class Journal:
 
     # -- reading input into the journal -------------------------------------------------------
 
-    def known(self, keys: Sequence[Any]) -> set[Any]:
-        """Which of these keys the journal already holds, in any state."""
-        found: set[Any] = set()
+    def known(self, keys: Sequence[Any]) -> dict[Any, tuple[State, str]]:
+        """The state and request hash of those of these keys the journal already holds."""
+        found: dict[Any, tuple[State, str]] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             found.update(
-                k
-                for (k,) in self._db.execute(f"SELECT key FROM rows WHERE key IN ({marks})", chunk)
+                (key, (state, digest))
+                for key, state, digest in self._db.execute(
+                    f"SELECT key, state, request_hash FROM rows WHERE key IN ({marks})", chunk
+                )
             )
         return found
+
+    def requeue(self, rows: Iterable[NewRow]) -> None:
+        """Settled keys to send again (--retry-failed, --redo-changed), with their new request;
+        a row that still cannot be built stays failed with its new error. The old result stays
+        until the new answer replaces it."""
+        now = time.time()
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE rows SET state = ?, payload = ?, tokens = ?, request_hash = ?, keep = ?, "
+                "error = ?, updated_at = ? WHERE key = ?",
+                [
+                    (
+                        "failed" if row.error is not None else "pending",
+                        None if row.error is not None else orjson.dumps(row.payload),
+                        row.tokens,
+                        request_hash(row.payload),
+                        orjson.dumps(row.keep),
+                        None if row.error is None else orjson.dumps(row.error),
+                        now,
+                        row.key,
+                    )
+                    for row in rows
+                ],
+            )
 
     def add(self, rows: Iterable[NewRow]) -> None:
         """Insert new keys: pending, or failed when the row could not become a request."""

@@ -23,7 +23,7 @@ from pipeline.api import Session
 from pipeline.errors import JobError, RowError
 from pipeline.http import Http
 from pipeline.job import LOCAL, JobSpec, OutputSpec, resolve_api_key, resolve_base_url
-from pipeline.journal import RESULT_COLUMNS, Journal, NewRow, OutputLock
+from pipeline.journal import RESULT_COLUMNS, Journal, NewRow, OutputLock, request_hash
 from pipeline.kinds import Item, Kind, load
 from pipeline.limits import Bounds, RateLimiter, RetryPolicy, Stopper
 from pipeline.pool import END, Pool
@@ -44,6 +44,8 @@ class RunOptions:
     output: Path | None = None
     progress: Mode = "off"
     bounds: Bounds = field(default_factory=Bounds)
+    retry_failed: bool = False  # send the keys in errors again
+    redo_changed: bool = False  # send done keys whose request changed since, and replace them
     max_runtime_s: float | None = None  # then stop cleanly, resumable (exit 4)
 
 
@@ -155,7 +157,7 @@ async def _run(
             asyncio.get_running_loop().call_later(options.max_runtime_s, pool.stop, "max_runtime")
         done_event = asyncio.Event()
         progress = asyncio.create_task(report(stats, options.progress, done_event))
-        feeder = asyncio.create_task(_feed(prepared, journal, pool, stats, options.limit))
+        feeder = asyncio.create_task(_feed(prepared, journal, pool, stats, options))
         feeder.add_done_callback(lambda task: _stop_on_error(task, pool))
         await pool.run()
         if not feeder.done():
@@ -215,9 +217,10 @@ def _on_signals(pool: Pool) -> None:
 
 
 async def _feed(
-    prepared: Prepared, journal: Journal, pool: Pool, stats: RunStats, limit: int | None
+    prepared: Prepared, journal: Journal, pool: Pool, stats: RunStats, options: RunOptions
 ) -> None:
-    """Queue what earlier runs left pending, then the input's new keys; END when all is queued."""
+    """Queue what earlier runs left pending, then the input's new keys (and, when asked, failed
+    or changed ones); END when all is queued. Keys that left the input keep their results."""
     after = 0
     while rows := journal.pending(after, PENDING_CHUNK):
         for row in rows:
@@ -227,20 +230,33 @@ async def _feed(
     key, keep = job.input.key, job.input.keep
     columns = list(dict.fromkeys([key, *keep, *sorted(kind.columns)]))
     new_rows = 0
+    settled_too = options.retry_failed or options.redo_changed
     for batch in readers.iter_batches(prepared.input.files, columns, READ_BATCH_ROWS):
-        if limit is not None and new_rows >= limit:
-            break
+        if options.limit is not None and new_rows >= options.limit and not settled_too:
+            break  # --limit: no need to read further
         known = journal.known(batch.get_column(key).to_list())
         fresh: list[NewRow] = []
+        again: list[NewRow] = []
         for values in batch.iter_rows(named=True):
-            if values[key] in known:
-                continue
-            if limit is not None and new_rows >= limit:
-                break
-            new_rows += 1
-            fresh.append(_build(kind, values, key, keep))
+            seen = known.get(values[key])
+            if seen is None:
+                if options.limit is not None and new_rows >= options.limit:
+                    continue
+                new_rows += 1
+                fresh.append(_build(kind, values, key, keep))
+            elif seen[0] == "failed" and options.retry_failed:
+                again.append(_build(kind, values, key, keep))
+                stats.tally["rows_retried_failed"] += 1
+            elif seen[0] == "done":
+                built = _build(kind, values, key, keep)
+                if request_hash(built.payload) != seen[1]:
+                    stats.tally["rows_changed_since_done"] += 1
+                    if options.redo_changed:
+                        again.append(built)
+                        stats.tally["rows_redone"] += 1
         journal.add(fresh)
-        for new in fresh:
+        journal.requeue(again)
+        for new in [*fresh, *again]:
             if new.error is None:
                 await pool.queue.put(Item(new.key, new.payload, new.tokens))
             else:

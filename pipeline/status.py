@@ -38,4 +38,10 @@ def read_status(output_dir: Path) -> str:
             f"{requests['sent']} requests, {requests['retries']} retries, "
             f"{requests['rate_limited']} x 429 in {last['duration_s']} s"
         )
+        changed = last.get("rows_changed_since_done", 0)
+        if changed:
+            lines.append(
+                f"  {changed:g} done row(s) changed in the input since: "
+                "`pipeline run --redo-changed` sends them again"
+            )
     return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""Incremental runs: a grown input sends only new keys; edited rows are reported and redone on
+request; --retry-failed sends the keys in errors again, and only those."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from tests.conftest import read_output, run_cli, write_job
+
+
+def sent_inputs(server) -> list[str]:
+    return [body["input"] for _, body in server.recorded_requests()]
+
+
+def test_a_grown_input_sends_only_new_keys_and_results_keep_one_row_per_key(tmp_path, emulator):
+    server = emulator(engine="wordlist")
+    first = pl.DataFrame({"id": list(range(20)), "text": [f"comment {i}" for i in range(20)]})
+    job = write_job(tmp_path, first)
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    grown = pl.DataFrame({"id": list(range(30)), "text": [f"comment {i}" for i in range(30)]})
+    grown.write_parquet(tmp_path / "input.parquet")
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    assert sorted(sent_inputs(server)) == sorted(grown["text"].to_list()), "each sent once"
+    assert sorted(read_output(job, "results")["id"]) == list(range(30))
+
+
+def test_edited_rows_are_reported_then_redone_on_request(tmp_path, emulator):
+    server = emulator(engine="wordlist")
+    data = pl.DataFrame({"id": list(range(10)), "text": [f"comment {i}" for i in range(10)]})
+    job = write_job(tmp_path, data)
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    edited = data.with_columns(
+        pl.when(pl.col("id").is_in([2, 5]))
+        .then(pl.lit("you idiot, I will kill you"))
+        .otherwise(pl.col("text"))
+        .alias("text")
+    )
+    edited.write_parquet(tmp_path / "input.parquet")
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["rows_changed_since_done"] == 2
+    assert len(sent_inputs(server)) == 10, "reported, not sent"
+    assert "2 done row(s) changed" in run_cli("status", tmp_path / "out").output
+    before = read_output(job, "results")
+    assert not before.filter(pl.col("id").is_in([2, 5]))["flagged"].any()
+    assert (
+        run_cli("run", job, "--base-url", server.base_url, "--quiet", "--redo-changed").exit_code
+        == 0
+    )
+    assert sent_inputs(server)[10:] == ["you idiot, I will kill you"] * 2, "only the edited"
+    after = read_output(job, "results")
+    assert sorted(after["id"]) == list(range(10)), "replaced, not duplicated"
+    assert after.filter(pl.col("id").is_in([2, 5]))["flagged"].all()
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary.get("rows_changed_since_done", 0) == 0
+
+
+def test_retry_failed_sends_the_keys_in_errors_again_and_only_those(tmp_path, emulator):
+    server = emulator(engine="wordlist", reject_substring="BAD")
+    data = pl.DataFrame(
+        {"id": list(range(6)), "text": ["fine", "BAD one", "fine too", "", "BAD two", "ok"]}
+    )
+    job = write_job(tmp_path, data)
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 1
+    assert sorted(read_output(job, "errors")["id"]) == [1, 3, 4]
+    fixed = data.with_columns(
+        pl.Series("text", ["fine", "good one", "fine too", "", "BAD two", "ok"])
+    )
+    fixed.write_parquet(tmp_path / "input.parquet")
+    assert (
+        run_cli("run", job, "--base-url", server.base_url, "--quiet", "--retry-failed").exit_code
+        == 1
+    )
+    assert sorted(sent_inputs(server)[5:]) == ["BAD two", "good one"], "only the failed keys"
+    assert sorted(read_output(job, "errors")["id"]) == [3, 4]
+    results = read_output(job, "results")
+    assert sorted(results["id"]) == [0, 1, 2, 5]
