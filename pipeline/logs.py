@@ -11,6 +11,12 @@ from typing import Any
 import orjson
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})))
+_CONTEXT: dict[str, Any] = {}  # fields every JSON line carries (the job's name)
+
+
+def bind(**fields: Any) -> None:
+    """Add fields to every JSON log line from now on."""
+    _CONTEXT.update(fields)
 
 
 class SecretFilter(logging.Filter):
@@ -37,6 +43,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
+            **_CONTEXT,
         }
         line.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
         if record.exc_info:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline import readers
+from pipeline import logs, readers
 from pipeline.api import Session
 from pipeline.errors import JobError, RowError
 from pipeline.http import Http
@@ -98,6 +98,7 @@ def run(job_path: str, options: RunOptions) -> RunResult:
     """Run a job to the end (or until stopped); raises JobError, LockedError."""
     prepared = prepare(job_path, options.output)
     job = prepared.job
+    logs.bind(job=job.name)
     base_url = resolve_base_url(job, options.base_url)
     api_key = resolve_api_key(base_url, job.path)
     lock = OutputLock(job.output.dir)

@@ -84,7 +84,8 @@ def test_the_key_never_reaches_outputs_logs_or_journal(tmp_path, emulator):
     lines = [json.loads(line) for line in result.stderr.splitlines() if line]
     assert lines[-1]["event"] == "run finished"
     assert lines[-1]["summary"]["rows"]["done"] == 50
-    assert all({"ts", "level", "event"} <= set(line) for line in lines)
+    assert all({"ts", "level", "event", "job"} <= set(line) for line in lines)
+    assert {line["job"] for line in lines} == {"job"}
     for path in (tmp_path / "out").rglob("*"):
         if path.is_file():
             assert FAKE_KEY.encode() not in path.read_bytes(), path

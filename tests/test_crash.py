@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import polars as pl
 import pytest
 
 from pipeline.journal import Journal
-from tests.conftest import kill_mid_run, read_output, write_job
+from tests.conftest import kill_mid_run, read_output, run_cli, write_job
 
 CONCURRENCY = 16
 
@@ -121,3 +122,38 @@ def test_a_second_signal_exits_at_once_and_the_journal_stays_consistent(tmp_path
     rerun = [*command[:-2], fast.base_url, "--quiet"]
     assert subprocess.run(rerun, env=os.environ.copy(), timeout=120).returncode == 0
     assert sorted(read_output(job, "results")["id"]) == list(range(100))
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_then_finish_gives_the_uninterrupted_output(tmp_path, emulator):
+    server = emulator(engine="wordlist", latency_ms=5, record_requests=False)
+    n, concurrency = 1500, 8
+    data = pl.DataFrame(
+        {
+            "id": [f"k{i:05d}" for i in range(n)],
+            "text": [f"comment {i}: you idiot" if i % 7 == 0 else f"comment {i}" for i in range(n)],
+        }
+    )
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    ref_job = write_job(reference, data, api={"concurrency": concurrency})
+    assert run_cli("run", ref_job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    job = write_job(tmp_path, data, api={"concurrency": concurrency})
+    rng = random.Random(2026)
+    most_resent = 0
+    for _ in range(10):  # each round: let it run a random while, then kill -9
+        already = server.stats()["requests"]
+        command = kill_mid_run(job, server, after_requests=already + rng.randint(20, 120))
+        journal = Journal(tmp_path / "out", readonly=True)
+        in_flight = journal.counts()["sent"]
+        journal.close()
+        most_resent = max(most_resent, in_flight)
+        assert in_flight <= concurrency
+    assert subprocess.run(command, env=os.environ.copy(), timeout=120).returncode == 0
+    print(f"largest number of rows sent again after a kill -9: {most_resent}")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["sent_again_after_crash"]["all_runs"]["requests"] <= 10 * concurrency
+    expected = read_output(ref_job, "results").sort("id")
+    got = read_output(job, "results").sort("id")
+    assert got.equals(expected), "same keys, same values as a run that was never interrupted"
+    assert len(read_output(job, "errors")) == 0
