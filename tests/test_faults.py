@@ -76,3 +76,79 @@ def test_timeouts_are_retried(tmp_path, emulator):
     assert sorted(read_output(job, "results")["id"]) == list(range(20))
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["requests"]["by_status"].get("timeout", 0) >= 1
+
+
+MATRIX = {
+    "429": {"429": 0.3},
+    "500": {"500": 0.3},
+    "502": {"502": 0.3},
+    "503": {"503": 0.3},
+    "drop before the answer": {"drop": 0.3},
+    "drop during the body": {"drop_body": 0.3},
+    "malformed JSON": {"malformed": 0.3},
+    "slower than the timeout": {"slow": 0.3},
+    "all mixed": {
+        "429": 0.05,
+        "500": 0.05,
+        "502": 0.05,
+        "503": 0.05,
+        "drop": 0.05,
+        "drop_body": 0.05,
+        "malformed": 0.05,
+        "slow": 0.05,
+    },
+}
+
+
+@pytest.mark.parametrize("faults", MATRIX.values(), ids=MATRIX.keys())
+def test_each_fault_alone_and_mixed_ends_with_every_key_once(tmp_path, emulator, faults):
+    server = emulator(
+        engine="wordlist",
+        faults=faults,
+        seed=3,
+        slow_s=2.0,
+        fault_retry_after_ms=50,
+        record_requests=False,
+    )
+    data = pl.DataFrame({"id": list(range(60)), "text": [f"text {i}" for i in range(60)]})
+    job = write_job(
+        tmp_path,
+        data,
+        api={"concurrency": 8, "max_attempts": 8, "timeout_s": 0.5},
+        moderation={"rows_per_request": 2},
+    )
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    results, errors = read_output(job, "results"), read_output(job, "errors")
+    assert sorted(results["id"].to_list() + errors["id"].to_list()) == list(range(60))
+    assert result.exit_code == (1 if len(errors) else 0)
+    assert server.stats()["faults"], "the faults were injected"
+
+
+@pytest.mark.parametrize("fault", ["quota", "401"])
+def test_fatal_answers_stop_with_exit_3_and_lose_nothing(tmp_path, emulator, fault, api_key):
+    server = emulator(engine="wordlist", faults={fault: 0.2}, seed=4)
+    data = pl.DataFrame({"id": list(range(60)), "text": [f"text {i}" for i in range(60)]})
+    job = write_job(tmp_path, data, api={"concurrency": 4})
+    result = run_cli("run", job, "--base-url", server.base_url, "--log-format", "json")
+    assert result.exit_code == 3
+    journal = Journal(tmp_path / "out", readonly=True)
+    counts = journal.counts()
+    journal.close()
+    assert counts["failed"] == 0 and counts["sent"] == 0
+    assert counts["done"] + counts["pending"] == 60, "the rest is pending, for the next run"
+    assert api_key not in result.output
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file():
+            assert api_key.encode() not in path.read_bytes(), path
+
+
+def test_a_100000_character_text_is_moderated_whole(tmp_path, emulator):
+    server = emulator()
+    long_text = ("All quiet on the comment front. " * 3200)[:100_000]
+    data = pl.DataFrame({"id": [1, 2], "text": [long_text, "short"]})
+    job = write_job(tmp_path, data)
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    assert sorted(read_output(job, "results")["id"]) == [1, 2]
+    assert [
+        len(body["input"]) for _, body in server.recorded_requests() if len(body["input"]) > 10
+    ].count(100_000) == 1
