@@ -65,6 +65,13 @@ def main() -> None:
     default="text",
     help="json: one JSON object per line on stderr.",
 )
+@click.option(
+    "--stop-grace",
+    metavar="DURATION",
+    default="30s",
+    show_default=True,
+    help="After SIGINT/SIGTERM or a bound, how long requests in flight may finish.",
+)
 @click.option("--retry-failed", is_flag=True, help="Send the keys in errors again (only those).")
 @click.option(
     "--redo-changed",
@@ -94,6 +101,7 @@ def run(
     output: Path | None,
     quiet: bool,
     log_format: str,
+    stop_grace: str,
     retry_failed: bool,
     redo_changed: bool,
     max_requests: int | None,
@@ -117,6 +125,7 @@ def run(
         max_runtime_s=None if max_runtime is None else _duration(max_runtime),
         retry_failed=retry_failed,
         redo_changed=redo_changed,
+        stop_grace_s=_duration(stop_grace, "--stop-grace"),
     )
     result = run_job(job_file, options)
     if log_format == "json":  # the last line for machines: the run's summary
@@ -261,7 +270,7 @@ def serve(
     serve_emulator(config, host=host, port=port, allow_remote=allow_remote)
 
 
-def _duration(text: str) -> float:
+def _duration(text: str, option: str = "--max-runtime") -> float:
     """ "90s", "50m", "1h30m" or plain seconds, in seconds."""
     parts = re.fullmatch(
         r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
@@ -270,7 +279,7 @@ def _duration(text: str) -> float:
     )
     if not text.strip() or parts is None or not any(parts.groups()):
         raise click.BadParameter(
-            f"{text!r}: write a duration such as 90s, 50m or 1h30m", param_hint="--max-runtime"
+            f"{text!r}: write a duration such as 90s, 50m or 1h30m", param_hint=option
         )
     hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
     return hours * 3600 + minutes * 60 + seconds

@@ -41,7 +41,10 @@ class Pool:
         stats: RunStats,
         stopper: Stopper,
         concurrency: int,
+        stop_grace_s: float = 30.0,
     ) -> None:
+        self.stop_grace_s = stop_grace_s  # how long requests in flight may finish after a stop
+        self._workers: list[asyncio.Task[None]] = []
         self.kind = kind
         self.session = session
         self.journal = journal
@@ -61,15 +64,28 @@ class Pool:
         self.stopper.stop(reason)
 
     def _wake(self) -> None:
-        """Wake workers that wait on an empty queue: the run is stopping."""
+        """Wake workers that wait on an empty queue, and bound the drain: the run is stopping."""
         with suppress(asyncio.QueueFull):
             self.queue.put_nowait(END)
+        asyncio.get_running_loop().call_later(self.stop_grace_s, self._give_up)
+
+    def _give_up(self) -> None:
+        """The grace period is over: abandon what is still in flight. Those rows stay 'sent' in
+        the journal, so the next run sends them again and counts them as possible duplicates."""
+        late = [worker for worker in self._workers if not worker.done()]
+        if late:
+            log.warning(
+                "stopping: %d request(s) still in flight after %g s, abandoned",
+                len(late),
+                self.stop_grace_s,
+            )
+        for worker in late:
+            worker.cancel()
 
     async def run(self) -> None:
         """Run the workers until the queue ends or the run stops."""
         async with asyncio.TaskGroup() as group:
-            for _ in range(self.concurrency):
-                group.create_task(self._worker())
+            self._workers = [group.create_task(self._worker()) for _ in range(self.concurrency)]
 
     async def _worker(self) -> None:
         while not self.stopper.stopped:

@@ -47,6 +47,7 @@ class RunOptions:
     retry_failed: bool = False  # send the keys in errors again
     redo_changed: bool = False  # send done keys whose request changed since, and replace them
     max_runtime_s: float | None = None  # then stop cleanly, resumable (exit 4)
+    stop_grace_s: float = 30.0  # after a stop, how long requests in flight may take
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,9 @@ async def _run(
     ) as http:
         files = OutputFiles(job.output.dir, journal)
         session = Session(http, policy, files, stats.tally, journal)
-        pool = Pool(kind, session, journal, stats, stopper, job.api.concurrency)
+        pool = Pool(
+            kind, session, journal, stats, stopper, job.api.concurrency, options.stop_grace_s
+        )
         _on_signals(pool)
         if options.max_runtime_s is not None:
             asyncio.get_running_loop().call_later(options.max_runtime_s, pool.stop, "max_runtime")

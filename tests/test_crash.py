@@ -157,3 +157,41 @@ def test_kill_9_at_random_moments_then_finish_gives_the_uninterrupted_output(tmp
     got = read_output(job, "results").sort("id")
     assert got.equals(expected), "same keys, same values as a run that was never interrupted"
     assert len(read_output(job, "errors")) == 0
+
+
+def test_the_drain_after_sigterm_is_bounded_by_the_grace_period(tmp_path, emulator):
+    server = emulator(engine="wordlist", faults={"slow": 1.0}, slow_s=60.0)
+    data = pl.DataFrame({"id": list(range(20)), "text": [f"comment {i}" for i in range(20)]})
+    job = write_job(tmp_path, data, api={"concurrency": 4, "timeout_s": 120})
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        str(job),
+        "--base-url",
+        server.base_url,
+        "--quiet",
+        "--stop-grace",
+        "1s",
+    ]
+    child = subprocess.Popen(command, env=os.environ.copy())
+    try:
+        assert server.wait_for_requests(1, timeout=60), "the first request hangs for 60 s"
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=30) == 4, "stopped after the grace, not after 60 s"
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    journal = Journal(tmp_path / "out", readonly=True)
+    counts = journal.counts()
+    journal.close()
+    # the first request of a run goes alone (its answer may set the limits): one is in flight
+    assert counts["sent"] == 1, "an abandoned request stays 'sent': the next run counts it"
+    assert counts["pending"] == 19
+    fast = emulator(engine="wordlist")
+    rerun = [*command[:-4], fast.base_url, "--quiet"]
+    assert subprocess.run(rerun, env=os.environ.copy(), timeout=120).returncode == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["sent_again_after_crash"]["this_run"] == {"requests": 1, "rows": 1}
+    assert sorted(read_output(job, "results")["id"]) == list(range(20))

@@ -122,15 +122,14 @@ def test_hostile_file_names_stay_inside_audio_and_never_collide(tmp_path, emulat
     assert not (tmp_path / "x.pcm").exists() and not Path("/etc/passwd.pcm").exists()
     by_id = dict(zip(manifest["id"], manifest["audio_path"], strict=True))
     assert by_id["r4"] == "audio/_CON.pcm"
-    # the same rows rerun into a fresh folder get the same names (claims are deterministic)
-    assert (
-        run_cli(
-            "run", job, "--base-url", server.base_url, "--quiet", "--output", tmp_path / "again"
-        ).exit_code
-        == 0
-    )
-    again = pl.read_parquet(tmp_path / "again" / "results.parquet")
+    # every row edited and redone: each key keeps its file (the journal remembers who owns
+    # which name), so no file is added or lost
+    data.with_columns(pl.col("text") + " Again.").write_parquet(tmp_path / "input.parquet")
+    redo = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--redo-changed")
+    assert redo.exit_code == 0
+    again = read_output(job, "results")
     assert dict(zip(again["id"], again["audio_path"], strict=True)) == by_id
+    assert len(list(folder.iterdir())) == len(names)
 
 
 @pytest.mark.slow
