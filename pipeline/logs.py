@@ -11,11 +11,11 @@ from typing import Any
 import orjson
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})))
-_CONTEXT: dict[str, Any] = {}  # fields every JSON line carries (the job's name)
+_CONTEXT: dict[str, Any] = {}  # fields every JSON line carries: the job, the run's counts
 
 
 def bind(**fields: Any) -> None:
-    """Add fields to every JSON log line from now on."""
+    """Add fields to every JSON log line from now on; a callable is called for each line."""
     _CONTEXT.update(fields)
 
 
@@ -43,7 +43,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
-            **_CONTEXT,
+            **{name: value() if callable(value) else value for name, value in _CONTEXT.items()},
         }
         line.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
         if record.exc_info:

@@ -144,6 +144,7 @@ async def _run(
         resent_requests=resent_requests,
         resent_rows=resent_rows,
     )
+    logs.bind(counts=stats.snapshot)
     stopper = Stopper()
     limiter = RateLimiter(job.api.requests_per_minute, job.api.tokens_per_minute, stopper)
     policy = RetryPolicy(job.api.max_attempts, limiter, stats, stopper, options.bounds)

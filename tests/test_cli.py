@@ -59,7 +59,7 @@ def test_csv_output_neutralises_formulas_and_jsonl_round_trips(tmp_path, emulato
     data = pl.DataFrame(
         {
             "id": ["=1+1", "@SUM(A1)", "plain"],
-            "who": ["-2", "+cmd", "ok"],
+            "who": ["-2", "+cmd", "\tTAB"],
             "text": ["hello", "hi", "hey"],
         }
     )
@@ -69,6 +69,7 @@ def test_csv_output_neutralises_formulas_and_jsonl_round_trips(tmp_path, emulato
     assert "'=1+1" in text and "'@SUM(A1)" in text and "'-2" in text and "'+cmd" in text
     rows = pl.read_csv(tmp_path / "out" / "results.csv")
     assert sorted(rows["id"]) == ["'=1+1", "'@SUM(A1)", "plain"]
+    assert sorted(rows["who"]) == ["'\tTAB", "'+cmd", "'-2"]
     job = write_job(tmp_path, data, output={"format": "jsonl", "dir": "out2"})
     assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
     lines = (tmp_path / "out2" / "results.jsonl").read_text().splitlines()
@@ -84,7 +85,7 @@ def test_the_key_never_reaches_outputs_logs_or_journal(tmp_path, emulator):
     lines = [json.loads(line) for line in result.stderr.splitlines() if line]
     assert lines[-1]["event"] == "run finished"
     assert lines[-1]["summary"]["rows"]["done"] == 50
-    assert all({"ts", "level", "event", "job"} <= set(line) for line in lines)
+    assert all({"ts", "level", "event", "job", "counts"} <= set(line) for line in lines)
     assert {line["job"] for line in lines} == {"job"}
     for path in (tmp_path / "out").rglob("*"):
         if path.is_file():
