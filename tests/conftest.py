@@ -125,10 +125,9 @@ def read_output(job: Path, name: str) -> pl.DataFrame:
     return pl.read_parquet(job.parent / "out" / f"{name}.parquet")
 
 
-def kill_mid_run(job: Path, server: RunningEmulator, after_requests: int) -> list[str]:
-    """Start ``pipeline run`` as a child process and SIGKILL it once the emulator has had
-    ``after_requests`` requests; returns the command, to rerun the job."""
-    command = [
+def pipeline_command(job: Path, server: RunningEmulator, *extra: str) -> list[str]:
+    """``python -m pipeline run JOB`` against this emulator, quiet."""
+    return [
         sys.executable,
         "-m",
         "pipeline",
@@ -137,12 +136,34 @@ def kill_mid_run(job: Path, server: RunningEmulator, after_requests: int) -> lis
         "--base-url",
         server.base_url,
         "--quiet",
+        *extra,
     ]
+
+
+def signal_mid_run(
+    job: Path,
+    server: RunningEmulator,
+    after_requests: int,
+    sig: signal.Signals = signal.SIGKILL,
+    *extra: str,
+) -> tuple[list[str], int]:
+    """Start ``pipeline run`` as a child process, send it ``sig`` once the emulator has had
+    ``after_requests`` requests, and wait for it; returns the command (to rerun the job, against
+    this server) and the child's exit code."""
+    command = pipeline_command(job, server, *extra)
     child = subprocess.Popen(command, env=os.environ.copy())
     try:
         assert server.wait_for_requests(after_requests, timeout=60), "the run got going"
-        child.send_signal(signal.SIGKILL)
+        child.send_signal(sig)
+        code = child.wait(timeout=60)
     finally:
+        child.kill()
         child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+    return command, code
+
+
+def kill_mid_run(job: Path, server: RunningEmulator, after_requests: int) -> list[str]:
+    """``kill -9`` a run of ``job`` once the emulator has had ``after_requests`` requests."""
+    command, code = signal_mid_run(job, server, after_requests)
+    assert code == -signal.SIGKILL
     return command

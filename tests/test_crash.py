@@ -7,14 +7,20 @@ import os
 import random
 import signal
 import subprocess
-import sys
 from collections import Counter
 
 import polars as pl
 import pytest
 
 from pipeline.journal import Journal
-from tests.conftest import kill_mid_run, read_output, run_cli, write_job
+from tests.conftest import (
+    kill_mid_run,
+    pipeline_command,
+    read_output,
+    run_cli,
+    signal_mid_run,
+    write_job,
+)
 
 CONCURRENCY = 16
 
@@ -56,24 +62,8 @@ def test_sigterm_drains_in_flight_requests_and_exits_4_resumable(tmp_path, emula
     n = 2000
     data = pl.DataFrame({"id": list(range(n)), "text": [f"comment {i}" for i in range(n)]})
     job = write_job(tmp_path, data, api={"concurrency": CONCURRENCY})
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "run",
-        str(job),
-        "--base-url",
-        server.base_url,
-        "--quiet",
-    ]
-    child = subprocess.Popen(command, env=os.environ.copy())
-    try:
-        assert server.wait_for_requests(300, timeout=60)
-        child.send_signal(signal.SIGTERM)
-        assert child.wait(timeout=60) == 4
-    finally:
-        child.kill()
-        child.wait(timeout=30)
+    command, code = signal_mid_run(job, server, 300, signal.SIGTERM)
+    assert code == 4
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["outcome"] == "interrupted"
     assert summary["rows"]["done"] + summary["rows"]["pending"] == n
@@ -90,16 +80,7 @@ def test_a_second_signal_exits_at_once_and_the_journal_stays_consistent(tmp_path
     server = emulator(engine="wordlist", latency_ms=3000)
     data = pl.DataFrame({"id": list(range(100)), "text": [f"comment {i}" for i in range(100)]})
     job = write_job(tmp_path, data, api={"concurrency": 8})
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "run",
-        str(job),
-        "--base-url",
-        server.base_url,
-        "--quiet",
-    ]
+    command = pipeline_command(job, server)
     child = subprocess.Popen(command, env=os.environ.copy(), stderr=subprocess.PIPE, text=True)
     try:
         assert server.wait_for_requests(8, timeout=60), "requests in flight (each takes 3 s)"
@@ -119,7 +100,7 @@ def test_a_second_signal_exits_at_once_and_the_journal_stays_consistent(tmp_path
     assert sum(journal.counts().values()) == 100
     journal.close()
     fast = emulator(engine="wordlist")  # the rerun need not wait 3 s per request
-    rerun = [*command[:-2], fast.base_url, "--quiet"]
+    rerun = pipeline_command(job, fast)
     assert subprocess.run(rerun, env=os.environ.copy(), timeout=120).returncode == 0
     assert sorted(read_output(job, "results")["id"]) == list(range(100))
 
@@ -163,26 +144,9 @@ def test_the_drain_after_sigterm_is_bounded_by_the_grace_period(tmp_path, emulat
     server = emulator(engine="wordlist", faults={"slow": 1.0}, slow_s=60.0)
     data = pl.DataFrame({"id": list(range(20)), "text": [f"comment {i}" for i in range(20)]})
     job = write_job(tmp_path, data, api={"concurrency": 4, "timeout_s": 120})
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "run",
-        str(job),
-        "--base-url",
-        server.base_url,
-        "--quiet",
-        "--stop-grace",
-        "1s",
-    ]
-    child = subprocess.Popen(command, env=os.environ.copy())
-    try:
-        assert server.wait_for_requests(1, timeout=60), "the first request hangs for 60 s"
-        child.send_signal(signal.SIGTERM)
-        assert child.wait(timeout=30) == 4, "stopped after the grace, not after 60 s"
-    finally:
-        child.kill()
-        child.wait(timeout=30)
+    # the first request hangs for 60 s
+    _, code = signal_mid_run(job, server, 1, signal.SIGTERM, "--stop-grace", "1s")
+    assert code == 4, "stopped after the grace, not after 60 s"
     journal = Journal(tmp_path / "out", readonly=True)
     counts = journal.counts()
     journal.close()
@@ -190,7 +154,7 @@ def test_the_drain_after_sigterm_is_bounded_by_the_grace_period(tmp_path, emulat
     assert counts["sent"] == 1, "an abandoned request stays 'sent': the next run counts it"
     assert counts["pending"] == 19
     fast = emulator(engine="wordlist")
-    rerun = [*command[:-4], fast.base_url, "--quiet"]
+    rerun = pipeline_command(job, fast)
     assert subprocess.run(rerun, env=os.environ.copy(), timeout=120).returncode == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["sent_again_after_crash"]["this_run"] == {"requests": 1, "rows": 1}
