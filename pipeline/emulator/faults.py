@@ -17,6 +17,7 @@ from typing import Final
 
 from aiohttp import web
 
+from pipeline.emulator.chance import WeightedDraw, check_probabilities
 from pipeline.emulator.replies import ApiReply, error_body
 
 FAULT_NAMES: Final[tuple[str, ...]] = (
@@ -40,37 +41,18 @@ _INJECTED = "(local emulator: injected fault)"
 
 def check_faults(faults: Mapping[str, float]) -> None:
     """Raise ValueError for an unknown fault name, a probability outside [0, 1] or a sum over 1."""
-    unknown = sorted(set(faults) - set(FAULT_NAMES))
-    if unknown:
-        raise ValueError(
-            f"unknown emulator fault(s) {', '.join(map(repr, unknown))}; "
-            f"known faults: {', '.join(FAULT_NAMES)}"
-        )
-    for name, probability in faults.items():
-        if not 0.0 <= probability <= 1.0:
-            raise ValueError(f"fault {name!r}: probability {probability} is not within [0, 1]")
-    if sum(faults.values()) > 1.0 + 1e-9:
-        raise ValueError("fault probabilities add up to more than 1 (at most one fault a request)")
+    check_probabilities(faults, FAULT_NAMES, "fault")
 
 
 class FaultInjector:
     """Draws at most one fault per request from a seeded RNG (one event loop: no lock needed)."""
 
     def __init__(self, faults: Mapping[str, float], seed: int | None) -> None:
-        check_faults(faults)
-        self._rng = random.Random(seed)
-        self._table = [(name, faults[name]) for name in FAULT_NAMES if faults.get(name, 0.0) > 0]
+        self._draw = WeightedDraw(faults, FAULT_NAMES, random.Random(seed), "fault")
 
     def draw(self) -> str | None:
         """The fault to inject into this request, or None."""
-        if not self._table:
-            return None
-        point = self._rng.random()
-        for name, probability in self._table:
-            if point < probability:
-                return name
-            point -= probability
-        return None
+        return self._draw.draw()
 
 
 async def inject(

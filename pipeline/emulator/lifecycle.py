@@ -24,6 +24,8 @@ import random
 from collections.abc import Mapping
 from typing import Final
 
+from pipeline.emulator.chance import WeightedDraw, check_probabilities
+
 OUTCOMES: Final[tuple[str, ...]] = ("failed", "incomplete", "expired", "requires_action", "stuck")
 ACTIVE: Final[frozenset[str]] = frozenset(
     {"queued", "in_progress", "requires_action", "cancelling"}
@@ -36,17 +38,7 @@ ERROR_CODES: Final[tuple[str, ...]] = ("server_error", "rate_limit_exceeded", "i
 
 def check_outcomes(outcomes: Mapping[str, float]) -> None:
     """Raise ValueError for an unknown outcome, a probability outside [0, 1] or a sum over 1."""
-    unknown = sorted(set(outcomes) - set(OUTCOMES))
-    if unknown:
-        raise ValueError(
-            f"unknown run outcome(s) {', '.join(map(repr, unknown))}; "
-            f"known outcomes: {', '.join(OUTCOMES)} (the rest complete)"
-        )
-    for name, probability in outcomes.items():
-        if not 0.0 <= probability <= 1.0:
-            raise ValueError(f"run outcome {name!r}: probability {probability} is not in [0, 1]")
-    if sum(outcomes.values()) > 1.0 + 1e-9:
-        raise ValueError("run outcome probabilities add up to more than 1")
+    check_probabilities(outcomes, OUTCOMES, "run outcome")
 
 
 class OutcomeDraw:
@@ -57,20 +49,12 @@ class OutcomeDraw:
     """
 
     def __init__(self, outcomes: Mapping[str, float], seed: int | None, stream: str) -> None:
-        check_outcomes(outcomes)
-        self._rng = random.Random(None if seed is None else f"{stream}:{seed}")
-        self._table = [(name, outcomes[name]) for name in OUTCOMES if outcomes.get(name, 0.0) > 0]
+        rng = random.Random(None if seed is None else f"{stream}:{seed}")
+        self._draw = WeightedDraw(outcomes, OUTCOMES, rng, "run outcome")
 
     def draw(self) -> str:
         """ "completed" or one of OUTCOMES."""
-        if not self._table:
-            return "completed"
-        point = self._rng.random()
-        for name, probability in self._table:
-            if point < probability:
-                return name
-            point -= probability
-        return "completed"
+        return self._draw.draw() or "completed"
 
 
 class Lifecycle:
