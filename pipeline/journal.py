@@ -75,6 +75,20 @@ def request_hash(payload: Any) -> str:
     ).hexdigest()
 
 
+def rows_held(output_dir: Path) -> int:
+    """How many keys the journal of ``output_dir`` holds (0 when there is none yet)."""
+    path = output_dir / STATE_DIR / JOURNAL_FILE
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
+    except sqlite3.OperationalError:  # a journal created but not yet given its tables
+        return 0
+    finally:
+        db.close()
+
+
 @dataclass(frozen=True)
 class NewRow:
     key: Any

@@ -20,7 +20,8 @@ Formats, by extension (case-insensitive): ``.csv`` (comma), ``.tsv`` (tab), ``.p
 
 Memory does not grow with the input: CSV goes through polars' streaming engine, Parquet
 through pyarrow row-group batches, JSONL through fixed-size blocks. ``inspect`` keeps a 64-bit
-hash of each key (8 bytes a row, 16 while sorting) to find duplicates; nothing else is held.
+hash of each key (8 bytes a row, 16 while sorting) to find duplicates; nothing else is held. A
+run with ``--limit`` checks only the rows it may read, so its memory follows the limit.
 """
 
 from __future__ import annotations
@@ -119,12 +120,14 @@ def find_files(path: str, base_dir: Path) -> tuple[Path, ...]:
     return (target,)
 
 
-def inspect(files: tuple[Path, ...], key: str) -> InputInfo:
+def inspect(files: tuple[Path, ...], key: str, *, check_rows: int | None = None) -> InputInfo:
     """Read the schemas, count the rows and check that ``key`` names every row exactly once.
 
     Streams the key column only. Raises ``JobError``: an unreadable or empty file, files whose
     columns disagree (``input.path``), a missing key column, null keys or duplicate keys
-    (``input.key``).
+    (``input.key``). With ``check_rows`` only the keys of the first ``check_rows`` rows are
+    checked (a run that reads no further need not read every key of a huge input), and Parquet
+    rows are counted from the files' metadata.
     """
     schema = _common_schema(files)
     if key not in schema:
@@ -133,18 +136,14 @@ def inspect(files: tuple[Path, ...], key: str) -> InputInfo:
     hashes: list[pl.Series] = []
     rows = nulls = 0
     first_null: tuple[Path, int] | None = None
-    for file in files:
-        file_rows = 0
-        for frame in _read_file(file, {key: dtype}, _KEY_PASS_ROWS):
-            keys = frame.get_column(key)
-            if keys.null_count():
-                nulls += keys.null_count()
-                if first_null is None:
-                    first_null = (file, file_rows + int(keys.is_null().arg_true()[0]) + 1)
-                keys = keys.drop_nulls()
-            hashes.append(keys.hash(seed=0))
-            file_rows += frame.height
-        rows += file_rows
+    for file, start, keys in _key_frames(files, key, dtype, check_rows):
+        rows += len(keys)
+        if keys.null_count():
+            nulls += keys.null_count()
+            if first_null is None:
+                first_null = (file, start + int(keys.is_null().arg_true()[0]) + 1)
+            keys = keys.drop_nulls()
+        hashes.append(keys.hash(seed=0))
     if first_null is not None:
         file, row = first_null
         raise JobError(
@@ -159,8 +158,36 @@ def inspect(files: tuple[Path, ...], key: str) -> InputInfo:
         ordered.sort(in_place=True)
         repeated = ordered.filter((ordered == ordered.shift(1)).fill_null(False)).unique()
         if len(repeated):
-            _check_duplicates(files, key, dtype, repeated)
+            _check_duplicates(files, key, dtype, repeated, check_rows)
+    if check_rows is not None:
+        rows = sum(_count_rows(file, key, dtype) for file in files)
     return InputInfo(files=files, schema=schema, rows=rows)
+
+
+def _key_frames(
+    files: tuple[Path, ...], key: str, dtype: pl.DataType, max_rows: int | None
+) -> Iterator[tuple[Path, int, pl.Series]]:
+    """(file, rows of that file before, keys) over the first ``max_rows`` rows (all: None)."""
+    left = max_rows
+    for file in files:
+        start = 0
+        for frame in _read_file(file, {key: dtype}, _KEY_PASS_ROWS):
+            if left is not None:
+                if left <= 0:
+                    return
+                frame = frame.head(left)
+                left -= frame.height
+            yield file, start, frame.get_column(key)
+            start += frame.height
+
+
+def _count_rows(file: Path, key: str, dtype: pl.DataType) -> int:
+    if _format(file) == "parquet":
+        try:
+            return int(pq.ParquetFile(file).metadata.num_rows)
+        except _READ_ERRORS as exc:
+            raise _unreadable(file, "parquet", exc) from exc
+    return sum(frame.height for frame in _read_file(file, {key: dtype}, _KEY_PASS_ROWS))
 
 
 def iter_batches(
@@ -394,14 +421,17 @@ def _missing_column_message(column: str, schema: dict[str, pl.DataType]) -> str:
 
 
 def _check_duplicates(
-    files: tuple[Path, ...], key: str, dtype: pl.DataType, repeated: pl.Series
+    files: tuple[Path, ...],
+    key: str,
+    dtype: pl.DataType,
+    repeated: pl.Series,
+    max_rows: int | None,
 ) -> None:
     """Second pass over the key column, only for the keys whose hashes collided."""
     suspects: list[pl.Series] = []
-    for file in files:
-        for frame in _read_file(file, {key: dtype}, _KEY_PASS_ROWS):
-            keys = frame.get_column(key).drop_nulls()
-            suspects.append(keys.filter(keys.hash(seed=0).is_in(repeated)))
+    for _, _, keys in _key_frames(files, key, dtype, max_rows):
+        keys = keys.drop_nulls()
+        suspects.append(keys.filter(keys.hash(seed=0).is_in(repeated)))
     values = pl.concat(suspects)
     duplicated = values.filter(values.is_duplicated())
     if not len(duplicated):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import gc
+import itertools
 import logging
 import os
 import signal
@@ -18,12 +20,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import polars as pl
+
 from pipeline import logs, readers
 from pipeline.api import Session
 from pipeline.errors import JobError, RowError
 from pipeline.http import Http
 from pipeline.job import LOCAL, JobSpec, OutputSpec, resolve_api_key, resolve_base_url
-from pipeline.journal import RESULT_COLUMNS, Journal, NewRow, OutputLock, request_hash
+from pipeline.journal import (
+    RESULT_COLUMNS,
+    Journal,
+    NewRow,
+    OutputLock,
+    request_hash,
+    rows_held,
+)
 from pipeline.kinds import Item, Kind, load
 from pipeline.limits import Bounds, RateLimiter, RetryPolicy, Stopper
 from pipeline.pool import END, Pool
@@ -34,6 +45,7 @@ from pipeline.writers import OutputFiles, remove_stale_temporaries, write_json, 
 log = logging.getLogger(__name__)
 Outcome = Literal["completed", "completed_with_errors", "stopped_fatal", "interrupted"]
 READ_BATCH_ROWS = 10_000
+YIELD_EVERY = 500  # rows compared between two yields to the pool (about 5 ms)
 PENDING_CHUNK = 1_000
 
 
@@ -66,14 +78,18 @@ class Prepared:
     input: readers.InputInfo
 
 
-def prepare(job_path: str, output: Path | None = None) -> Prepared:
-    """Load the job and inspect its input; JobError for anything that makes it unusable."""
+def prepare(job_path: str, output: Path | None = None, *, limit: int | None = None) -> Prepared:
+    """Load the job and inspect its input; JobError for anything that makes it unusable.
+
+    With ``limit`` (--limit N) the keys are checked only as far as the run can read: N rows
+    more than the journal holds, since the reader stops once it has N new ones."""
     job, kind = load(job_path)
     if output is not None:
         job = replace(job, output=OutputSpec(output.resolve(), job.output.format))
+    check_rows = None if limit is None else limit + rows_held(job.output.dir)
     try:
         files = readers.find_files(job.input.path, job.base_dir)
-        info = readers.inspect(files, job.input.key)
+        info = readers.inspect(files, job.input.key, check_rows=check_rows)
     except JobError as error:
         if error.path is not None and error.path != str(job.path):
             raise JobError(
@@ -97,7 +113,8 @@ def prepare(job_path: str, output: Path | None = None) -> Prepared:
 
 def run(job_path: str, options: RunOptions) -> RunResult:
     """Run a job to the end (or until stopped); raises JobError, LockedError."""
-    prepared = prepare(job_path, options.output)
+    settled_too = options.retry_failed or options.redo_changed  # these read the whole input
+    prepared = prepare(job_path, options.output, limit=None if settled_too else options.limit)
     job = prepared.job
     logs.bind(job=job.name)
     base_url = resolve_base_url(job, options.base_url)
@@ -109,7 +126,14 @@ def run(job_path: str, options: RunOptions) -> RunResult:
         with ExitStack() as stack:
             if base_url == LOCAL:
                 base_url = stack.enter_context(_local_emulator())
-            return asyncio.run(_run(prepared, base_url, api_key, options))
+            # What exists now (modules, the job, the embedded emulator) lives as long as the
+            # run: out of the collector's sight, it is not scanned again (~10% less CPU).
+            gc.collect()
+            gc.freeze()
+            try:
+                return asyncio.run(_run(prepared, base_url, api_key, options))
+            finally:
+                gc.unfreeze()  # a caller in the same process (tests) collects as before
     finally:
         lock.release()
 
@@ -165,8 +189,8 @@ async def _run(
         feeder = asyncio.create_task(_feed(prepared, journal, pool, stats, options))
         feeder.add_done_callback(lambda task: _stop_on_error(task, pool))
         await pool.run()
-        if not feeder.done():
-            feeder.cancel()
+        if not feeder.done() and (stopper.stopped or pool.fatal is not None):
+            feeder.cancel()  # else it is counting changed rows: the summary needs the count
         with suppress(asyncio.CancelledError):
             await feeder
         done_event.set()
@@ -225,48 +249,106 @@ async def _feed(
     prepared: Prepared, journal: Journal, pool: Pool, stats: RunStats, options: RunOptions
 ) -> None:
     """Queue what earlier runs left pending, then the input's new keys (and, when asked, failed
-    or changed ones); END when all is queued. Keys that left the input keep their results."""
+    or changed ones), then END; then compare the done rows with the input to count the changed
+    ones. Keys that left the input keep their results.
+
+    Sending starts at once: done rows cost only a journal lookup until END is queued; building
+    their requests again to find changes comes after, while the pool works (unless
+    --redo-changed needs them queued)."""
     after = 0
     while rows := journal.pending(after, PENDING_CHUNK):
         for row in rows:
             await pool.queue.put(Item(row.key, row.payload, row.tokens, progress=row.progress))
         after = rows[-1].seq
+    batches_read = await _feed_input(prepared, journal, pool, stats, options)
+    await pool.queue.put(END)
+    if not options.redo_changed:
+        await _count_changed(prepared, journal, stats, batches_read)
+
+
+def _input_columns(prepared: Prepared) -> list[str]:
+    job = prepared.job
+    return list(dict.fromkeys([job.input.key, *job.input.keep, *sorted(prepared.kind.columns)]))
+
+
+async def _feed_input(
+    prepared: Prepared, journal: Journal, pool: Pool, stats: RunStats, options: RunOptions
+) -> int:
+    """Queue the keys the journal has never seen (at most --limit), the failed ones with
+    --retry-failed and the changed done ones with --redo-changed; return the batches read."""
     job, kind = prepared.job, prepared.kind
-    key, keep = job.input.key, job.input.keep
-    columns = list(dict.fromkeys([key, *keep, *sorted(kind.columns)]))
-    new_rows = 0
+    key, keep, limit = job.input.key, job.input.keep, options.limit
     settled_too = options.retry_failed or options.redo_changed
-    for batch in readers.iter_batches(prepared.input.files, columns, READ_BATCH_ROWS):
-        if options.limit is not None and new_rows >= options.limit and not settled_too:
+    new_rows = batches = 0
+    for batch in readers.iter_batches(
+        prepared.input.files, _input_columns(prepared), READ_BATCH_ROWS
+    ):
+        if limit is not None and new_rows >= limit and not settled_too:
             break  # --limit: no need to read further
-        known = journal.known(batch.get_column(key).to_list())
-        fresh: list[NewRow] = []
-        again: list[NewRow] = []
-        for values in batch.iter_rows(named=True):
-            seen = known.get(values[key])
+        batches += 1
+        keys = batch.get_column(key).to_list()
+        known = journal.known(keys)
+        fresh: list[int] = []
+        again: list[int] = []
+        for index, value in enumerate(keys):
+            seen = known.get(value)
             if seen is None:
-                if options.limit is not None and new_rows >= options.limit:
-                    continue
-                new_rows += 1
-                fresh.append(_build(kind, values, key, keep))
-            elif seen[0] == "failed" and options.retry_failed:
-                again.append(_build(kind, values, key, keep))
+                if limit is None or new_rows < limit:
+                    fresh.append(index)
+                    new_rows += 1
+            elif (seen[0] == "failed" and options.retry_failed) or (
+                seen[0] == "done" and options.redo_changed
+            ):
+                again.append(index)
+        fresh_rows = [_build(kind, row, key, keep) for row in _rows(batch, fresh)]
+        requeued: list[NewRow] = []
+        for row in _rows(batch, again):
+            built = _build(kind, row, key, keep)
+            state, digest = known[row[key]]
+            if state == "failed":
                 stats.tally["rows_retried_failed"] += 1
-            elif seen[0] == "done":
-                built = _build(kind, values, key, keep)
-                if request_hash(built.payload) != seen[1]:
-                    stats.tally["rows_changed_since_done"] += 1
-                    if options.redo_changed:
-                        again.append(built)
-                        stats.tally["rows_redone"] += 1
-        journal.add(fresh)
-        journal.requeue(again)
-        for new in [*fresh, *again]:
+                requeued.append(built)
+            elif request_hash(built.payload) != digest:
+                stats.tally["rows_changed_since_done"] += 1
+                stats.tally["rows_redone"] += 1
+                requeued.append(built)
+        journal.add(fresh_rows)
+        journal.requeue(requeued)
+        for new in [*fresh_rows, *requeued]:
             if new.error is None:
                 await pool.queue.put(Item(new.key, new.payload, new.tokens))
             else:
                 stats.rows_failed += 1
-    await pool.queue.put(END)
+    return batches
+
+
+async def _count_changed(
+    prepared: Prepared, journal: Journal, stats: RunStats, batches: int
+) -> None:
+    """Count the done rows whose request, built from the input as it is now, changed (in the
+    batches the first pass read). Yields to the pool between small groups of rows."""
+    job, kind = prepared.job, prepared.kind
+    key, keep = job.input.key, job.input.keep
+    read = readers.iter_batches(prepared.input.files, _input_columns(prepared), READ_BATCH_ROWS)
+    for batch in itertools.islice(read, batches):
+        keys = batch.get_column(key).to_list()
+        known = journal.known(keys)
+        done = [i for i, value in enumerate(keys) if known.get(value, ("",))[0] == "done"]
+        for count, row in enumerate(_rows(batch, done), 1):
+            built = _build(kind, row, key, keep)
+            if request_hash(built.payload) != known[row[key]][1]:
+                stats.tally["rows_changed_since_done"] += 1
+            if count % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+
+def _rows(batch: pl.DataFrame, indices: list[int]) -> Iterator[dict[str, Any]]:
+    if not indices:
+        return iter(())
+    if len(indices) == batch.height:
+        return batch.iter_rows(named=True)
+    return batch[indices].iter_rows(named=True)
 
 
 def _build(kind: Kind, row: dict[str, Any], key: str, keep: tuple[str, ...]) -> NewRow:

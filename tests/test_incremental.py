@@ -78,3 +78,37 @@ def test_retry_failed_sends_the_keys_in_errors_again_and_only_those(tmp_path, em
     assert sorted(read_output(job, "errors")["id"]) == [3, 4]
     results = read_output(job, "results")
     assert sorted(results["id"]) == [0, 1, 2, 5]
+
+
+def test_limit_reads_only_what_it_needs_and_checks_the_keys_it_reads(tmp_path, emulator):
+    """--limit N checks the keys only as far as the run can read (N more rows than the journal
+    holds), so a trial on a huge input does not read every key first: a duplicate past that
+    does not stop it; one within it is exit 2 before anything is sent."""
+    server = emulator(engine="wordlist")
+    ids = [f"k{i}" for i in range(30)] + ["k3"]  # the repeat of k3 is the last row
+    data = pl.DataFrame({"id": ids, "text": [f"comment {i}" for i in range(31)]})
+    job = write_job(tmp_path, data)
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--limit", "10")
+    assert result.exit_code == 0, result.output
+    assert sorted(read_output(job, "results")["id"]) == sorted(ids[:10])
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["rows"]["input"] == 31, "counted from the Parquet metadata"
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--limit", "100")
+    assert result.exit_code == 2
+    assert "input.key" in result.output and "'k3'" in result.output
+    assert sorted(sent_inputs(server)) == sorted(f"comment {i}" for i in range(10)), (
+        "the second run stopped before sending anything"
+    )
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 2, "without --limit the whole input is checked first"
+    assert "'k3'" in result.output
+
+
+def test_a_null_key_among_the_rows_a_limited_run_reads_is_exit_2(tmp_path, emulator):
+    server = emulator(engine="wordlist")
+    data = pl.DataFrame({"id": ["a", None, "c"], "text": ["x", "y", "z"]})
+    job = write_job(tmp_path, data)
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--limit", "5")
+    assert result.exit_code == 2
+    assert "input.key" in result.output and "empty" in result.output
+    assert sent_inputs(server) == []

@@ -367,3 +367,21 @@ def test_sample_comments_are_a_valid_input() -> None:
     assert texts.null_count() >= 3
     assert texts.str.len_chars().max() >= 3000  # type: ignore[operator]
     assert texts.drop_nulls().is_duplicated().any()
+
+
+def test_check_rows_limits_the_key_checks_but_every_row_is_counted(tmp_path: Path) -> None:
+    """A --limit run checks the keys it may read; the row count still covers every file."""
+    write(tmp_path / "a.csv", "id,text\nx,1\ny,2\n,3\nx,4\n")  # a null in row 3, x again in 4
+    pq.write_table(
+        pa.table({"id": ["p", "q", "p"], "text": ["5", "6", "7"]}), tmp_path / "b.parquet"
+    )
+    files = find_files(str(tmp_path), tmp_path)
+    assert inspect(files, "id", check_rows=2).rows == 7
+    assert (
+        "empty in 1 row(s), the first in data row 3"
+        in job_error(lambda: inspect(files, "id", check_rows=3)).message
+    )
+    parquet_only = find_files("b.parquet", tmp_path)
+    assert inspect(parquet_only, "id", check_rows=2).rows == 3
+    error = job_error(lambda: inspect(parquet_only, "id", check_rows=3))
+    assert "'p'" in error.message and error.field == "input.key"
