@@ -115,3 +115,56 @@ async def test_the_first_request_goes_alone_until_it_is_answered():
     await second
     assert limiter.buckets["requests"].per_minute == 600
     assert limiter.buckets["requests"].tokens < 2.1, "follows what the server says is left"
+
+
+async def test_a_call_retries_transient_failures_then_succeeds_and_counts_every_attempt():
+    """The first attempt runs outside tenacity; a transient failure then goes through it with
+    the waits it asks for (here retry-after of 10 ms), and every attempt is counted once."""
+    stopper = Stopper()
+    stats = RunStats()
+    policy = RetryPolicy(6, RateLimiter(None, None, stopper), stats, stopper)
+    outcomes: list[object] = [
+        TransientApiError("500", http_status=500, retry_after=0.01),
+        TransientApiError("429", http_status=429, retry_after=0.01),
+        "answer",
+    ]
+
+    async def send() -> object:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    attempts = [0]
+    assert await policy.call(send, 3, attempts) == "answer"
+    assert attempts == [3] and stats.requests == 3 and stats.retries == 2
+    assert stats.tokens == 9 and stats.rate_limited == 1
+
+
+async def test_a_call_gives_up_after_max_attempts_and_never_retries_a_rejection():
+    stopper = Stopper()
+    stats = RunStats()
+    policy = RetryPolicy(3, RateLimiter(None, None, stopper), stats, stopper)
+    sent: list[int] = []
+
+    async def failing() -> None:
+        sent.append(1)
+        raise TransientApiError(f"503 #{len(sent)}", http_status=503, retry_after=0.001)
+
+    attempts = [0]
+    with pytest.raises(TransientApiError, match="#3"):
+        await policy.call(failing, 1, attempts)
+    assert attempts == [3] and len(sent) == 3 and stats.retries == 2
+
+    async def rejected() -> None:
+        sent.append(1)
+        raise RejectedApiError("400", http_status=400)
+
+    attempts = [0]
+    with pytest.raises(RejectedApiError):
+        await policy.call(rejected, 1, attempts)
+    assert attempts == [1] and len(sent) == 4, "a 400 is not retried"
+    one = RetryPolicy(1, RateLimiter(None, None, stopper), RunStats(), stopper)
+    with pytest.raises(TransientApiError, match="#5"):
+        await one.call(failing, 1, [0])
+    assert len(sent) == 5, "max_attempts = 1: the first failure is final"
