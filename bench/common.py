@@ -356,11 +356,15 @@ def run_pipeline(
     log_dir: Path,
     name: str,
     extra: Sequence[str] = (),
+    output: Path | None = None,
+    ok_codes: tuple[int, ...] = (0,),
 ) -> tuple[Measured, dict[str, Any] | None]:
-    """``pipeline run JOB --base-url URL --quiet`` measured; returns it and its summary.json."""
+    """``pipeline run JOB --base-url URL --quiet`` measured; returns it and its summary.json.
+
+    Its output folder is ``output``, by default a fresh ``NAME.out`` in ``log_dir``."""
     if not base_url.startswith("http://127.0.0.1:"):
         raise BenchError(f"refusing to run against {base_url}: the bench targets 127.0.0.1 only")
-    output = log_dir / f"{name}.out"
+    output = output or log_dir / f"{name}.out"
     measured = run_measured(
         [
             *pipeline_command(),
@@ -378,6 +382,7 @@ def run_pipeline(
         env=child_env(),
         log_dir=log_dir,
         name=name,
+        ok_codes=ok_codes,
     )
     summary_path = output / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
@@ -394,6 +399,7 @@ class Row:
     value: str
     target: str = ""
     ok: bool | None = None  # None: informative, no target
+    reference: str = ""  # the bare-aiohttp figure measured in the same run, where one applies
 
 
 @dataclass
@@ -402,14 +408,27 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
     def add(
-        self, scenario: str, figure: str, value: str, target: str = "", ok: bool | None = None
+        self,
+        scenario: str,
+        figure: str,
+        value: str,
+        target: str = "",
+        ok: bool | None = None,
+        reference: str = "",
     ) -> None:
-        self.rows.append(Row(scenario, figure, value, target, ok))
+        self.rows.append(Row(scenario, figure, value, target, ok, reference))
 
     def render(self) -> str:
-        head = ("scenario", "figure", "value", "target", "")
+        head = ("scenario", "figure", "value", "target", "", "bare aiohttp")
         cells = [
-            (r.scenario, r.figure, r.value, r.target, {None: "", True: "ok", False: "MISS"}[r.ok])
+            (
+                r.scenario,
+                r.figure,
+                r.value,
+                r.target,
+                {None: "", True: "ok", False: "MISS"}[r.ok],
+                r.reference,
+            )
             for r in self.rows
         ]
         widths = [

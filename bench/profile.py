@@ -1,7 +1,7 @@
 """Optional: where the pipeline's client CPU goes, sampled with py-spy (not needed by the suite).
 
     pip install py-spy     # into the same venv; py-spy is not a dependency of bench
-    python -m bench.profile throughput [--out stacks.txt]   # 20,000 rows, 1 row/request, c=64
+    python -m bench.profile throughput [--out stacks.txt]   # 50,000 rows, 1 row/request, c=64
     python -m bench.profile memory [--out stacks.txt]       # 100,000 rows, 100 rows/request, c=32
 
 Runs one job like the scenario's against a fresh emulator process, under ``py-spy record
@@ -32,7 +32,7 @@ from bench.common import (
 )
 
 SHAPES: dict[str, dict[str, Any]] = {
-    "throughput": {"rows": 20_000, "chars": "short", "rows_per_request": 1, "concurrency": 64},
+    "throughput": {"rows": 50_000, "chars": "short", "rows_per_request": 1, "concurrency": 64},
     "memory": {"rows": 100_000, "chars": "100", "rows_per_request": 100, "concurrency": 32},
 }
 AREAS = {

@@ -1,13 +1,13 @@
-"""throughput: 20,000 one-row moderation requests against an emulator with no latency, no limits.
+"""throughput: 50,000 one-row moderation requests against an emulator with no latency, no limits.
 
 For each concurrency (32, 64, 128) the pipeline runs the job from scratch (fresh output folder)
-and then the bare aiohttp reference (bench/bare_client.py) posts the same 20,000 bodies at the
+and then the bare aiohttp reference (bench/bare_client.py) posts the same 50,000 bodies at the
 same concurrency to the same emulator. Both are subprocesses reaped with os.wait4, so their CPU
 (user+sys, all threads) is measured the same way.
 
 Net CPU per request = (CPU of the full run - CPU of a start-up run) / requests. The pipeline's
 start-up run is the same job with ``--limit 0`` into a fresh folder: interpreter start, imports,
-reading the job, inspecting the 20,000-row input, opening the journal and writing empty outputs.
+reading the job, inspecting the 50,000-row input, opening the journal and writing empty outputs.
 It sends nothing. The bare client's start-up run is ``--limit 0`` too (imports, loading bodies).
 Each start-up run is done twice and the lower CPU kept (the first may pay for a cold page cache).
 The emulator's CPU per request comes from /proc/PID/stat before and after each run.
@@ -37,9 +37,10 @@ from bench.common import (
     write_job,
 )
 
-ROWS = 20_000
+ROWS = 50_000
 CONCURRENCIES = (32, 64, 128)
-PROFILE_ABOVE_MS = 0.5  # the brief: profile the client if it costs more than this a request
+TARGET_CPU_MS = 0.5  # the brief: at most this much client CPU a request
+TARGET_REQUESTS_PER_S = 1_500  # and at least this many requests a second
 RUN_TIMEOUT_S = 300.0
 REPEATS = 3  # each figure is the median over the repeats
 
@@ -250,26 +251,36 @@ def _report(
     )
     best = max(derived, key=lambda d: d["rows_per_s"])
     c = best["concurrency"]
-    table.add("throughput", f"rows/s (best: c={c})", f"{best['rows_per_s']:,.0f}")
-    table.add("throughput", f"requests/s (c={c})", f"{best['requests_per_s']:,.0f}")
     table.add(
         "throughput",
-        f"client CPU ms/request net (c={c})",
-        f"{best['cpu_ms_per_request']:.3f}",
-        f"< {PROFILE_ABOVE_MS}",
-        best["cpu_ms_per_request"] < PROFILE_ABOVE_MS,
+        f"requests/s = rows/s (best: c={c})",
+        f"{best['requests_per_s']:,.0f}",
+        f">= {TARGET_REQUESTS_PER_S:,}",
+        best["requests_per_s"] >= TARGET_REQUESTS_PER_S,
+        f"{best['bare_requests_per_s']:,.0f}",
     )
-    table.add("throughput", "client start-up CPU s", f"{pipeline_startup.cpu_s:.2f}")
     table.add(
         "throughput",
-        f"bare aiohttp CPU ms/request (c={c})",
+        f"client CPU ms/request, net of start-up (c={c})",
+        f"{best['cpu_ms_per_request']:.3f}",
+        f"<= {TARGET_CPU_MS}",
+        best["cpu_ms_per_request"] <= TARGET_CPU_MS,
         f"{best['bare_cpu_ms_per_request']:.3f}",
     )
-    table.add("throughput", f"pipeline/bare CPU ratio (c={c})", f"{best['ratio']:.2f}")
+    table.add(
+        "throughput", f"pipeline / bare aiohttp CPU per request (c={c})", f"{best['ratio']:.2f}x"
+    )
+    table.add(
+        "throughput",
+        "client start-up CPU s (--limit 0)",
+        f"{pipeline_startup.cpu_s:.2f}",
+        reference=f"{bare_startup.cpu_s:.2f}",
+    )
     table.add(
         "throughput",
         f"emulator CPU ms/request (c={c})",
         f"{best['emulator_cpu_ms_per_request_pipeline']:.3f}",
+        reference=f"{best['emulator_cpu_ms_per_request_bare']:.3f}",
     )
     return {
         "rows": rows,
