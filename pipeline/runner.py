@@ -199,15 +199,16 @@ async def _run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)
 
-    paths = write_outputs(
-        journal,
-        job.output.dir,
-        job.output.format,
-        job.input.key,
-        prepared.input.schema,
-        job.input.keep,
-        kind.result_schema,
-    )
+    with _gc_paused():  # millions of short-lived, acyclic values: collecting finds nothing
+        paths = write_outputs(
+            journal,
+            job.output.dir,
+            job.output.format,
+            job.input.key,
+            prepared.input.schema,
+            job.input.keep,
+            kind.result_schema,
+        )
     counts = journal.counts()
     outcome: Outcome
     if pool.fatal is not None:
@@ -221,6 +222,17 @@ async def _run(
     journal.finish_run(run_id, outcome, summary)
     journal.close()
     return RunResult(outcome, job.output.dir, summary)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _stop_on_error(feeder: asyncio.Task[None], pool: Pool) -> None:
