@@ -1,4 +1,5 @@
-"""What every scenario shares: measured subprocesses, the emulator process, job files, tables.
+"""What every scenario shares: measured subprocesses, the emulator process and a poller of its
+counters, job files, tables.
 
 Standard library only (see bench/__init__.py for why the bench process must stay small).
 """
@@ -13,9 +14,10 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -298,6 +300,88 @@ class Emulator:
             proc.stdout.close()
         self.usage = EmulatorUsage(usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, code)
         return self.usage
+
+
+# -- the emulator's counters while a run goes -------------------------------------------------
+
+Count = Callable[[dict[str, Any]], int]  # one counter read from a GET /_emulator/stats snapshot
+
+
+def count_requests(stats: dict[str, Any]) -> int:
+    """Requests that have arrived (the stats route itself is not counted)."""
+    return int(stats["requests"])
+
+
+def count_answered(stats: dict[str, Any]) -> int:
+    """Requests answered, whatever the status."""
+    return sum(int(n) for n in stats["status"].values())
+
+
+class StatsPoller:
+    """Samples GET /_emulator/stats from a daemon thread while a run goes: [(t, stats)].
+
+    On enter it takes ``baseline``, one sample before the measured run starts; then the thread
+    samples every ``interval_s`` until exit (a GET that fails is skipped: the next one follows).
+    ``t`` is time.monotonic at the midpoint of the GET (the snapshot is taken somewhere inside
+    it). ``final``: one more sample at a clean exit, the counts once the run is over. ``until``:
+    the thread stops at the first sample where that counter exceeds its baseline (a watch for one
+    moment, which then costs the run nothing more).
+    """
+
+    def __init__(
+        self,
+        emulator: Emulator,
+        interval_s: float,
+        *,
+        final: bool = False,
+        until: Count | None = None,
+    ) -> None:
+        self.emulator = emulator
+        self.interval_s = interval_s
+        self.final = final
+        self.until = until
+        self.baseline: tuple[float, dict[str, Any]] = (0.0, {})  # set on enter
+        self.samples: list[tuple[float, dict[str, Any]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> StatsPoller:
+        self.baseline = self._read()
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+        if self.final and exc_type is None:
+            self.samples.append(self._read())
+
+    def _read(self) -> tuple[float, dict[str, Any]]:
+        before = time.monotonic()
+        stats = self.emulator.stats()
+        return (before + time.monotonic()) / 2, stats
+
+    def _run(self) -> None:
+        until = self.until
+        while not self._stop.is_set():
+            try:
+                self.samples.append(self._read())
+            except OSError:
+                pass
+            else:
+                if until is not None and until(self.samples[-1][1]) > until(self.baseline[1]):
+                    return
+            self._stop.wait(self.interval_s)
+
+    def series(self, count: Count) -> list[tuple[float, int]]:
+        """[(t, the counter less its baseline)], one a sample."""
+        base = count(self.baseline[1])
+        return [(t, count(stats) - base) for t, stats in self.samples]
+
+    def first_growth(self, count: Count) -> float | None:
+        """``t`` of the first sample where the counter exceeds its baseline; None if none did."""
+        base = count(self.baseline[1])
+        return next((t for t, stats in self.samples if count(stats) > base), None)
 
 
 # -- job files and summaries ----------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Optional: where the pipeline's client CPU goes, sampled with py-spy (not needed by the suite).
 
-    pip install py-spy     # into the same venv; py-spy is not a dependency of bench
+    pip install -e '.[bench]'   # py-spy, into the same venv; the scenarios do not need it
     python -m bench.profile throughput [--out stacks.txt]   # 50,000 rows, 1 row/request, c=64
     python -m bench.profile memory [--out stacks.txt]       # 100,000 rows, 100 rows/request, c=32
 

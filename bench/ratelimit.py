@@ -48,8 +48,6 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +57,9 @@ from bench.common import (
     BenchError,
     Emulator,
     Measured,
+    StatsPoller,
     Table,
+    count_requests,
     log,
     render_grid,
     run_measured,
@@ -148,42 +148,9 @@ CASES = (
 )
 
 
-class Poller:
-    """Samples the emulator's request and 429 counters in a thread: [(t, requests, 429s)].
-
-    ``t`` is the midpoint of the stats call (the snapshot is taken somewhere inside it).
-    """
-
-    def __init__(self, emulator: Emulator) -> None:
-        self.emulator = emulator
-        self.samples: list[tuple[float, int, int]] = []
-        self.baseline = self.baseline_429 = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Poller:
-        first = self.emulator.stats()  # before the client starts
-        self.baseline = int(first["requests"])
-        self.baseline_429 = int(first["status"].get("429", 0))
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            before = time.monotonic()
-            try:
-                stats = self.emulator.stats()
-            except OSError:
-                stats = None
-            if stats is not None:
-                rejected = int(stats["status"].get("429", 0)) - self.baseline_429
-                count = int(stats["requests"]) - self.baseline
-                self.samples.append(((before + time.monotonic()) / 2, count, rejected))
-            self._stop.wait(POLL_S)
+def admitted(stats: dict[str, Any]) -> int:
+    """Requests that arrived and were not answered 429 (those still in flight included)."""
+    return count_requests(stats) - int(stats["status"].get("429", 0))
 
 
 def _at(points: list[tuple[float, int]], t: float) -> float:
@@ -204,17 +171,16 @@ def _reached(points: list[tuple[float, int]], total: int) -> float:
     return (points[index - 1][0] + points[index][0]) / 2
 
 
-def shape(samples: list[tuple[float, int, int]]) -> dict[str, Any]:
-    """The run's shape from the emulator's counters (rates in requests/minute).
+def shape(arrived: list[tuple[float, int]], admitted: list[tuple[float, int]]) -> dict[str, Any]:
+    """The run's shape from the emulator's counters, [(t, count)] from the same samples (rates in
+    requests/minute).
 
     first_1s: requests (429s included) within 1 s of the first; peak_rpm: the highest admitted
     rate over any 5-second window; steady_rpm: the admitted rate from STEADY_AFTER_S after the
     first request to the last admitted one; per_second: admitted requests in each second.
     """
     empty: dict[str, Any] = {"first_1s": 0, "peak_rpm": 0.0, "steady_rpm": 0.0, "per_second": []}
-    arrived = [(t, n) for t, n, _ in samples]
-    admitted = [(t, n - r) for t, n, r in samples]
-    if not samples or arrived[-1][1] == 0:
+    if not arrived or arrived[-1][1] == 0:
         return empty
     t0 = _reached(arrived, 1)  # when the first request arrived
     first = round(_at(arrived, t0 + 1.0))
@@ -338,7 +304,7 @@ def run_case(spec: CaseSpec, limits: Limits, data: Path, bodies: Path, tmp: Path
         if spec.drain:
             drained = _drain(emulator, bodies, tmp)
         before = emulator.stats()["rate_limited"]  # after the drain: its 429s left out
-        with Poller(emulator) as poller:
+        with StatsPoller(emulator, POLL_S, final=True) as poller:  # final: after the last answer
             measured, summary = run_pipeline(
                 job,
                 emulator.base_url,
@@ -346,7 +312,6 @@ def run_case(spec: CaseSpec, limits: Limits, data: Path, bodies: Path, tmp: Path
                 log_dir=tmp,
                 name=f"case-{spec.name}",
             )
-            time.sleep(2 * POLL_S)  # one more sample after the last answer
         stats = emulator.stats()
     if summary is None:
         raise BenchError(f"case {spec.name}: no summary.json")
@@ -356,7 +321,8 @@ def run_case(spec: CaseSpec, limits: Limits, data: Path, bodies: Path, tmp: Path
     stats["rate_limited_this_run"] = {
         name: count - before.get(name, 0) for name, count in stats["rate_limited"].items()
     }
-    return Result(spec, limits, measured, summary, stats, shape(poller.samples))
+    run_shape = shape(poller.series(count_requests), poller.series(admitted))
+    return Result(spec, limits, measured, summary, stats, run_shape)
 
 
 def _drain(emulator: Emulator, bodies: Path, tmp: Path) -> dict[str, Any]:

@@ -21,7 +21,6 @@ the done rows have been compared with the input (``rows_changed_since_done``).
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,9 @@ from bench.common import (
     BenchError,
     Emulator,
     Measured,
+    StatsPoller,
     Table,
+    count_requests,
     log,
     render_grid,
     run_pipeline,
@@ -46,37 +47,6 @@ CONCURRENCY = 32
 TARGET_FIRST_S = 5.0
 RUN_TIMEOUT_S = 600.0
 POLL_S = 0.02
-
-
-class FirstRequest:
-    """Watches the emulator's request counter from a thread; ``seconds`` after ``start``."""
-
-    def __init__(self, emulator: Emulator) -> None:
-        self.emulator = emulator
-        self.baseline = int(emulator.stats()["requests"])
-        self.started = self.arrived = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> FirstRequest:
-        self.started = time.monotonic()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if int(self.emulator.stats()["requests"]) > self.baseline:
-                self.arrived = time.monotonic()
-                return
-            self._stop.wait(POLL_S)
-
-    @property
-    def seconds(self) -> float | None:
-        return self.arrived - self.started if self.arrived else None
 
 
 @dataclass
@@ -110,11 +80,13 @@ def _run(
 def _again(
     emulator: Emulator, job: Path, tmp: Path, name: str
 ) -> tuple[Measured, dict[str, Any], float]:
-    with FirstRequest(emulator) as watch:
+    with StatsPoller(emulator, POLL_S, until=count_requests) as watch:
+        launched = time.monotonic()
         measured, summary = _run(emulator, job, tmp, name)
-    if watch.seconds is None:
+    arrived = watch.first_growth(count_requests)
+    if arrived is None:
         raise BenchError(f"{name}: the emulator saw no request")
-    return measured, summary, watch.seconds
+    return measured, summary, arrived - launched
 
 
 def run(tmp: Path, table: Table) -> dict[str, Any]:
