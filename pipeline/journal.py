@@ -189,17 +189,35 @@ class Journal:
 
     def known(self, keys: Sequence[Any]) -> dict[Any, tuple[State, str]]:
         """The state and request hash of those of these keys the journal already holds."""
-        found: dict[Any, tuple[State, str]] = {}
+        return {
+            key: (state, digest)
+            for key, state, digest in self._among(
+                keys, "SELECT key, state, request_hash FROM rows WHERE key IN ({})"
+            )
+        }
+
+    @property
+    def next_seq(self) -> int:
+        """The input position the next new key gets: keys below it were added by earlier runs."""
+        return int(self._next_seq)
+
+    def done_among_earlier(self, keys: Sequence[Any], below_seq: int) -> dict[Any, str]:
+        """The request hash of those of these keys that are done and were added (their request
+        built) before position ``below_seq``."""
+        return dict(
+            self._among(
+                keys,
+                "SELECT key, request_hash FROM rows WHERE key IN ({}) "
+                "AND state = 'done' AND seq < ?",
+                below_seq,
+            )
+        )
+
+    def _among(self, keys: Sequence[Any], sql: str, *more: Any) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``sql`` (whose ``{}`` takes the key placeholders) for keys, 500 at a time."""
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                (key, (state, digest))
-                for key, state, digest in self._db.execute(
-                    f"SELECT key, state, request_hash FROM rows WHERE key IN ({marks})", chunk
-                )
-            )
-        return found
+            yield from self._db.execute(sql.format(",".join("?" * len(chunk))), [*chunk, *more])
 
     def requeue(self, rows: Iterable[NewRow]) -> None:
         """Settled keys to send again (--retry-failed, --redo-changed), with their new request;

@@ -272,10 +272,11 @@ async def _feed(
         for row in rows:
             await pool.queue.put(Item(row.key, row.payload, row.tokens, progress=row.progress))
         after = rows[-1].seq
+    first_new = journal.next_seq  # rows added from here on are built from the input as it is
     batches_read = await _feed_input(prepared, journal, pool, stats, options)
     await pool.queue.put(END)
     if not options.redo_changed:
-        await _count_changed(prepared, journal, stats, batches_read)
+        await _count_changed(prepared, journal, stats, batches_read, first_new)
 
 
 def _input_columns(prepared: Prepared) -> list[str]:
@@ -335,20 +336,24 @@ async def _feed_input(
 
 
 async def _count_changed(
-    prepared: Prepared, journal: Journal, stats: RunStats, batches: int
+    prepared: Prepared, journal: Journal, stats: RunStats, batches: int, first_new: int
 ) -> None:
-    """Count the done rows whose request, built from the input as it is now, changed (in the
-    batches the first pass read). Yields to the pool between small groups of rows."""
+    """Count the done rows whose request was built by an earlier run (journal position below
+    ``first_new``) and, built from the input as it is now, would differ (in the batches the
+    first pass read). Yields to the pool between small groups of rows."""
+    if first_new == 1:
+        return  # the journal was empty: every request was built from this input
+    log.info("comparing the rows done earlier with the input (rows_changed_since_done)")
     job, kind = prepared.job, prepared.kind
     key, keep = job.input.key, job.input.keep
     read = readers.iter_batches(prepared.input.files, _input_columns(prepared), READ_BATCH_ROWS)
     for batch in itertools.islice(read, batches):
         keys = batch.get_column(key).to_list()
-        known = journal.known(keys)
-        done = [i for i, value in enumerate(keys) if known.get(value, ("",))[0] == "done"]
+        digests = journal.done_among_earlier(keys, first_new)
+        done = [i for i, value in enumerate(keys) if value in digests]
         for count, row in enumerate(_rows(batch, done), 1):
             built = _build(kind, row, key, keep)
-            if request_hash(built.payload) != known[row[key]][1]:
+            if request_hash(built.payload) != digests[row[key]]:
                 stats.tally["rows_changed_since_done"] += 1
             if count % YIELD_EVERY == 0:
                 await asyncio.sleep(0)

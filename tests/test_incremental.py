@@ -112,3 +112,27 @@ def test_a_null_key_among_the_rows_a_limited_run_reads_is_exit_2(tmp_path, emula
     assert result.exit_code == 2
     assert "input.key" in result.output and "empty" in result.output
     assert sent_inputs(server) == []
+
+
+def test_a_row_left_pending_then_edited_is_sent_as_recorded_and_counted_as_changed(
+    tmp_path, emulator
+):
+    """Only requests built by an earlier run are compared with the input (a fresh run's are
+    built from it); one left pending by a stopped run and edited since counts as changed."""
+    server = emulator(engine="wordlist")
+    data = pl.DataFrame({"id": list(range(30)), "text": [f"comment {i}" for i in range(30)]})
+    job = write_job(tmp_path, data, api={"concurrency": 1})
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--max-requests", "5")
+    assert result.exit_code == 4
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["rows"]["pending"] == 25 and summary.get("rows_changed_since_done", 0) == 0
+    data.with_columns(
+        pl.when(pl.col("id") == 20).then(pl.lit("edited")).otherwise(pl.col("text")).alias("text")
+    ).write_parquet(tmp_path / "input.parquet")
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    assert "edited" not in sent_inputs(server), "the pending request goes as it was recorded"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["rows_changed_since_done"] == 1
+    redo = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--redo-changed")
+    assert redo.exit_code == 0
+    assert sent_inputs(server)[30:] == ["edited"]
