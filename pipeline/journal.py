@@ -204,14 +204,15 @@ class Journal:
     def done_among_earlier(self, keys: Sequence[Any], below_seq: int) -> dict[Any, str]:
         """The request hash of those of these keys that are done and were added (their request
         built) before position ``below_seq``."""
-        return dict(
-            self._among(
-                keys,
-                "SELECT key, request_hash FROM rows WHERE key IN ({}) "
-                "AND state = 'done' AND seq < ?",
-                below_seq,
+        # Filtered here, not in SQL: with state and seq in the WHERE clause SQLite may pick the
+        # (state, seq) index over the key, scanning every done row for each lookup.
+        return {
+            key: digest
+            for key, state, seq, digest in self._among(
+                keys, "SELECT key, state, seq, request_hash FROM rows WHERE key IN ({})"
             )
-        )
+            if state == "done" and seq < below_seq
+        }
 
     def _among(self, keys: Sequence[Any], sql: str, *more: Any) -> Iterator[tuple[Any, ...]]:
         """Rows of ``sql`` (whose ``{}`` takes the key placeholders) for keys, 500 at a time."""
