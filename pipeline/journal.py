@@ -98,6 +98,20 @@ class NewRow:
     error: dict[str, Any] | None = None
 
 
+def _built(row: NewRow) -> tuple[State, bytes | None, int, str, bytes, bytes | None]:
+    """A row as the journal stores what was built from it: state, payload, tokens,
+    request_hash, keep, error (pending with its request, or failed with its error)."""
+    failed = row.error is not None
+    return (
+        "failed" if failed else "pending",
+        None if failed else orjson.dumps(row.payload),
+        row.tokens,
+        request_hash(row.payload),
+        orjson.dumps(row.keep),
+        orjson.dumps(row.error) if failed else None,
+    )
+
+
 @dataclass(frozen=True)
 class PendingRow:
     seq: int
@@ -229,19 +243,7 @@ class Journal:
             self._db.executemany(
                 "UPDATE rows SET state = ?, payload = ?, tokens = ?, request_hash = ?, keep = ?, "
                 "error = ?, updated_at = ? WHERE key = ?",
-                [
-                    (
-                        "failed" if row.error is not None else "pending",
-                        None if row.error is not None else orjson.dumps(row.payload),
-                        row.tokens,
-                        request_hash(row.payload),
-                        orjson.dumps(row.keep),
-                        None if row.error is None else orjson.dumps(row.error),
-                        now,
-                        row.key,
-                    )
-                    for row in rows
-                ],
+                [(*_built(row), now, row.key) for row in rows],
             )
 
     def add(self, rows: Iterable[NewRow]) -> None:
@@ -249,20 +251,7 @@ class Journal:
         now = time.time()
         records = []
         for row in rows:
-            state = "failed" if row.error is not None else "pending"
-            records.append(
-                (
-                    row.key,
-                    self._next_seq,
-                    state,
-                    None if row.error is not None else orjson.dumps(row.payload),
-                    row.tokens,
-                    request_hash(row.payload),
-                    orjson.dumps(row.keep),
-                    None if row.error is None else orjson.dumps(row.error),
-                    now,
-                )
-            )
+            records.append((row.key, self._next_seq, *_built(row), now))
             self._next_seq += 1
         with self._transaction():
             self._db.executemany(
