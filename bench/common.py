@@ -442,8 +442,9 @@ def run_pipeline(
     extra: Sequence[str] = (),
     output: Path | None = None,
     ok_codes: tuple[int, ...] = (0,),
-) -> tuple[Measured, dict[str, Any] | None]:
-    """``pipeline run JOB --base-url URL --quiet`` measured; returns it and its summary.json.
+) -> tuple[Measured, dict[str, Any]]:
+    """``pipeline run JOB --base-url URL --quiet`` measured; returns it and its summary.json
+    (BenchError when the run wrote none).
 
     Its output folder is ``output``, by default a fresh ``NAME.out`` in ``log_dir``."""
     if not base_url.startswith("http://127.0.0.1:"):
@@ -469,8 +470,38 @@ def run_pipeline(
         ok_codes=ok_codes,
     )
     summary_path = output / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-    return measured, summary
+    if not summary_path.exists():
+        raise BenchError(f"{name}: no summary.json (exit {measured.exit_code})")
+    return measured, json.loads(summary_path.read_text())
+
+
+def run_bare(
+    base_url: str,
+    bodies: Path,
+    concurrency: int,
+    *options: str,
+    timeout_s: float,
+    log_dir: Path,
+    name: str,
+) -> tuple[Measured, dict[str, Any]]:
+    """bench/bare_client.py posting ``bodies`` to ``base_url``, measured; returns it and the
+    JSON line it printed (requests, statuses, elapsed_s)."""
+    measured = run_measured(
+        [
+            sys.executable,
+            str(REPO / "bench" / "bare_client.py"),
+            base_url,
+            str(bodies),
+            str(concurrency),
+            *options,
+        ],
+        timeout_s=timeout_s,
+        cwd=log_dir,
+        log_dir=log_dir,
+        name=name,
+    )
+    result: dict[str, Any] = json.loads(measured.stdout.strip().splitlines()[-1])
+    return measured, result
 
 
 # -- output -----------------------------------------------------------------------------------

@@ -49,17 +49,14 @@ round then lasts ~0.5 s + c x (client CPU per request) / 2 on average, and throu
 
 from __future__ import annotations
 
-import json
 import resource
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    REPO,
     BenchError,
     Emulator,
     EmulatorUsage,
@@ -70,7 +67,7 @@ from bench.common import (
     count_requests,
     log,
     render_grid,
-    run_measured,
+    run_bare,
     run_pipeline,
     run_python,
     write_job,
@@ -168,8 +165,6 @@ def _pipeline(
             extra=("--limit", str(limit)),
         )
     emulator_cpu = emulator.cpu_s() - before
-    if summary is None:
-        raise BenchError(f"{name}: no summary.json")
     sent = int(summary["requests"]["sent"])
     done = int(summary["rows"]["done_this_run"])
     ok = int(summary["requests"]["by_status"].get("200", 0))
@@ -198,23 +193,17 @@ def _bare(
     before = emulator.cpu_s()
     with StatsPoller(emulator, POLL_S, final=True) as poller:  # final: after the child's exit
         launched = time.monotonic()
-        measured = run_measured(
-            [
-                sys.executable,
-                str(REPO / "bench" / "bare_client.py"),
-                emulator.base_url,
-                str(bodies),
-                str(concurrency),
-                "--limit",
-                str(limit),
-            ],
+        measured, result = run_bare(
+            emulator.base_url,
+            bodies,
+            concurrency,
+            "--limit",
+            str(limit),
             timeout_s=RUN_TIMEOUT_S,
-            cwd=tmp,
             log_dir=tmp,
             name=name,
         )
     emulator_cpu = emulator.cpu_s() - before
-    result = json.loads(measured.stdout.strip().splitlines()[-1])
     if result["requests"] != limit or result["statuses"].get("200", 0) != limit:
         raise BenchError(f"{name}: {limit} requests wanted; {result}")
     return Run(

@@ -47,13 +47,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    REPO,
     BenchError,
     Emulator,
     Measured,
@@ -62,7 +60,7 @@ from bench.common import (
     count_requests,
     log,
     render_grid,
-    run_measured,
+    run_bare,
     run_pipeline,
     run_python,
     write_job,
@@ -313,8 +311,6 @@ def run_case(spec: CaseSpec, limits: Limits, data: Path, bodies: Path, tmp: Path
                 name=f"case-{spec.name}",
             )
         stats = emulator.stats()
-    if summary is None:
-        raise BenchError(f"case {spec.name}: no summary.json")
     if summary["rows"]["done_this_run"] != limits.rows:
         raise BenchError(f"case {spec.name}: {summary['rows']} / {summary['requests']}")
     stats["drained_with"] = drained
@@ -327,21 +323,15 @@ def run_case(spec: CaseSpec, limits: Limits, data: Path, bodies: Path, tmp: Path
 
 def _drain(emulator: Emulator, bodies: Path, tmp: Path) -> dict[str, Any]:
     """Post (outside the pipeline) until the emulator's bucket is empty: the first 429."""
-    measured = run_measured(
-        [
-            sys.executable,
-            str(REPO / "bench" / "bare_client.py"),
-            emulator.base_url,
-            str(bodies),
-            str(CONCURRENCY),
-            "--until-429",
-        ],
+    _, result = run_bare(
+        emulator.base_url,
+        bodies,
+        CONCURRENCY,
+        "--until-429",
         timeout_s=60,
-        cwd=tmp,
         log_dir=tmp,
         name="drain",
     )
-    result: dict[str, Any] = json.loads(measured.stdout.strip().splitlines()[-1])
     if not result["statuses"].get("429"):
         raise BenchError(f"could not drain the emulator's bucket: {result}")
     return result

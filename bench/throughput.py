@@ -15,15 +15,12 @@ The emulator's CPU per request comes from /proc/PID/stat before and after each r
 
 from __future__ import annotations
 
-import json
 import statistics
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    REPO,
     BenchError,
     Emulator,
     EmulatorUsage,
@@ -31,7 +28,7 @@ from bench.common import (
     Table,
     log,
     render_grid,
-    run_measured,
+    run_bare,
     run_pipeline,
     run_python,
     write_job,
@@ -61,21 +58,15 @@ def _bare(
 ) -> tuple[Measured, dict[str, Any], float]:
     before = emulator.cpu_s()
     extra = [] if limit is None else ["--limit", str(limit)]
-    measured = run_measured(
-        [
-            sys.executable,
-            str(REPO / "bench" / "bare_client.py"),
-            emulator.base_url,
-            str(bodies),
-            str(concurrency),
-            *extra,
-        ],
+    measured, result = run_bare(
+        emulator.base_url,
+        bodies,
+        concurrency,
+        *extra,
         timeout_s=RUN_TIMEOUT_S,
-        cwd=tmp,
         log_dir=tmp,
         name=name,
     )
-    result = json.loads(measured.stdout.strip().splitlines()[-1])
     return measured, result, emulator.cpu_s() - before
 
 
@@ -86,8 +77,6 @@ def _pipeline(
     measured, summary = run_pipeline(
         job, emulator.base_url, timeout_s=RUN_TIMEOUT_S, log_dir=tmp, name=name, extra=extra
     )
-    if summary is None:
-        raise BenchError(f"{name}: no summary.json")
     return measured, summary, emulator.cpu_s() - before
 
 
