@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 
 import click
 
-from pipeline.errors import JobError, LockedError
+from pipeline.errors import JobError, LockedError, StorageError
 
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_UNUSABLE, EXIT_FATAL_API, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
-EXIT_LOCKED = 75
+EXIT_INTERNAL, EXIT_STORAGE, EXIT_LOCKED = 70, 74, 75
 OUTCOME_EXIT = {
     "completed": EXIT_OK,
     "completed_with_errors": EXIT_ROWS_FAILED,
@@ -39,6 +39,9 @@ def _exits(func: F) -> F:
         except LockedError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(EXIT_LOCKED)
+        except StorageError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(EXIT_STORAGE)
 
     return wrapper  # type: ignore[return-value]
 

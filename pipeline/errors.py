@@ -4,6 +4,8 @@ PipelineError
  +-- JobError            the job file or its input is unusable (exit 2)
  +-- RowError            one row cannot become a valid request; becomes an error row
  +-- LockedError         another run holds the output folder (exit 75)
+ +-- StorageError        the output folder or its journal cannot be written mid-run (disk full,
+ |                       read-only, I/O error): the run stops, nothing is lost (exit 74)
  +-- ApiError            the API answered with an error or did not answer
       +-- TransientApiError   retried: 408/409/429/5xx, timeouts, dropped connections
       +-- RejectedApiError    not retried: other 4xx; the rows it carried fail
@@ -43,6 +45,19 @@ class LockedError(PipelineError):
     def __init__(self, message: str, *, pid: int | None = None) -> None:
         self.pid = pid
         super().__init__(message)
+
+
+class StorageError(PipelineError):
+    """Writing the output folder (journal, audio, results) failed; the run stops cleanly.
+
+    ``path`` is what could not be written; the message says what happened and the fix. What
+    was answered before is in the journal, so a rerun once fixed loses nothing.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.message = message
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
 
 
 class ApiError(PipelineError):
