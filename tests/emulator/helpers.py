@@ -11,8 +11,8 @@ from jsonschema import Draft202012Validator
 
 from pipeline.emulator import RunningEmulator
 
-# the repository's parent folder holds shared/openai-spec
-SCHEMAS = Path(__file__).resolve().parents[2] / ".." / "shared" / "openai-spec" / "schemas"
+# the repository's own copy of OpenAI's schemas: see tests/schemas/README.md
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 
 
 def load_validator(name: str) -> Draft202012Validator:
