@@ -21,6 +21,19 @@ def load_validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
+class FakeClock:
+    """A monotonic clock that moves only when a test says so (``limits_clock=``)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class Answer:
     """What a request got back: status, headers and the parsed JSON body."""
 
