@@ -293,7 +293,14 @@ def serve(
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    serve_emulator(config, host=host, port=port, allow_remote=allow_remote)
+    try:
+        serve_emulator(config, host=host, port=port, allow_remote=allow_remote)
+    except OSError as error:  # the port is taken or not ours: the user's to fix, not a bug
+        raise JobError(
+            f"cannot listen on {host}:{port} ({error.strerror or error}); "
+            "choose another --port (0 picks a free one)",
+            field="--port",
+        ) from None
 
 
 def _duration(text: str, option: str = "--max-runtime") -> float:

@@ -165,3 +165,12 @@ def test_a_bug_while_sending_fails_only_its_rows_without_a_traceback(
     assert "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if "internal error" in line]
     assert "first key 'r007': KeyError" in line
+
+
+def test_serve_on_a_port_in_use_is_exit_2_naming_the_option(emulator):
+    taken = emulator()
+    result = run_cli("serve", "--port", str(taken.port))
+    assert result.exit_code == 2, result.output
+    assert "--port: cannot listen on 127.0.0.1:" in result.stderr
+    assert "choose another --port" in result.stderr
+    assert taken.stats()["requests"] == 0
