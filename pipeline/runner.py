@@ -401,7 +401,8 @@ def _unread(prepared: Prepared, journal: Journal) -> int:
     unread = 0
     for batch in readers.iter_batches(prepared.input.files, [key], READ_BATCH_ROWS):
         keys = batch.get_column(key).to_list()
-        unread += len(keys) - len(journal.known(keys))
+        held = journal.known(keys)
+        unread += sum(1 for value in keys if value not in held)
     return unread
 
 
