@@ -60,8 +60,8 @@ def _internal_error(error: Exception) -> str:
     where = f"with {saved}, which holds the traceback" if saved else "with the log (debug level)"
     what = " ".join(f"{type(error).__name__}: {error}".split())[:300]
     return redact(
-        f"internal error: {what}. The journal is consistent: rerun the same command to resume. "
-        f"This is a bug in pipeline: please report it {where}"
+        f"error: internal error: {what}. The journal is consistent: rerun the same command to "
+        f"resume. This is a bug in pipeline: please report it {where}"
     )
 
 

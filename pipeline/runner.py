@@ -211,7 +211,7 @@ async def _run(
         )
     counts = journal.counts()
     read_all = options.limit is None and not feeder.cancelled()
-    unread = 0 if read_all else _unread(prepared, journal)
+    unread = 0 if read_all else _unread(prepared, journal, sum(counts.values()))
     limited = options.limit is not None and unread > 0
     outcome: Outcome
     if pool.fatal is not None:
@@ -394,15 +394,20 @@ def _build(kind: Kind, row: dict[str, Any], key: str, keep: tuple[str, ...]) -> 
     return NewRow(item.key, item.payload, item.tokens, kept)
 
 
-def _unread(prepared: Prepared, journal: Journal) -> int:
-    """Input rows whose key the journal does not hold (left by --limit, or by a stop that
-    came before the reader got to them); one pass over the key column."""
+def _unread(prepared: Prepared, journal: Journal, held: int) -> int:
+    """Input rows whose key the journal (holding ``held`` keys) does not hold: left by --limit,
+    or by a stop that came before the reader got to them. Never 0 while there are some.
+
+    More input rows than held keys: the difference, at once (exact while every held key is
+    still in the input, as usual); else one pass over the key column counts them."""
+    if prepared.input.rows > held:
+        return prepared.input.rows - held
     key = prepared.job.input.key
     unread = 0
     for batch in readers.iter_batches(prepared.input.files, [key], READ_BATCH_ROWS):
         keys = batch.get_column(key).to_list()
-        held = journal.known(keys)
-        unread += sum(1 for value in keys if value not in held)
+        known = journal.known(keys)
+        unread += sum(1 for value in keys if value not in known)
     return unread
 
 

@@ -40,7 +40,7 @@ def read_status(output_dir: Path) -> str:
         )
         unread = last["rows"].get("unread", 0)
         if unread:
-            lines.append(f"  {unread} input row(s) not read yet (--limit): rerun to go on")
+            lines.append(f"  {unread} input row(s) not read yet: rerun to go on")
         changed = last.get("rows_changed_since_done", 0)
         if changed:
             lines.append(

@@ -110,3 +110,23 @@ def test_a_run_that_read_everything_has_no_unread_rows(tmp_path, emulator):
     assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
     assert summary(tmp_path)["rows"]["unread"] == 0
     assert sorted(read_output(job, "results")["id"]) == list(range(32))
+
+
+def test_unread_rows_are_counted_when_the_journal_holds_keys_that_left_the_input(
+    tmp_path, emulator
+):
+    server = emulator(engine="wordlist")
+    old = pl.DataFrame({"id": list(range(30)), "text": [f"row {i}" for i in range(30)]})
+    job = write_job(tmp_path, old)
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    ids = list(range(20, 40))  # 0..19 left the input; 30..39 are new
+    pl.DataFrame({"id": ids, "text": [f"row {i}" for i in ids]}).write_parquet(
+        tmp_path / "input.parquet"
+    )
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--limit", "4")
+    assert result.exit_code == 4
+    assert summary(tmp_path)["rows"]["unread"] == 6, "34 keys held, 20 input rows: counted"
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--limit", "6")
+    assert result.exit_code == 0, "this limit covered every new row"
+    assert summary(tmp_path)["rows"]["unread"] == 0
+    assert sorted(read_output(job, "results")["id"]) == list(range(40))

@@ -125,7 +125,7 @@ def test_an_unexpected_error_is_exit_70_in_one_line_and_a_rerun_resumes(
         result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
     assert result.exit_code == 70
     [line] = result.stderr.splitlines()
-    assert line.startswith("internal error: ZeroDivisionError: a bug, near [redacted]. ")
+    assert line.startswith("error: internal error: ZeroDivisionError: a bug, near [redacted]. ")
     assert "rerun the same command to resume" in line
     [saved] = tmp_path.glob("pipeline-internal-error-*.txt")
     assert str(saved) in line
