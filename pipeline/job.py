@@ -221,11 +221,14 @@ class _Checker:
         return value
 
     def finite(self, value: Any, name: str) -> None:
-        """Refuse inf and nan anywhere in the file: no setting or request field means them."""
+        """Refuse inf and nan anywhere in the file (no setting or request field means them), and
+        integers beyond TOML's 64 bits (which tomllib reads, but no request can carry)."""
         if isinstance(value, float) and not math.isfinite(value):
             raise self.error(
                 name, f"must be a finite number, got {value}; write a number such as 60"
             )
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise self.error(name, f"must fit in 64 bits (TOML integers do), got {value}")
         if isinstance(value, dict):
             for key, item in value.items():
                 self.finite(item, f"{name}.{key}" if name else key)

@@ -134,3 +134,11 @@ def test_numbers_that_are_not_finite_are_exit_2_naming_the_field(
         assert f"{job}: {field}: must be a finite number, got {number.lstrip('+')}" in result.output
     assert server.recorded_requests() == []
     assert not (tmp_path / "out" / ".pipeline").exists(), "nothing started"
+
+
+def test_an_integer_beyond_64_bits_is_exit_2_naming_the_field(tmp_path):
+    job = write_job(tmp_path, DATA, api={"max_attempts": "NUMBER"})
+    job.write_text(job.read_text().replace('"NUMBER"', str(2**64)))
+    result = run_cli("validate", job)
+    assert result.exit_code == 2, result.output
+    assert f"{job}: api.max_attempts: must fit in 64 bits (TOML integers do)" in result.output

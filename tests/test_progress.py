@@ -10,7 +10,7 @@ import re
 from rich.console import Console
 
 from pipeline.logs import setup_logging
-from pipeline.progress import report
+from pipeline.progress import choose_mode, report
 from pipeline.stats import RunStats
 
 _TOKENS = re.compile(r"(\x1b\[[0-9;?]*[A-Za-z]|\r|\n)")
@@ -59,3 +59,8 @@ async def test_a_log_line_goes_above_the_bar_on_a_line_of_its_own():
     logged = r"\d\d:\d\d:\d\d WARNING a line from the log while the bar is live"
     assert re.fullmatch(logged, lines[0]), "the log line, on a line of its own"
     assert re.fullmatch(r"running ━+ 100% 10/10 rows .*", lines[1]), "the bar, whole, below it"
+
+
+def test_quiet_turns_off_the_progress_display_in_both_formats():
+    assert choose_mode(True, "text") == choose_mode(True, "json") == "off"
+    assert choose_mode(False, "json") == "lines"  # not a terminal: a progress log line now and then
