@@ -42,8 +42,27 @@ def _exits(func: F) -> F:
         except StorageError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(EXIT_STORAGE)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click's own: usage errors (exit 2) and --help
+        except Exception as error:  # a bug, not the data: one line here, the traceback in a file
+            click.echo(_internal_error(error), err=True)
+            sys.exit(EXIT_INTERNAL)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _internal_error(error: Exception) -> str:
+    """The one line for an unexpected error; its traceback goes to a file and the debug log."""
+    from pipeline.logs import redact, save_traceback
+
+    logging.getLogger(__name__).debug("internal error", exc_info=error)
+    saved = save_traceback(error)
+    where = f"with {saved}, which holds the traceback" if saved else "with the log (debug level)"
+    what = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+    return redact(
+        f"error: internal error: {what}. The journal is consistent: rerun the same command to "
+        f"resume. This is a bug in pipeline: please report it {where}"
+    )
 
 
 @click.group()
@@ -61,7 +80,9 @@ def main() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Output folder (default: the job's [output] dir).",
 )
-@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option(
+    "--quiet", is_flag=True, help="No progress display and no closing lines; the log stays."
+)
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
@@ -118,7 +139,7 @@ def run(
     from pipeline.runner import RunOptions
     from pipeline.runner import run as run_job
 
-    setup_logging(log_format, quiet)
+    setup_logging(log_format)
     options = RunOptions(
         limit=limit,
         base_url=base_url,
@@ -140,6 +161,8 @@ def run(
         click.echo(f"results: {result.output_dir / outputs['results']} ({rows['done']} rows)")
         click.echo(f"errors:  {result.output_dir / outputs['errors']} ({rows['failed']} rows)")
         click.echo(f"summary: {result.output_dir / 'summary.json'} ({result.summary['outcome']})")
+        if rows["unread"]:
+            click.echo(f"unread:  {rows['unread']} input rows; run again to go on")
     sys.exit(OUTCOME_EXIT[result.outcome])
 
 
@@ -270,7 +293,14 @@ def serve(
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    serve_emulator(config, host=host, port=port, allow_remote=allow_remote)
+    try:
+        serve_emulator(config, host=host, port=port, allow_remote=allow_remote)
+    except OSError as error:  # the port is taken or not ours: the user's to fix, not a bug
+        raise JobError(
+            f"cannot listen on {host}:{port} ({error.strerror or error}); "
+            "choose another --port (0 picks a free one)",
+            field="--port",
+        ) from None
 
 
 def _duration(text: str, option: str = "--max-runtime") -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -75,6 +76,7 @@ def load_job(path: str | Path, kind_sections: Mapping[str, tuple[str, ...]]) -> 
     except tomllib.TOMLDecodeError as exc:
         raise JobError(f"not valid TOML: {exc}", path=where) from None
     check = _Checker(where)
+    check.finite(doc, "")
 
     kind = check.choice(doc, "kind", tuple(kind_sections), required=True)
     allowed = ("kind", "name", "input", "request", "output", "api", *kind_sections[kind])
@@ -214,9 +216,25 @@ class _Checker:
 
     def number(self, table: Mapping[str, Any], name: str, default: float) -> float:
         value = float(self.get(table, name, (int, float), "a number", default=default))
-        if not value > 0:
-            raise self.error(name, f"must be more than 0, got {value}")
+        if not (value > 0 and math.isfinite(value)):
+            raise self.error(name, f"must be a finite number more than 0, got {value}")
         return value
+
+    def finite(self, value: Any, name: str) -> None:
+        """Refuse inf and nan anywhere in the file (no setting or request field means them), and
+        integers beyond TOML's 64 bits (which tomllib reads, but no request can carry)."""
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(
+                name, f"must be a finite number, got {value}; write a number such as 60"
+            )
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise self.error(name, f"must fit in 64 bits (TOML integers do), got {value}")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                self.finite(item, f"{name}.{key}" if name else key)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self.finite(item, f"{name}[{index}]")
 
 
 def _bounded(value: int, low: int, high: int, error: Callable[[str], JobError]) -> int:

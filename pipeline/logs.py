@@ -1,11 +1,17 @@
-"""Log set-up: text or JSON lines on stderr; a filter keeps the API key out of every line."""
+"""Log set-up: text or JSON lines on stderr; a filter keeps the API key out of every line.
+
+Also where an unexpected error's traceback goes: a file, named in the one line the user sees.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import tempfile
 import time
+import traceback
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -33,6 +39,35 @@ class SecretFilter(logging.Filter):
         return True
 
 
+def redact(text: str) -> str:
+    """``text`` with the API key (``OPENAI_API_KEY``), wherever it appears, replaced by a mark."""
+    secret = os.environ.get("OPENAI_API_KEY")
+    return text.replace(secret, "[redacted]") if secret else text
+
+
+def save_traceback(error: BaseException) -> Path | None:
+    """Write ``error``'s traceback (key redacted) to a new file in the temporary folder.
+
+    Returns its path, or None when even that cannot be written (then only the log has it)."""
+    text = redact("".join(traceback.format_exception(error)))
+    try:
+        fd, name = tempfile.mkstemp(prefix="pipeline-internal-error-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError:
+        return None
+    return Path(name)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is at each line: while rich's progress bar is live it
+    redirects stderr, so a log line is printed above the bar instead of onto it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, event, and any structured extras."""
 
@@ -51,8 +86,9 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
-def setup_logging(log_format: str, quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def setup_logging(log_format: str) -> None:
+    """Log lines from INFO up on stderr (``--quiet`` hides the progress display, not these)."""
+    handler = _StderrHandler()
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -60,6 +96,6 @@ def setup_logging(log_format: str, quiet: bool) -> None:
     handler.addFilter(SecretFilter(os.environ.get("OPENAI_API_KEY")))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.setLevel(logging.INFO)
     for noisy in ("aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

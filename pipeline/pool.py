@@ -139,7 +139,14 @@ class Pool:
         except ApiError as error:  # retries ran out
             outcomes = [Failure.from_api(error)] * len(items)
         except Exception as error:  # a bug must not lose the row: fail it, say so, go on
-            log.exception("internal error while sending %d row(s)", len(items))
+            log.error(  # one line; the traceback only at debug level
+                "internal error while sending %d row(s), first key %r: %s: %s",
+                len(items),
+                items[0].key,
+                type(error).__name__,
+                error,
+            )
+            log.debug("traceback of that internal error", exc_info=error)
             outcomes = [Failure("request", "internal_error", f"{type(error).__name__}: {error}")]
             outcomes *= len(items)
         await self._settle(items, outcomes, call.attempts)

@@ -26,8 +26,13 @@ def choose_mode(quiet: bool, log_format: str) -> Mode:
     return "lines"
 
 
-async def report(stats: RunStats, mode: Mode, stop: asyncio.Event) -> None:
-    """Show progress until ``stop`` is set."""
+async def report(
+    stats: RunStats, mode: Mode, stop: asyncio.Event, console: Console | None = None
+) -> None:
+    """Show progress until ``stop`` is set; the bar draws on ``console`` (default: stderr).
+
+    While the bar is live, rich redirects ``sys.stderr`` through it, and the log handler writes
+    to ``sys.stderr`` as it is at each line (``logs``): a log line goes above the bar."""
     if mode == "off":
         await stop.wait()
         return
@@ -42,7 +47,7 @@ async def report(stats: RunStats, mode: Mode, stop: asyncio.Event) -> None:
         TextColumn("{task.completed:,.0f}/{task.fields[total_text]} rows"),
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=console or Console(stderr=True),
         transient=False,
     )
     with progress:

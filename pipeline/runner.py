@@ -210,14 +210,19 @@ async def _run(
             kind.result_schema,
         )
     counts = journal.counts()
+    read_all = options.limit is None and not feeder.cancelled()
+    unread = 0 if read_all else _unread(prepared, journal, sum(counts.values()))
+    limited = options.limit is not None and unread > 0
     outcome: Outcome
     if pool.fatal is not None:
         outcome = "stopped_fatal"
-    elif stopper.stopped:  # a signal, or a bound of --max-requests/-runtime/-characters
+    elif stopper.stopped or limited:  # a signal, a --max-* bound, or --limit left rows unread
         outcome = "interrupted"
     else:
         outcome = "completed_with_errors" if counts["failed"] else "completed"
-    summary = _summary(prepared, run_id, outcome, started, stats, counts, journal, paths, pool)
+    summary = _summary(
+        prepared, run_id, outcome, started, stats, counts, unread, journal, paths, pool
+    )
     write_json(job.output.dir / "summary.json", summary)
     journal.finish_run(run_id, outcome, summary)
     journal.close()
@@ -389,6 +394,23 @@ def _build(kind: Kind, row: dict[str, Any], key: str, keep: tuple[str, ...]) -> 
     return NewRow(item.key, item.payload, item.tokens, kept)
 
 
+def _unread(prepared: Prepared, journal: Journal, held: int) -> int:
+    """Input rows whose key the journal (holding ``held`` keys) does not hold: left by --limit,
+    or by a stop that came before the reader got to them. Never 0 while there are some.
+
+    More input rows than held keys: the difference, at once (exact while every held key is
+    still in the input, as usual); else one pass over the key column counts them."""
+    if prepared.input.rows > held:
+        return prepared.input.rows - held
+    key = prepared.job.input.key
+    unread = 0
+    for batch in readers.iter_batches(prepared.input.files, [key], READ_BATCH_ROWS):
+        keys = batch.get_column(key).to_list()
+        known = journal.known(keys)
+        unread += sum(1 for value in keys if value not in known)
+    return unread
+
+
 def _summary(
     prepared: Prepared,
     run_id: int,
@@ -396,18 +418,21 @@ def _summary(
     started: float,
     stats: RunStats,
     counts: dict[str, int],
+    unread: int,
     journal: Journal,
     paths: dict[str, Path],
     pool: Pool,
 ) -> dict[str, Any]:
     job = prepared.job
     snap = stats.snapshot()
+    # interrupted with no stop: --limit left input rows unread
+    stopped_by = pool.stopper.reason or ("limit" if outcome == "interrupted" else None)
     return {
         "job": job.name,
         "kind": job.kind,
         "run": run_id,
         "outcome": outcome,
-        "stopped_by": pool.stopper.reason,
+        "stopped_by": stopped_by,
         "started_at": _iso(started),
         "finished_at": _iso(time.time()),
         "duration_s": snap["elapsed_s"],
@@ -416,6 +441,7 @@ def _summary(
             "done": counts["done"],
             "failed": counts["failed"],
             "pending": counts["pending"] + counts["sent"],
+            "unread": unread,  # input rows the journal does not hold: --limit, or a stop
             "done_this_run": stats.rows_done,
             "failed_this_run": stats.rows_failed,
         },

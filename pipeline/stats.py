@@ -24,7 +24,9 @@ class RunStats:
     tokens: int = 0  # estimated tokens sent (TPM accounting)
     resent_requests: int = 0  # requests found in flight after a crash, sent again
     resent_rows: int = 0
-    tally: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    # kind-specific totals for summary.json; counted from int 0, so counts stay whole numbers
+    # and only amounts that are fractions (audio seconds) become floats
+    tally: defaultdict[str, float] = field(default_factory=lambda: defaultdict(int))
 
     @property
     def elapsed(self) -> float:

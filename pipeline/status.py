@@ -38,6 +38,9 @@ def read_status(output_dir: Path) -> str:
             f"{requests['sent']} requests, {requests['retries']} retries, "
             f"{requests['rate_limited']} x 429 in {last['duration_s']} s"
         )
+        unread = last["rows"].get("unread", 0)
+        if unread:
+            lines.append(f"  {unread} input row(s) not read yet: rerun to go on")
         changed = last.get("rows_changed_since_done", 0)
         if changed:
             lines.append(

@@ -21,7 +21,7 @@ from pipeline.cli import main
 from pipeline.emulator import EmulatorConfig, RunningEmulator, start_emulator
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = REPO.parent / "shared" / "openai-spec" / "schemas"
+SPEC = REPO / "tests" / "schemas"  # vendored: see tests/schemas/README.md
 FAKE_KEY = "sk-test-PIPELINE-FAKE-KEY-0123456789abcdef"
 
 

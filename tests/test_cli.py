@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import tempfile
 
 import polars as pl
 
-from pipeline.journal import OutputLock
+from pipeline import runner
+from pipeline.journal import Journal, OutputLock
+from pipeline.kinds import moderation
 from tests.conftest import FAKE_KEY, read_output, run_cli, write_job
 
 DATA = pl.DataFrame(
@@ -90,3 +93,85 @@ def test_the_key_never_reaches_outputs_logs_or_journal(tmp_path, emulator):
     for path in (tmp_path / "out").rglob("*"):
         if path.is_file():
             assert FAKE_KEY.encode() not in path.read_bytes(), path
+
+
+def test_quiet_hides_progress_but_not_the_log(tmp_path, emulator):
+    server = emulator()
+    job = write_job(tmp_path, DATA)
+    args = ("run", job, "--base-url", server.base_url, "--quiet")
+    result = run_cli(*args, "--log-format", "json")
+    assert result.exit_code == 0
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line]
+    assert lines[-1]["event"] == "run finished", "the line the cron recipe monitors"
+    written = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert lines[-1]["summary"] == written
+    assert written["rows"]["done"] == 50
+    assert not [line for line in lines if line["logger"] == "pipeline.progress"]
+    assert result.stdout == "", "no closing lines on stdout"
+
+
+def test_an_unexpected_error_is_exit_70_in_one_line_and_a_rerun_resumes(
+    tmp_path, emulator, monkeypatch
+):
+    server = emulator()
+    job = write_job(tmp_path, DATA)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the traceback file goes
+
+    def bug(*_: object) -> dict[str, object]:
+        raise ZeroDivisionError(f"a bug, near {FAKE_KEY}")
+
+    with monkeypatch.context() as patch:  # a bug after every row was sent and written
+        patch.setattr(runner, "_summary", bug)
+        result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 70
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in result.stderr
+    assert line.startswith("error: internal error: ZeroDivisionError: a bug, near [redacted]. ")
+    assert "rerun the same command to resume" in line
+    [saved] = tmp_path.glob("pipeline-internal-error-*.txt")
+    assert str(saved) in line
+    traceback = saved.read_text()
+    assert "Traceback (most recent call last)" in traceback and "in bug" in traceback
+    assert FAKE_KEY not in traceback and FAKE_KEY not in result.output
+    journal = Journal(tmp_path / "out", readonly=True)
+    assert journal.counts()["done"] == 50, "every answer is in the journal"
+    journal.close()
+
+    rerun = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert rerun.exit_code == 0, rerun.output
+    assert sorted(read_output(job, "results")["id"]) == DATA["id"].to_list()
+    assert server.stats()["requests"] == 50, "the journal kept every answer: nothing sent twice"
+
+
+def test_a_bug_while_sending_fails_only_its_rows_without_a_traceback(
+    tmp_path, emulator, monkeypatch
+):
+    server = emulator()
+    job = write_job(tmp_path, DATA, api={"concurrency": 1})
+    real_send = moderation.Moderation.send
+
+    async def send(self, call, items):
+        if any(item.key == "r007" for item in items):
+            raise KeyError("a bug")
+        return await real_send(self, call, items)
+
+    monkeypatch.setattr(moderation.Moderation, "send", send)
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 1
+    errors = read_output(job, "errors")
+    assert errors.select("id", "error_type", "message").rows() == [
+        ("r007", "internal_error", "KeyError: 'a bug'")
+    ]
+    assert len(read_output(job, "results")) == 49
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "internal error" in line]
+    assert "first key 'r007': KeyError" in line
+
+
+def test_serve_on_a_port_in_use_is_exit_2_naming_the_option(emulator):
+    taken = emulator()
+    result = run_cli("serve", "--port", str(taken.port))
+    assert result.exit_code == 2, result.output
+    assert "--port: cannot listen on 127.0.0.1:" in result.stderr
+    assert "choose another --port" in result.stderr
+    assert taken.stats()["requests"] == 0

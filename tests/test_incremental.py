@@ -89,7 +89,7 @@ def test_limit_reads_only_what_it_needs_and_checks_the_keys_it_reads(tmp_path, e
     data = pl.DataFrame({"id": ids, "text": [f"comment {i}" for i in range(31)]})
     job = write_job(tmp_path, data)
     result = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--limit", "10")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 4, result.output  # rows left unread: resumable
     assert sorted(read_output(job, "results")["id"]) == sorted(ids[:10])
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["rows"]["input"] == 31, "counted from the Parquet metadata"

@@ -82,3 +82,63 @@ def test_validate_counts_rows_requests_and_error_rows(tmp_path):
     assert "valid rows: 7; rows that would be error rows: 3" in result.output
     assert "requests: 2;" in result.output
     assert not (tmp_path / "out").exists(), "validate writes nothing"
+
+
+@pytest.mark.parametrize(
+    ("sections", "number", "field"),
+    [
+        ({"api": {"timeout_s": "NUMBER"}}, "inf", "api.timeout_s"),
+        ({"api": {"timeout_s": "NUMBER"}}, "nan", "api.timeout_s"),
+        ({"api": {"timeout_s": "NUMBER"}}, "-inf", "api.timeout_s"),
+        ({"request": {"input": "{text}", "model": "m", "x": "NUMBER"}}, "inf", "request.x"),
+        ({"moderation": {"rows_per_request": "NUMBER"}}, "+inf", "moderation.rows_per_request"),
+        (
+            {
+                "kind": "run",
+                "request": {"assistant_id": "asst_1"},
+                "messages": [{"role": "user", "content": "{text}"}],
+                "run": {"timeout_s": "NUMBER"},
+            },
+            "inf",
+            "run.timeout_s",
+        ),
+        (
+            {
+                "kind": "run",
+                "request": {"assistant_id": "asst_1", "temperature": "NUMBER"},
+                "messages": [{"role": "user", "content": "{text}"}],
+            },
+            "nan",
+            "request.temperature",
+        ),
+        (
+            {
+                "kind": "run",
+                "request": {"assistant_id": "asst_1"},
+                "messages": [{"role": "user", "content": "{text}", "metadata": {"w": "NUMBER"}}],
+            },
+            "nan",
+            "messages[0].metadata.w",
+        ),
+    ],
+)
+def test_numbers_that_are_not_finite_are_exit_2_naming_the_field(
+    tmp_path, emulator, sections, number, field
+):
+    server = emulator()
+    job = write_job(tmp_path, DATA, **sections)
+    job.write_text(job.read_text().replace('"NUMBER"', number))  # TOML's own inf and nan
+    for command in (["validate", job], ["run", job, "--base-url", server.base_url]):
+        result = run_cli(*command)
+        assert result.exit_code == 2, result.output
+        assert f"{job}: {field}: must be a finite number, got {number.lstrip('+')}" in result.output
+    assert server.recorded_requests() == []
+    assert not (tmp_path / "out" / ".pipeline").exists(), "nothing started"
+
+
+def test_an_integer_beyond_64_bits_is_exit_2_naming_the_field(tmp_path):
+    job = write_job(tmp_path, DATA, api={"max_attempts": "NUMBER"})
+    job.write_text(job.read_text().replace('"NUMBER"', str(2**64)))
+    result = run_cli("validate", job)
+    assert result.exit_code == 2, result.output
+    assert f"{job}: api.max_attempts: must fit in 64 bits (TOML integers do)" in result.output

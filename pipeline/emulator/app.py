@@ -49,7 +49,10 @@ def create_app(config: EmulatorConfig) -> web.Application:
     app[CONFIG] = config
     app[STATS] = Stats()
     app[LIMITER] = RateLimiter(
-        config.requests_per_minute, config.tokens_per_minute, burst_s=config.burst_s
+        config.requests_per_minute,
+        config.tokens_per_minute,
+        clock=config.limits_clock,
+        burst_s=config.burst_s,
     )
     app[FAULTS] = FaultInjector(config.faults, config.seed)
     app.router.add_get(STATS_PATH, _stats)

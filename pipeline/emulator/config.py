@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
@@ -31,6 +32,8 @@ class EmulatorConfig:
     ``run_expires_s`` after it was created. ``chat_completions_url`` delegates answers to a
     chat-completions endpoint (as ``chat_completions_model``, else the request's model).
     ``max_stored`` threads and stored responses are kept; past it the oldest finished are dropped.
+    ``limits_clock`` (monotonic seconds) is what the rate-limit buckets read, ``runs_clock``
+    (epoch seconds) what the runs' lifecycle and timestamps read; tests pass fakes.
     """
 
     requests_per_minute: int | None = None
@@ -55,6 +58,8 @@ class EmulatorConfig:
     chat_completions_url: str | None = None
     chat_completions_model: str | None = None
     max_stored: int = 100_000
+    limits_clock: Callable[[], float] = field(default=time.monotonic, compare=False)
+    runs_clock: Callable[[], float] = field(default=time.time, compare=False)
 
     def __post_init__(self) -> None:
         check_faults(self.faults)

@@ -128,12 +128,12 @@ async def poll_run(
 
 @functools.cache
 def _openapi() -> dict[str, Any]:
-    document: dict[str, Any] = json.loads((SCHEMAS.parent / "openapi.json").read_text())
+    document: dict[str, Any] = json.loads((SCHEMAS / "openapi-components.json").read_text())
     return document
 
 
 def component_validator(name: str) -> Draft202012Validator:
-    """A validator for ``components.schemas.NAME`` of the whole spec (refs resolved in place)."""
+    """A validator for ``components.schemas.NAME`` of the spec (refs resolved in place)."""
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$ref": f"#/components/schemas/{name}",

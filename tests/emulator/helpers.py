@@ -11,14 +11,27 @@ from jsonschema import Draft202012Validator
 
 from pipeline.emulator import RunningEmulator
 
-# the repository's parent folder holds shared/openai-spec
-SCHEMAS = Path(__file__).resolve().parents[2] / ".." / "shared" / "openai-spec" / "schemas"
+# the repository's own copy of OpenAI's schemas: see tests/schemas/README.md
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 
 
 def load_validator(name: str) -> Draft202012Validator:
     schema = json.loads((SCHEMAS / f"{name}.json").read_text())
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
+
+
+class FakeClock:
+    """A monotonic clock that moves only when a test says so (``limits_clock=``)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class Answer:

@@ -9,13 +9,14 @@ from jsonschema import Draft202012Validator
 from pipeline.emulator.limits import RateLimiter, TokenBucket, format_duration
 from pipeline.emulator.replies import ApiReply
 from tests.emulator.conftest import StartEmulator
-from tests.emulator.helpers import post
+from tests.emulator.helpers import FakeClock, post
 
 
 async def test_requests_over_the_rpm_bucket_get_429_with_retry_headers(
     start: StartEmulator, http: aiohttp.ClientSession, error_schema: Draft202012Validator
 ) -> None:
-    emulator = start(requests_per_minute=3)
+    clock = FakeClock()
+    emulator = start(requests_per_minute=3, limits_clock=clock)
 
     answers = [await post(http, emulator, {"input": f"row {i}"}) for i in range(5)]
 
@@ -26,19 +27,23 @@ async def test_requests_over_the_rpm_bucket_get_429_with_retry_headers(
         assert limited.body["error"]["type"] == "requests"
         assert limited.body["error"]["code"] == "rate_limit_exceeded"
         assert "local emulator" in limited.body["error"]["message"]
-        retry_ms = int(limited.headers["retry-after-ms"])
-        assert 0 < retry_ms <= 20_000  # one request refills in 60 s / 3
-        assert int(limited.headers["retry-after"]) == -(-retry_ms // 1000)
+        # the clock stands still: one request refills in exactly 60 s / 3
+        assert limited.headers["retry-after-ms"] == "20000"
+        assert limited.headers["retry-after"] == "20"
     stats = emulator.stats()
     assert stats["status"] == {"200": 3, "429": 2}
     assert stats["rate_limited"] == {"requests": 2}
     assert stats["inputs_scored"] == 3
 
+    clock.advance(20.0)  # the refill of one request, and no more
+    again = [await post(http, emulator, {"input": f"row {i}"}) for i in range(5, 7)]
+    assert [a.status for a in again] == [200, 429]
+
 
 async def test_tokens_over_the_tpm_bucket_get_429_of_type_tokens(
     start: StartEmulator, http: aiohttp.ClientSession
 ) -> None:
-    emulator = start(tokens_per_minute=20)
+    emulator = start(tokens_per_minute=20, limits_clock=FakeClock())
     text = "x" * 40  # 10 tokens at four characters a token
 
     answers = [await post(http, emulator, {"input": [text]}) for _ in range(3)]
@@ -66,7 +71,7 @@ async def test_a_request_larger_than_the_tpm_limit_is_refused_without_retry_afte
 async def test_ratelimit_headers_follow_openai_names_and_can_be_turned_off(
     start: StartEmulator, http: aiohttp.ClientSession
 ) -> None:
-    limits = {"requests_per_minute": 60, "tokens_per_minute": 6000}
+    limits = {"requests_per_minute": 60, "tokens_per_minute": 6000, "limits_clock": FakeClock()}
     on = await post(http, start(**limits), {"input": "abcd"})
     off = await post(http, start(**limits, ratelimit_headers=False), {"input": "abcd"})
 
@@ -74,7 +79,8 @@ async def test_ratelimit_headers_follow_openai_names_and_can_be_turned_off(
     assert on.headers["x-ratelimit-remaining-requests"] == "59"
     assert on.headers["x-ratelimit-limit-tokens"] == "6000"
     assert on.headers["x-ratelimit-remaining-tokens"] == "5999"
-    assert on.headers["x-ratelimit-reset-requests"].endswith("s")
+    assert on.headers["x-ratelimit-reset-requests"] == "1s"  # one request refills in 1 s
+    assert on.headers["x-ratelimit-reset-tokens"] == "10ms"  # one token of 100 a second
     assert not any(name.startswith("x-ratelimit") for name in off.headers)
     assert "x-request-id" in off.headers
 
@@ -82,7 +88,7 @@ async def test_ratelimit_headers_follow_openai_names_and_can_be_turned_off(
 async def test_invalid_requests_do_not_use_the_buckets(
     start: StartEmulator, http: aiohttp.ClientSession
 ) -> None:
-    emulator = start(requests_per_minute=2)
+    emulator = start(requests_per_minute=2, limits_clock=FakeClock())
 
     bad = [await post(http, emulator, {"input": []}) for _ in range(3)]
     good = [await post(http, emulator, {"input": "ok"}) for _ in range(2)]

@@ -13,14 +13,14 @@ from tests.emulator.assistants import (
     call,
     get_run,
     messages,
-    poll_run,
     question,
     start_run,
 )
 from tests.emulator.conftest import StartEmulator
-from tests.emulator.helpers import load_validator
+from tests.emulator.helpers import FakeClock, load_validator
 
 ERROR = load_validator("ErrorResponse")
+EPOCH = 1_767_225_600.0  # 2026-01-01, the fake clock's start
 FUNCTION = {"type": "function", "function": {"name": "lookup_order", "parameters": {}}}
 
 
@@ -66,15 +66,16 @@ async def test_the_same_question_gets_the_same_answer(
 async def test_a_timed_run_goes_through_queued_and_in_progress(
     start: StartEmulator, http: aiohttp.ClientSession
 ) -> None:
-    emulator = start(run_duration_s=0.3)
+    clock = FakeClock(EPOCH)  # the run's status follows it, however slow the machine is
+    emulator = start(run_duration_s=0.3, runs_clock=clock)
     run = await start_run(http, emulator)
 
-    done, seen = await poll_run(http, emulator, run, pause_s=0.005)
+    seen = []
+    for _ in range(3):
+        seen.append((await get_run(http, emulator, run))["status"])
+        clock.advance(0.2)
 
-    assert done["status"] == "completed"
-    order = ["queued", "in_progress", "completed"]
-    assert [order.index(s) for s in seen] == sorted(order.index(s) for s in seen)
-    assert "in_progress" in seen
+    assert seen == ["queued", "in_progress", "completed"]
 
 
 @pytest.mark.parametrize(
@@ -117,10 +118,16 @@ async def test_requires_action_without_function_tools_still_asks_and_then_expire
     start: StartEmulator, http: aiohttp.ClientSession
 ) -> None:
     asking = start(run_duration_s=0, run_outcomes={"requires_action": 1.0})
-    expiring = start(run_duration_s=0, run_outcomes={"requires_action": 1.0}, run_expires_s=0.01)
+    clock = FakeClock(EPOCH)
+    expiring = start(
+        run_duration_s=0, run_outcomes={"requires_action": 1.0}, run_expires_s=10, runs_clock=clock
+    )
 
     waiting = await get_run(http, asking, await start_run(http, asking))
-    expired, _ = await poll_run(http, expiring, await start_run(http, expiring))
+    to_expire = await start_run(http, expiring)
+    assert (await get_run(http, expiring, to_expire))["status"] == "requires_action"
+    clock.advance(10.5)
+    expired = await get_run(http, expiring, to_expire)
 
     [tool_call] = waiting["required_action"]["submit_tool_outputs"]["tool_calls"]
     assert tool_call["function"]["name"] == "local_emulator_tool"
@@ -204,7 +211,7 @@ async def test_stuck_runs_stay_in_progress_until_cancelled(
 async def test_a_queued_run_can_be_cancelled_and_never_starts(
     start: StartEmulator, http: aiohttp.ClientSession
 ) -> None:
-    emulator = start(run_duration_s=60)
+    emulator = start(run_duration_s=60, runs_clock=FakeClock(EPOCH))  # queued until told
     run = await start_run(http, emulator)
 
     queued = await get_run(http, emulator, run)

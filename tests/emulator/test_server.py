@@ -16,7 +16,7 @@ import pipeline.emulator
 from pipeline.emulator import EmulatorConfig, RunningEmulator, serve, start_emulator
 from pipeline.errors import JobError
 from tests.emulator.conftest import StartEmulator
-from tests.emulator.helpers import post
+from tests.emulator.helpers import FakeClock, post
 
 
 def test_public_api_is_exactly_these_names() -> None:
@@ -68,7 +68,7 @@ async def test_nothing_is_recorded_unless_asked(
 
 
 async def test_stats_route_matches_stats(start: StartEmulator, http: aiohttp.ClientSession) -> None:
-    emulator = start(requests_per_minute=1)
+    emulator = start(requests_per_minute=1, limits_clock=FakeClock())
     await post(http, emulator, {"input": ["a", "b"]})
     await post(http, emulator, {"input": "c"})
 

@@ -16,7 +16,7 @@ from pipeline.emulator import EmulatorConfig, RunningEmulator, start_emulator
 from pipeline.emulator.tts import VOICES
 from pipeline.errors import JobError
 from tests.emulator.conftest import StartEmulator
-from tests.emulator.helpers import load_validator
+from tests.emulator.helpers import FakeClock, load_validator
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 BODY: dict[str, Any] = {"model": "gpt-4o-mini-tts", "input": TEXT, "voice": "coral"}
@@ -230,7 +230,7 @@ def test_the_schema_agrees_with_the_emulator_on_bad_bodies(
 async def test_tokens_are_charged_against_the_limit(
     start: StartEmulator, http: aiohttp.ClientSession
 ) -> None:
-    emulator = start(engine="wordlist", tokens_per_minute=20)
+    emulator = start(engine="wordlist", tokens_per_minute=20, limits_clock=FakeClock())
 
     first = await speak(http, emulator, input="x" * 60, response_format="pcm")  # 15 tokens
     second = await speak(http, emulator, input="x" * 60, response_format="pcm")

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from pipeline.emulator import RunningEmulator
 from tests.emulator.assistants import call
 from tests.emulator.conftest import StartEmulator
-from tests.emulator.helpers import load_validator
+from tests.emulator.helpers import FakeClock, load_validator
 
 THREAD = load_validator("ThreadObject")
 MESSAGE = load_validator("MessageObject")
@@ -319,7 +319,7 @@ async def test_message_bodies_are_checked(
 async def test_rate_limits_and_faults_apply_to_these_routes(
     start: StartEmulator, http: aiohttp.ClientSession
 ) -> None:
-    limited = start(requests_per_minute=2)
+    limited = start(requests_per_minute=2, limits_clock=FakeClock())
     faulty = start(faults={"503": 1.0})
 
     answers = [await call(http, limited, "POST", "/threads", {}) for _ in range(3)]
