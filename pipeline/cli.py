@@ -201,7 +201,8 @@ def status(output_dir: Path) -> None:
     multiple=True,
     metavar="NAME=P",
     help="Inject a fault with probability P: 429 quota 401 500 502 503 drop "
-    "drop_body truncate slow malformed. Repeatable.",
+    "drop_body truncate slow malformed echo_key echo_key_401 huge_body huge_chunked. "
+    "Repeatable.",
 )
 @click.option(
     "--slow-s", type=float, default=30.0, show_default=True, help="How long the slow fault waits."
@@ -223,6 +224,12 @@ def status(output_dir: Path) -> None:
     "expired requires_action stuck. Repeatable.",
 )
 @click.option("--chat-completions-url", help="Answer runs by delegating to this endpoint.")
+@click.option(
+    "--clock-skew-s",
+    type=float,
+    default=0.0,
+    help="Report timestamps (created_at...) this many seconds off the real clock.",
+)
 @click.option(
     "--engine",
     type=click.Choice(["profanity", "wordlist"]),
@@ -247,6 +254,7 @@ def serve(
     run_duration_s: float,
     run_outcomes: tuple[str, ...],
     chat_completions_url: str | None,
+    clock_skew_s: float,
     allow_remote: bool,
 ) -> None:
     """Serve the local OpenAI-compatible emulator (loopback only unless --allow-remote)."""
@@ -267,6 +275,7 @@ def serve(
             run_duration_s=run_duration_s,
             run_outcomes=_parse_faults(run_outcomes),
             chat_completions_url=chat_completions_url,
+            clock_skew_s=clock_skew_s,
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None

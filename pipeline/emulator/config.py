@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
@@ -55,6 +56,8 @@ class EmulatorConfig:
     chat_completions_url: str | None = None
     chat_completions_model: str | None = None
     max_stored: int = 100_000
+    huge_body_bytes: int = 2**31  # what the huge_body / huge_chunked faults send
+    clock_skew_s: float = 0.0  # the emulator's clock (every timestamp it reports) runs this far off
 
     def __post_init__(self) -> None:
         check_faults(self.faults)
@@ -66,6 +69,10 @@ class EmulatorConfig:
                 raise ValueError(f"{name} must be a positive integer or None, not {value!r}")
         if not (math.isfinite(self.burst_s) and self.burst_s > 0):
             raise ValueError(f"burst_s must be a finite number > 0, not {self.burst_s!r}")
+        if isinstance(self.huge_body_bytes, bool) or self.huge_body_bytes < 1:
+            raise ValueError(f"huge_body_bytes must be >= 1, not {self.huge_body_bytes!r}")
+        if not math.isfinite(self.clock_skew_s):
+            raise ValueError(f"clock_skew_s must be a finite number, not {self.clock_skew_s!r}")
         for name in ("latency_ms", "slow_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -104,3 +111,10 @@ class EmulatorConfig:
 
 
 CONFIG = web.AppKey("config", EmulatorConfig)
+
+
+def skewed_clock(skew_s: float) -> Callable[[], float]:
+    """The emulator's wall clock: the real one, ``skew_s`` seconds ahead (negative: behind)."""
+    if not skew_s:
+        return time.time
+    return lambda: time.time() + skew_s

@@ -43,6 +43,12 @@ VOICES = (
 FIELDS = ("model", "input", "voice", "instructions", "response_format", "speed", "stream_format")
 SPEED_RANGE = (0.25, 4.0)
 AUDIO_FOLDER = "audio"
+# the longest answer a chunk can need: spoken at 3 characters a second at speed 1 (speech runs
+# ~15; digits read out as words run slower), plus slack, at a generous bitrate per format
+SLOWEST_CHARS_PER_S = 3.0
+ANSWER_SLACK_S = 30.0
+BYTES_PER_S = {"wav": 96_000, "pcm": 96_000, "flac": 96_000}  # 16-bit 48 kHz mono, uncompressed
+COMPRESSED_BYTES_PER_S = 40_000  # 320 kbit/s
 KEY_PLACEHOLDER = "key"  # in file_name, {key} is the row's key
 
 
@@ -160,6 +166,7 @@ class Speech:
                     tokens=estimate_tokens(chunk),
                     expect="bytes",
                     check=_complete_audio(fmt),
+                    max_bytes=answer_cap(chunk, fmt, body.get("speed", 1.0)),
                 )
                 pieces.append(answer.data)
                 call.tally["characters_sent"] += len(chunk)
@@ -190,6 +197,12 @@ class Speech:
         return "POST /v1/audio/speech, one audio file per row" + (
             ", long texts split and joined" if self.split_long_input else ""
         )
+
+
+def answer_cap(chunk: str, fmt: str, speed: float) -> int:
+    """The most bytes the audio of ``chunk`` can take in ``fmt`` at ``speed``."""
+    seconds = len(chunk) / (SLOWEST_CHARS_PER_S * speed) + ANSWER_SLACK_S
+    return int(seconds * BYTES_PER_S.get(fmt, COMPRESSED_BYTES_PER_S))
 
 
 _EXAMPLES = {"model": "gpt-4o-mini-tts", "input": "{text}", "voice": "alloy"}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -117,6 +120,34 @@ def test_every_ending_lands_in_results_or_errors_and_no_run_is_left_running(tmp_
     by_status = server.stats()["runs_by_status"]
     assert set(by_status) <= TERMINAL, by_status
     assert sum(by_status.values()) == 40
+
+
+@pytest.mark.parametrize("skew_s", [-3600.0, 3600.0])
+def test_a_skewed_server_clock_neither_times_runs_out_nor_lets_them_run_forever(
+    tmp_path, emulator, skew_s
+):
+    # the server's created_at is an hour off the client's clock, either way
+    server = emulator(run_duration_s=0.05, clock_skew_s=skew_s, seed=3, run_outcomes={"stuck": 0.5})
+    thread = _post_json(server.base_url + "/threads", {"messages": []})
+    assert abs(thread["created_at"] - time.time() - skew_s) < 600, "the emulator reports skew"
+    data = questions(12)
+    job = make(tmp_path, data, run={"timeout_s": 1.0})
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 1, result.output
+    results, errors = read_output(job, "results"), read_output(job, "errors")
+    assert sorted(results["id"].to_list() + errors["id"].to_list()) == data["id"].to_list()
+    assert len(results) > 0 and set(results["status"]) == {"completed"}, "not timed out at once"
+    assert len(errors) > 0 and set(errors["error_type"]) == {"timeout"}, "stuck runs still end"
+
+
+def _post_json(url: str, body: object) -> dict:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "OpenAI-Beta": "assistants=v2"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())
 
 
 def test_bad_rows_are_error_rows_and_unknown_fields_stop_the_job(tmp_path, emulator):
