@@ -16,6 +16,7 @@ from pipeline.api import Call
 from pipeline.errors import JobError, RejectedApiError, RowError
 from pipeline.job import JobSpec
 from pipeline.kinds.base import Failure, Item, Outcome, Success
+from pipeline.limits import OVER_TOKEN_LIMIT
 from pipeline.templates import compile_template
 from pipeline.tokens import estimate_tokens
 
@@ -138,7 +139,8 @@ class Moderation:
                 max_bytes=ANSWER_BYTES_BASE + ANSWER_BYTES_PER_ROW * len(items),
             )
         except RejectedApiError as error:
-            if len(items) > 1 and error.http_status in SPLIT_STATUSES:
+            refused = error.http_status in SPLIT_STATUSES or error.error_type == OVER_TOKEN_LIMIT
+            if len(items) > 1 and refused:  # the limit fell after this pack was made: halve it
                 half = len(items) // 2
                 return await self.send(call, items[:half]) + await self.send(call, items[half:])
             return [Failure.from_api(error)] * len(items)
