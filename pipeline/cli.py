@@ -148,7 +148,7 @@ def run(
 @_exits
 def validate(job_file: str) -> None:
     """Read the job and every row, build every request; send nothing."""
-    from pipeline.preview import preview
+    from pipeline.preview import preview, shortened
     from pipeline.runner import prepare
 
     prepared = prepare(job_file)
@@ -166,8 +166,8 @@ def validate(job_file: str) -> None:
     for key, message in found.problems:
         click.echo(f"  row {key!r}: {message}")
     if found.first_payload is not None:
-        shown = json.dumps(found.first_payload, ensure_ascii=False)
-        click.echo(f"first row's part of a request: {shown[:300]}")
+        shown = json.dumps(shortened(found.first_payload), ensure_ascii=False)
+        click.echo(f"first row's part of a request: {shown}")
     click.echo(f"output: {job.output.dir} ({job.output.format})")
 
 
