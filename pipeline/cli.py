@@ -225,6 +225,13 @@ def status(output_dir: Path) -> None:
 )
 @click.option("--chat-completions-url", help="Answer runs by delegating to this endpoint.")
 @click.option(
+    "--huge-body-bytes",
+    type=click.IntRange(min=1),
+    default=2**31,
+    show_default=True,
+    help="What the huge_body and huge_chunked faults send.",
+)
+@click.option(
     "--clock-skew-s",
     type=float,
     default=0.0,
@@ -254,6 +261,7 @@ def serve(
     run_duration_s: float,
     run_outcomes: tuple[str, ...],
     chat_completions_url: str | None,
+    huge_body_bytes: int,
     clock_skew_s: float,
     allow_remote: bool,
 ) -> None:
@@ -275,6 +283,7 @@ def serve(
             run_duration_s=run_duration_s,
             run_outcomes=_parse_faults(run_outcomes),
             chat_completions_url=chat_completions_url,
+            huge_body_bytes=huge_body_bytes,
             clock_skew_s=clock_skew_s,
         )
     except ValueError as error:
