@@ -119,8 +119,10 @@ class Speech:
             "instructions": _instructions,
         }
         for name, value in self.template.constant_fields().items():  # once, not once a row
+            check = self._checks.get(name)  # stream_format was checked above
             try:
-                self._checks[name](value)
+                if check is not None:
+                    check(value)
             except RowError as error:
                 raise JobError(error.message, path=where, field=f"request.{name}") from None
 

@@ -117,7 +117,9 @@ def test_a_bad_constant_in_request_stops_the_job_before_any_row(tmp_path, emulat
 
 def test_validate_prints_the_whole_first_request_as_json_with_long_texts_shortened(tmp_path):
     data = pl.DataFrame({"id": ["a"], "text": ["word " * 800]})  # 4,000 characters
-    job = speech_job(tmp_path, data, request={"instructions": "Speak slowly."})
+    job = speech_job(
+        tmp_path, data, request={"instructions": "Speak slowly.", "stream_format": "audio"}
+    )
     result = run_cli("validate", job)
     assert result.exit_code == 0, result.output
     (line,) = [ln for ln in result.output.splitlines() if ln.startswith("first row's")]
