@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.http import Answer, Http
+from pipeline.http import DEFAULT_MAX_ANSWER_BYTES, Answer, Http
 from pipeline.journal import Journal
 from pipeline.limits import RetryPolicy
 from pipeline.writers import OutputFiles
@@ -65,9 +65,11 @@ class Call:
         expect: str = "json",
         headers: Mapping[str, str] | None = None,
         check: Callable[[Answer], None] | None = None,
+        max_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> Answer:
         """Send under the rate limits with retries; raises what RetryPolicy.call raises.
 
+        ``max_bytes`` caps the answer body (the kind knows how large its answer can be).
         ``check`` inspects a successful answer inside the attempt: a TransientApiError it raises
         (a truncated body, say) is retried like any other.
         """
@@ -77,7 +79,7 @@ class Call:
                 mark, self._on_first_send = self._on_first_send, None
                 await mark()
             answer = await self._session.http.request(
-                method, path, body, expect=expect, headers=headers
+                method, path, body, expect=expect, headers=headers, max_bytes=max_bytes
             )
             if check is not None:
                 check(answer)
@@ -93,5 +95,8 @@ class Call:
         tokens: int = 1,
         expect: str = "json",
         check: Callable[[Answer], None] | None = None,
+        max_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> Answer:
-        return await self.request("POST", path, body, tokens=tokens, expect=expect, check=check)
+        return await self.request(
+            "POST", path, body, tokens=tokens, expect=expect, check=check, max_bytes=max_bytes
+        )

@@ -171,7 +171,7 @@ def run(
 @_exits
 def validate(job_file: str) -> None:
     """Read the job and every row, build every request; send nothing."""
-    from pipeline.preview import preview
+    from pipeline.preview import preview, shortened
     from pipeline.runner import prepare
 
     prepared = prepare(job_file)
@@ -189,8 +189,8 @@ def validate(job_file: str) -> None:
     for key, message in found.problems:
         click.echo(f"  row {key!r}: {message}")
     if found.first_payload is not None:
-        shown = json.dumps(found.first_payload, ensure_ascii=False)
-        click.echo(f"first row's part of a request: {shown[:300]}")
+        shown = json.dumps(shortened(found.first_payload), ensure_ascii=False)
+        click.echo(f"first row's part of a request: {shown}")
     click.echo(f"output: {job.output.dir} ({job.output.format})")
 
 
@@ -224,7 +224,8 @@ def status(output_dir: Path) -> None:
     multiple=True,
     metavar="NAME=P",
     help="Inject a fault with probability P: 429 quota 401 500 502 503 drop "
-    "drop_body truncate slow malformed. Repeatable.",
+    "drop_body truncate slow malformed echo_key echo_key_401 huge_body huge_chunked. "
+    "Repeatable.",
 )
 @click.option(
     "--slow-s", type=float, default=30.0, show_default=True, help="How long the slow fault waits."
@@ -246,6 +247,19 @@ def status(output_dir: Path) -> None:
     "expired requires_action stuck. Repeatable.",
 )
 @click.option("--chat-completions-url", help="Answer runs by delegating to this endpoint.")
+@click.option(
+    "--huge-body-bytes",
+    type=click.IntRange(min=1),
+    default=2**31,
+    show_default=True,
+    help="What the huge_body and huge_chunked faults send.",
+)
+@click.option(
+    "--clock-skew-s",
+    type=float,
+    default=0.0,
+    help="Report timestamps (created_at...) this many seconds off the real clock.",
+)
 @click.option(
     "--engine",
     type=click.Choice(["profanity", "wordlist"]),
@@ -270,6 +284,8 @@ def serve(
     run_duration_s: float,
     run_outcomes: tuple[str, ...],
     chat_completions_url: str | None,
+    huge_body_bytes: int,
+    clock_skew_s: float,
     allow_remote: bool,
 ) -> None:
     """Serve the local OpenAI-compatible emulator (loopback only unless --allow-remote)."""
@@ -290,6 +306,8 @@ def serve(
             run_duration_s=run_duration_s,
             run_outcomes=_parse_faults(run_outcomes),
             chat_completions_url=chat_completions_url,
+            huge_body_bytes=huge_body_bytes,
+            clock_skew_s=clock_skew_s,
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None

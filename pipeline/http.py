@@ -2,6 +2,12 @@
 
 aiohttp is used directly: httpx's own pool collapses under concurrency (see DESIGN.md), and the
 aiohttp transport under httpx costs more than twice the CPU per request of aiohttp itself.
+
+This is the one boundary where server text enters the program, so two rules hold here for every
+answer: the API key is redacted from every body (error or not) and from every exception text
+built from the connection, before anything parses or stores it; and a body is read with a cap
+(the caller's, by kind), checked against Content-Length first and then while streaming, so an
+oversize answer costs at most the cap in memory and becomes an ``answer_too_large`` row error.
 """
 
 from __future__ import annotations
@@ -26,6 +32,12 @@ from pipeline.errors import (
 
 RETRIED_STATUSES = frozenset({408, 409, 429})  # and every 5xx
 FATAL_STATUSES = frozenset({401, 403})
+DEFAULT_MAX_ANSWER_BYTES = 8 * 2**20  # runs, responses, threads: a few MiB is plenty
+MAX_ERROR_BODY_BYTES = 2**20  # an error message longer than this is cut, not buffered
+READ_CHUNK_BYTES = 2**16
+REDACTED = "[redacted]"
+MIN_REDACTED_IN_BODY = 8  # a shorter key would match inside ordinary JSON; its echoes are
+# redacted in the error fields only
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,7 @@ class Http:
             "User-Agent": f"pipeline/{__version__}",
             "Content-Type": "application/json",
         }
+        self._secret = api_key or None
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         for env, header in (
@@ -91,10 +104,13 @@ class Http:
         *,
         expect: str = "json",
         headers: Mapping[str, str] | None = None,
+        max_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> Answer:
         """Send one request; return the answer or raise an ApiError subclass.
 
-        ``expect`` is "json" or "bytes". Timeouts and connection errors are TransientApiError.
+        ``expect`` is "json" or "bytes"; ``max_bytes`` caps the answer body (an answer over it
+        is a RejectedApiError ``answer_too_large``). Timeouts and connection errors are
+        TransientApiError. No text of the answer or of the error carries the API key.
         """
         assert self._session is not None, "use Http as an async context manager"
         data = None if body is None else orjson.dumps(body)
@@ -102,21 +118,31 @@ class Http:
             async with self._session.request(
                 method, self.base_url + path, data=data, headers=headers
             ) as response:
-                raw = await response.read()
                 status = response.status
                 answer_headers = response.headers
                 if self._observe is not None:
                     self._observe(answer_headers)
+                cap = max_bytes if status < 300 else MAX_ERROR_BODY_BYTES
+                raw = await _read_capped(response, cap)
         except TimeoutError:
             raise TransientApiError("the request timed out", error_type="timeout") from None
         except aiohttp.ClientError as exc:
             raise TransientApiError(
-                f"connection failed: {type(exc).__name__}: {exc}", error_type="connection"
+                self.redact(f"connection failed: {type(exc).__name__}: {exc}"),
+                error_type="connection",
             ) from None
         except asyncio.CancelledError:
             raise
+        if raw is None and status < 300:
+            raise _too_large(status, answer_headers, max_bytes)
+        raw = self._redact_body(raw or b"")
         if status >= 300:
-            raise error_for(status, answer_headers, raw)
+            error = error_for(status, answer_headers, raw)
+            for name in ("message", "error_type", "error_code", "param"):
+                value = getattr(error, name)
+                if isinstance(value, str):
+                    setattr(error, name, self.redact(value))
+            raise error
         if expect == "bytes":
             return Answer(status, answer_headers, raw)
         try:
@@ -128,6 +154,52 @@ class Http:
                 error_type="malformed_response",
             ) from None
         return Answer(status, answer_headers, parsed)
+
+    def redact(self, text: str) -> str:
+        """``text`` with the API key replaced by [redacted]."""
+        if self._secret is None or self._secret not in text:
+            return text
+        return text.replace(self._secret, REDACTED)
+
+    def _redact_body(self, raw: bytes) -> bytes:
+        secret = self._secret
+        if secret is None or len(secret) < MIN_REDACTED_IN_BODY:
+            return raw
+        encoded = secret.encode()
+        return raw.replace(encoded, REDACTED.encode()) if encoded in raw else raw
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:
+    """The body, or None once it proves longer than ``cap`` (the connection is then closed).
+
+    A declared Content-Length over the cap is refused before reading; a compressed or chunked
+    body is streamed and stops at the cap, so memory never holds more than ``cap`` bytes.
+    """
+    declared = response.content_length
+    if declared is not None and declared > cap:
+        response.close()
+        return None
+    if declared is not None and not response.headers.get("Content-Encoding"):
+        return await response.read()  # the fast path: exactly the declared bytes
+    chunks, size = [], 0
+    async for chunk in response.content.iter_chunked(READ_CHUNK_BYTES):
+        size += len(chunk)
+        if size > cap:
+            response.close()
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(status: int, headers: Mapping[str, str], cap: int) -> RejectedApiError:
+    declared = headers.get("Content-Length", "")
+    size = f"is {int(declared):,} bytes, over" if declared.isdigit() else "went past"
+    return RejectedApiError(
+        f"the answer body {size} this request's cap of {cap:,} bytes (the most its kind and "
+        "input can need); the rest was not read",
+        http_status=status,
+        error_type="answer_too_large",
+    )
 
 
 def error_for(status: int, headers: Mapping[str, str], raw: bytes) -> ApiError:

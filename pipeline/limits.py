@@ -4,6 +4,11 @@ Buckets never poll: a waiter sleeps exactly until enough tokens have been refill
 429 imposed has passed), and every sleep ends early when the run is asked to stop. The first
 request of a run goes alone: the others wait for its answer, whose x-ratelimit-* headers may set
 or lower the limits, so a run never opens with a blind burst of ``concurrency`` requests.
+
+A request whose estimated tokens exceed the tokens-per-minute limit (configured, or learnt later
+from ``x-ratelimit-limit-tokens``) can never be within it: it is refused at once as an
+``over_token_limit`` error for its rows, never waited for (which held every other row behind it),
+and the pool packs no more rows into one request than the limit takes (``tokens_per_request``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from tenacity import (
     wait_random,
 )
 
-from pipeline.errors import ApiError, PipelineError, TransientApiError
+from pipeline.errors import ApiError, PipelineError, RejectedApiError, TransientApiError
 from pipeline.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,7 @@ BACKOFF_MAX_S = 30.0
 BACKOFF_JITTER_S = 0.5
 RETRY_AFTER_MAX_S = 120.0  # never trust a server asking for longer than this
 RETRY_AFTER_JITTER_S = 0.05
+OVER_TOKEN_LIMIT = "over_token_limit"  # the error_type of a request larger than the TPM limit
 
 
 class Stopped(PipelineError):
@@ -102,6 +108,14 @@ class Stopper:
             raise Stopped("stopping")
 
 
+class OverLimit(Exception):
+    """Raised by a bucket for a cost it can never hold within a minute; the limiter explains."""
+
+    def __init__(self, amount: float, per_minute: float) -> None:
+        self.amount, self.per_minute = amount, per_minute
+        super().__init__(f"{amount:g} > {per_minute:g} per minute")
+
+
 class TokenBucket:
     """Tokens refilled continuously at ``per_minute``; None means unlimited."""
 
@@ -150,6 +164,8 @@ class TokenBucket:
                     continue
                 if self.per_minute is None:
                     return
+                if amount > self.per_minute:  # the limit may have been lowered meanwhile
+                    raise OverLimit(amount, self.per_minute)
                 self._refill()
                 need = min(amount, self.capacity)
                 if self.tokens >= need:
@@ -172,13 +188,42 @@ class RateLimiter:
     def _not_before(self) -> float:
         return self._resume_at
 
+    def tokens_per_request(self) -> float | None:
+        """The most tokens one request may carry (the TPM limit now in force), None: no limit."""
+        return self.buckets["tokens"].per_minute
+
     async def acquire(self, tokens: int) -> None:
+        """Wait for room for one request of ``tokens``; RejectedApiError (``over_token_limit``)
+        at once for a request over the tokens-per-minute limit, Stopped when the run stops."""
+        limit = self.tokens_per_request()
+        if limit is not None and tokens > limit:
+            raise self._over_limit(tokens, limit)
+        probe = False
         if not self._first_answer.is_set():
             if self._probe_sent:
                 await self._stopper.wait(self._first_answer)
-            self._probe_sent = True
-        await self.buckets["requests"].acquire(1, self._not_before)
-        await self.buckets["tokens"].acquire(tokens, self._not_before)
+            self._probe_sent = probe = True
+        try:
+            await self.buckets["requests"].acquire(1, self._not_before)
+            await self.buckets["tokens"].acquire(tokens, self._not_before)
+        except OverLimit as over:
+            if probe:
+                self.answered()  # this one will not be sent: let the others go
+            raise self._over_limit(tokens, over.per_minute) from None
+
+    def _over_limit(self, tokens: int, limit: float) -> RejectedApiError:
+        configured = self.configured["tokens"]
+        source = (
+            f"[api] tokens_per_minute = {configured:,}"
+            if configured is not None and configured <= limit
+            else f"the server's limit (x-ratelimit-limit-tokens: {limit:,.0f})"
+        )
+        return RejectedApiError(
+            f"this request needs an estimated {tokens:,} tokens, more than the {limit:,.0f} a "
+            f"minute allowed by {source}: it can never be sent within the limit; shorten the "
+            "row, or raise the limit if the account allows more",
+            error_type=OVER_TOKEN_LIMIT,
+        )
 
     def answered(self) -> None:
         """An attempt ended (answer or not): requests held behind the first may go."""
@@ -275,6 +320,7 @@ class RetryPolicy:
     async def _attempt(
         self, send: Callable[[], Awaitable[T]], tokens: int, attempts: list[int]
     ) -> T:
+        self._check_bounds()  # before the wait too: a reached bound does not wait for tokens
         await self.limiter.acquire(tokens)
         self._check_bounds()
         attempts[0] += 1

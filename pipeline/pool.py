@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import deque
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import asdict
@@ -56,6 +57,7 @@ class Pool:
         )
         self.fatal: FatalApiError | None = None
         self._request_ids = itertools.count(1)
+        self._held: deque[Item] = deque()  # taken from the queue but left out of a full pack
         self._result_columns = kind.result_schema.names
         stopper.on_stop(self._wake)
 
@@ -95,12 +97,14 @@ class Pool:
             await self._process(items)
 
     async def _take(self) -> list[Item] | None:
-        first = await self.queue.get()
+        first = self._held.popleft() if self._held else await self.queue.get()
         if isinstance(first, _End) or self.stopper.stopped:
             with suppress(asyncio.QueueFull):
                 self.queue.put_nowait(END)  # let the other workers see it too
             return None
         items = [first]
+        limit = self.session.policy.limiter.tokens_per_request()
+        tokens = first.tokens
         while len(items) < self.kind.rows_per_request:
             try:
                 more = self.queue.get_nowait()
@@ -109,6 +113,10 @@ class Pool:
             if isinstance(more, _End):
                 self.queue.put_nowait(END)
                 break
+            if limit is not None and tokens + more.tokens > limit:
+                self._held.append(more)  # a pack stays within the TPM limit: it starts the next
+                break
+            tokens += more.tokens
             items.append(more)
         return items
 

@@ -12,6 +12,7 @@ from pipeline.errors import RowError
 from pipeline.runner import READ_BATCH_ROWS, Prepared
 
 EXAMPLES = 5
+SHOWN_CHARS = 200  # a longer string value in the example request is shortened inside it
 
 
 @dataclass
@@ -52,3 +53,15 @@ def preview(prepared: Prepared) -> Preview:
                 result.first_payload = item.payload
     result.requests = math.ceil(result.requests / kind.rows_per_request)
     return result
+
+
+def shortened(value: Any, limit: int = SHOWN_CHARS) -> Any:
+    """``value`` with every string longer than ``limit`` cut and told how much is left, so the
+    example request prints whole, as valid JSON, however long its texts."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}…({len(value) - limit:,} more characters)"
+    if isinstance(value, dict):
+        return {key: shortened(item, limit) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shortened(item, limit) for item in value]
+    return value

@@ -47,6 +47,7 @@ Outcome = Literal["completed", "completed_with_errors", "stopped_fatal", "interr
 READ_BATCH_ROWS = 10_000
 YIELD_EVERY = 500  # rows compared between two yields to the pool (about 5 ms)
 PENDING_CHUNK = 1_000
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # each drains and stops cleanly
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ async def _run(
         done_event.set()
         await progress
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.remove_signal_handler(sig)
 
     with _gc_paused():  # millions of short-lived, acyclic values: collecting finds nothing
@@ -247,8 +248,9 @@ def _stop_on_error(feeder: asyncio.Task[None], pool: Pool) -> None:
 
 
 def _on_signals(pool: Pool) -> None:
-    """SIGINT/SIGTERM: drain and stop cleanly; a second signal exits at once (the journal is
-    consistent at any instant: every change is one SQLite transaction)."""
+    """SIGINT/SIGTERM/SIGHUP: drain and stop cleanly; a second signal exits at once (the journal
+    is consistent at any instant: every change is one SQLite transaction). SIGHUP is a closed
+    terminal or a killed tmux session: the run still writes its outputs and summary."""
     loop = asyncio.get_running_loop()
 
     def handle(sig: signal.Signals) -> None:
@@ -258,7 +260,7 @@ def _on_signals(pool: Pool) -> None:
         log.warning("%s received: finishing requests in flight, then stopping", sig.name)
         pool.stop(sig.name)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, handle, sig)
 
 

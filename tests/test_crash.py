@@ -76,6 +76,22 @@ def test_sigterm_drains_in_flight_requests_and_exits_4_resumable(tmp_path, emula
     assert sorted(read_output(job, "results")["id"]) == list(range(n))
 
 
+def test_sighup_is_treated_as_sigterm_outputs_and_summary_written(tmp_path, emulator):
+    server = emulator(engine="wordlist", latency_ms=20)
+    n = 500
+    data = pl.DataFrame({"id": list(range(n)), "text": [f"comment {i}" for i in range(n)]})
+    job = write_job(tmp_path, data, api={"concurrency": CONCURRENCY})
+    command, code = signal_mid_run(job, server, 50, signal.SIGHUP)
+    assert code == 4, "a closed terminal drains and stops like SIGTERM"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["outcome"] == "interrupted"
+    done = summary["rows"]["done"]
+    assert done > 0 and done + summary["rows"]["pending"] == n
+    assert len(read_output(job, "results")) == done, "the outputs were written"
+    assert subprocess.run(command, env=os.environ.copy(), timeout=120).returncode == 0
+    assert sorted(read_output(job, "results")["id"]) == list(range(n))
+
+
 def test_a_second_signal_exits_at_once_and_the_journal_stays_consistent(tmp_path, emulator):
     server = emulator(engine="wordlist", latency_ms=3000)
     data = pl.DataFrame({"id": list(range(100)), "text": [f"comment {i}" for i in range(100)]})

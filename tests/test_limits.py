@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
+import polars as pl
 import pytest
 from tenacity import RetryCallState
 
 from pipeline.errors import FatalApiError, RejectedApiError, TransientApiError
 from pipeline.http import error_for, retry_after
+from pipeline.journal import Journal
 from pipeline.limits import RateLimiter, RetryPolicy, Stopped, Stopper
 from pipeline.stats import RunStats
+from tests.conftest import read_output, run_cli, write_job
 
 
 def test_retry_after_prefers_milliseconds():
@@ -168,3 +171,70 @@ async def test_a_call_gives_up_after_max_attempts_and_never_retries_a_rejection(
     with pytest.raises(TransientApiError, match="#5"):
         await one.call(failing, 1, [0])
     assert len(sent) == 5, "max_attempts = 1: the first failure is final"
+
+
+# -- a request over the tokens-per-minute limit (end to end) -----------------------------------
+
+
+def _texts(sizes: dict[int, int]) -> pl.DataFrame:
+    """Rows 0..n-1 with short comments, or ``sizes[i]`` characters for the rows named."""
+    n = max(sizes) + 5
+    texts = [("x" * sizes[i]) if i in sizes else f"comment {i}" for i in range(n)]
+    return pl.DataFrame({"id": list(range(n)), "text": texts})
+
+
+def _sent_inputs(server) -> list[str]:
+    sent = []
+    for path, body in server.recorded_requests():
+        if path.endswith("/moderations"):
+            value = body["input"]
+            sent += value if isinstance(value, list) else [value]
+    return sent
+
+
+def test_a_row_over_the_configured_tpm_is_an_error_row_and_blocks_no_other(tmp_path, emulator):
+    server = emulator(engine="wordlist")
+    data = _texts({3: 30_000})  # 7,500 estimated tokens, over 6,000 a minute
+    job = write_job(tmp_path, data, api={"concurrency": 4, "tokens_per_minute": 6000})
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 1, result.output
+    results, errors = read_output(job, "results"), read_output(job, "errors")
+    assert sorted(results["id"]) == [i for i in range(len(data)) if i != 3]
+    assert errors["id"].to_list() == [3]
+    (row,) = errors.to_dicts()
+    assert row["error_type"] == "over_token_limit"
+    assert "7,500 tokens" in row["message"] and "tokens_per_minute = 6,000" in row["message"]
+    assert "x" * 30_000 not in _sent_inputs(server), "never sent"
+
+
+def test_a_limit_learnt_from_headers_refuses_a_row_over_it(tmp_path, emulator):
+    server = emulator(engine="wordlist", tokens_per_minute=6000)  # x-ratelimit-limit-tokens
+    data = _texts({0: 30_000, 4: 30_000})  # the first is sent before any header is known
+    job = write_job(tmp_path, data, api={"concurrency": 2, "max_attempts": 3})
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 1, result.output
+    results, errors = read_output(job, "results"), read_output(job, "errors")
+    assert sorted(errors["id"]) == [0, 4]
+    assert sorted(results["id"]) == [i for i in range(len(data)) if i not in (0, 4)]
+    assert set(errors["error_type"]) == {"over_token_limit"}
+    assert errors["message"].str.contains("x-ratelimit-limit-tokens: 6,000", literal=True).all()
+    assert _sent_inputs(server).count("x" * 30_000) == 1, "only the blind first attempt went"
+
+
+def test_packs_never_exceed_the_tpm_limit(tmp_path, emulator):
+    server = emulator(engine="wordlist")
+    data = pl.DataFrame({"id": list(range(5)), "text": ["y" * 8000] * 5})  # 2,000 tokens each
+    job = write_job(
+        tmp_path,
+        data,
+        api={"concurrency": 1, "tokens_per_minute": 6000},
+        moderation={"rows_per_request": 10},
+    )
+    # one request shows how rows were packed; the run stops after it (exit 4, resumable)
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--max-requests", "1")
+    assert result.exit_code == 4, result.output
+    ((path, body),) = server.recorded_requests()
+    assert path.endswith("/moderations") and len(body["input"]) == 3, "6,000 tokens, not 10,000"
+    journal = Journal(tmp_path / "out", readonly=True)
+    assert journal.counts()["done"] == 3 and journal.counts()["pending"] == 2
+    journal.close()

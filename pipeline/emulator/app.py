@@ -86,7 +86,11 @@ async def _openai_middleware(request: web.Request, handler: Handler) -> web.Stre
         if fault is not None:
             stats.fault(fault)
             response = await inject(
-                fault, request, slow_s=config.slow_s, retry_after_ms=config.fault_retry_after_ms
+                fault,
+                request,
+                slow_s=config.slow_s,
+                retry_after_ms=config.fault_retry_after_ms,
+                huge_body_bytes=config.huge_body_bytes,
             )
         if response is None:
             response = await handler(request)

@@ -60,6 +60,8 @@ class EmulatorConfig:
     max_stored: int = 100_000
     limits_clock: Callable[[], float] = field(default=time.monotonic, compare=False)
     runs_clock: Callable[[], float] = field(default=time.time, compare=False)
+    huge_body_bytes: int = 2**31  # what the huge_body / huge_chunked faults send
+    clock_skew_s: float = 0.0  # the emulator's clock (every timestamp it reports) runs this far off
 
     def __post_init__(self) -> None:
         check_faults(self.faults)
@@ -71,6 +73,10 @@ class EmulatorConfig:
                 raise ValueError(f"{name} must be a positive integer or None, not {value!r}")
         if not (math.isfinite(self.burst_s) and self.burst_s > 0):
             raise ValueError(f"burst_s must be a finite number > 0, not {self.burst_s!r}")
+        if isinstance(self.huge_body_bytes, bool) or self.huge_body_bytes < 1:
+            raise ValueError(f"huge_body_bytes must be >= 1, not {self.huge_body_bytes!r}")
+        if not math.isfinite(self.clock_skew_s):
+            raise ValueError(f"clock_skew_s must be a finite number, not {self.clock_skew_s!r}")
         for name in ("latency_ms", "slow_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -109,3 +115,12 @@ class EmulatorConfig:
 
 
 CONFIG = web.AppKey("config", EmulatorConfig)
+
+
+def skewed_clock(config: EmulatorConfig) -> Callable[[], float]:
+    """The clock run and response timestamps read: ``runs_clock``, ``clock_skew_s`` seconds
+    ahead (negative: behind)."""
+    clock, skew_s = config.runs_clock, config.clock_skew_s
+    if not skew_s:
+        return clock
+    return lambda: clock() + skew_s

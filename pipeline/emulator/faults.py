@@ -32,11 +32,16 @@ FAULT_NAMES: Final[tuple[str, ...]] = (
     "truncate",  # the answer with its full Content-Length but half its body, then close
     "slow",  # wait EmulatorConfig.slow_s, then answer normally
     "malformed",  # the answer's first half, sent as if complete (not JSON, not whole audio)
+    "echo_key",  # a 400 whose message and param quote the request's Authorization value
+    "echo_key_401",  # a 401 invalid_api_key quoting it, as some servers and proxies do
+    "huge_body",  # a 200 announcing EmulatorConfig.huge_body_bytes of Content-Length, streamed
+    "huge_chunked",  # the same body chunked, its length never announced
 )
 # faults carried out on the route's real answer, after it ran (rate limits and engines included)
 BODY_FAULTS: Final[frozenset[str]] = frozenset({"drop_body", "truncate", "malformed"})
 
 _INJECTED = "(local emulator: injected fault)"
+HUGE_BLOCK = b" " * 2**20  # one block written again and again: the huge body is never built
 
 
 def check_faults(faults: Mapping[str, float]) -> None:
@@ -56,7 +61,12 @@ class FaultInjector:
 
 
 async def inject(
-    name: str, request: web.Request, *, slow_s: float, retry_after_ms: int
+    name: str,
+    request: web.Request,
+    *,
+    slow_s: float,
+    retry_after_ms: int,
+    huge_body_bytes: int = 2**31,
 ) -> web.StreamResponse | None:
     """Carry out fault ``name`` in place of the route; None means "now run the route".
 
@@ -68,6 +78,10 @@ async def inject(
         return None
     if name in BODY_FAULTS:
         return None
+    if name in ("huge_body", "huge_chunked"):
+        return await _huge(request, huge_body_bytes, chunked=name == "huge_chunked")
+    if name in ("echo_key", "echo_key_401"):
+        raise _echo_key(name, request.headers.get("Authorization", ""))
     if name == "429":
         seconds = math.ceil(retry_after_ms / 1000)
         raise ApiReply(
@@ -111,6 +125,44 @@ async def inject(
     if request.transport is not None:
         request.transport.close()
     return web.Response(status=200)  # never written: the connection is gone
+
+
+def _echo_key(name: str, authorization: str) -> ApiReply:
+    if name == "echo_key_401":
+        return ApiReply(
+            401,
+            error_body(
+                f"Incorrect API key provided: {authorization} {_INJECTED}.",
+                "invalid_request_error",
+                code="invalid_api_key",
+            ),
+        )
+    return ApiReply(
+        400,
+        error_body(
+            f"Could not parse the request sent with Authorization: {authorization} {_INJECTED}.",
+            "invalid_request_error",
+            param=authorization,
+            code="invalid_value",
+        ),
+    )
+
+
+async def _huge(request: web.Request, size: int, *, chunked: bool) -> web.StreamResponse:
+    """A 200 of ``size`` spaces, written block by block until sent or the client hangs up."""
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    if chunked:
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = size
+    with contextlib.suppress(ConnectionError):  # the client stopped reading: that is the point
+        await response.prepare(request)
+        sent = 0
+        while sent < size:
+            block = HUGE_BLOCK if size - sent >= len(HUGE_BLOCK) else HUGE_BLOCK[: size - sent]
+            await response.write(block)
+            sent += len(block)
+    return response
 
 
 async def cut_body(

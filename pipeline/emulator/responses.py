@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ import orjson
 from aiohttp import web
 
 from pipeline.emulator import checks
-from pipeline.emulator.config import EmulatorConfig
+from pipeline.emulator.config import EmulatorConfig, skewed_clock
 from pipeline.emulator.lifecycle import ACTIVE, Lifecycle, OutcomeDraw
 from pipeline.emulator.limits import admit
 from pipeline.emulator.records import object_id
@@ -178,7 +177,7 @@ class ResponseStore:
     def __init__(self, config: EmulatorConfig, responder: Responder) -> None:
         self.config = config
         self.responder = responder
-        self.clock = time.time
+        self.clock = skewed_clock(config)
         self._stored: OrderedDict[str, Stored] = OrderedDict()
         self._lock = threading.Lock()  # guards _stored against statuses() from other threads
         self._draw = OutcomeDraw(config.run_outcomes, config.seed, "responses")

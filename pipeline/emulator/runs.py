@@ -17,14 +17,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Final
 
 from pipeline.emulator.checks import NOTE
-from pipeline.emulator.config import EmulatorConfig
+from pipeline.emulator.config import EmulatorConfig, skewed_clock
 from pipeline.emulator.lifecycle import ACTIVE, TERMINAL, Lifecycle, OutcomeDraw
 from pipeline.emulator.records import (
     RUN_DEFAULTS,
@@ -47,11 +45,13 @@ class RunStore:
     """All threads of one emulator; lives on its event loop (``statuses`` excepted)."""
 
     def __init__(
-        self, config: EmulatorConfig, responder: Responder, clock: Callable[[], float] = time.time
+        self,
+        config: EmulatorConfig,
+        responder: Responder,
     ) -> None:
         self.config = config
         self.responder = responder
-        self.clock = clock
+        self.clock = skewed_clock(config)
         self._threads: OrderedDict[str, Thread] = OrderedDict()
         self._lock = threading.Lock()
         self._draw = OutcomeDraw(config.run_outcomes, config.seed, "runs")

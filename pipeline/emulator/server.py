@@ -37,7 +37,7 @@ def _check_host(host: str, allow_remote: bool) -> None:
     if not allow_remote and not is_loopback(host):
         raise JobError(
             f"the emulator binds loopback only (127.0.0.1, ::1, localhost), not {host!r}; "
-            "allow remote clients explicitly if you mean it"
+            "add --allow-remote (pipeline serve --allow-remote) if you mean to serve other machines"
         )
 
 

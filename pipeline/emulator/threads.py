@@ -226,7 +226,7 @@ _ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
 
 def register(app: web.Application, config: EmulatorConfig) -> None:
     """Add the /v1/threads routes and the run store (``runs_by_status`` in the stats)."""
-    store = RunStore(config, app[RESPONDER], clock=config.runs_clock)
+    store = RunStore(config, app[RESPONDER])
     app[STORE] = store
     app[STATS].add_gauge("runs_by_status", store.statuses)
 

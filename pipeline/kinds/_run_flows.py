@@ -84,21 +84,25 @@ async def _get(call: Call, thread_id: str, run_id: str) -> dict[str, Any]:
 
 async def _wait(call: Call, run: dict[str, Any], settings: RunSettings) -> dict[str, Any]:
     """Poll with growing intervals until the run ends; cancel it when it outlives the limit or
-    needs tool outputs (which a pipeline cannot give)."""
-    deadline = float(run.get("created_at") or time.time()) + settings.timeout_s
+    needs tool outputs (which a pipeline cannot give).
+
+    The limit runs on the local monotonic clock from when this attempt started waiting, never
+    from the server's ``created_at``: a client clock ahead of the server's would time every run
+    out at once (a run adopted after a crash gets a full ``timeout_s`` again)."""
+    deadline = time.monotonic() + settings.timeout_s
     interval = settings.poll_interval_s
     reason = None
     while run["status"] not in TERMINAL:
         if reason is None and run["status"] == "requires_action":
             reason = "requires_action"
-        elif reason is None and time.time() > deadline:
+        elif reason is None and time.monotonic() > deadline:
             reason = "timeout"
         if reason is not None and run["status"] not in ("cancelling",):
             run = await _cancel(call, run)
-            deadline = time.time() + CANCEL_GRACE_S
+            deadline = time.monotonic() + CANCEL_GRACE_S
             if run["status"] in TERMINAL:
                 break
-        elif reason is not None and time.time() > deadline:
+        elif reason is not None and time.monotonic() > deadline:
             break  # the server never finished cancelling: report what we saw
         await call.sleep(interval)
         interval = min(interval * POLL_GROWTH, settings.poll_max_interval_s)

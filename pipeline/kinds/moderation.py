@@ -16,7 +16,8 @@ from pipeline.api import Call
 from pipeline.errors import JobError, RejectedApiError, RowError
 from pipeline.job import JobSpec
 from pipeline.kinds.base import Failure, Item, Outcome, Success
-from pipeline.templates import compile_template
+from pipeline.limits import OVER_TOKEN_LIMIT
+from pipeline.templates import as_text, compile_template
 from pipeline.tokens import estimate_tokens
 
 CATEGORIES = (
@@ -36,6 +37,9 @@ CATEGORIES = (
 )
 MAX_ROWS_PER_REQUEST = 1000
 SPLIT_STATUSES = frozenset({400, 413})  # the content was refused: halve and find the bad row
+# a result is ~1.5 KB (13 flags, 13 scores, applied input types); 64 KiB a row is generous
+ANSWER_BYTES_PER_ROW = 64 * 2**10
+ANSWER_BYTES_BASE = 64 * 2**10
 
 
 def column_name(category: str) -> str:
@@ -77,10 +81,15 @@ class Moderation:
             )
         self.model = model
         try:
-            self.template = compile_template(job.request["input"])
+            self.template = compile_template(job.request["input"], "input")
         except ValueError as exc:
             raise JobError(str(exc), path=where, field="request.input") from None
         self.columns = self.template.columns
+        if not self.columns:  # the same input for every row: check it once, here
+            try:
+                self.build(None, {})
+            except RowError as error:
+                raise JobError(error.message, path=where, field="request.input") from None
         options = dict(job.sections.get("moderation", {}))
         rows = options.pop("rows_per_request", 1)
         if options:
@@ -110,9 +119,10 @@ class Moderation:
 
     def build(self, key: Any, row: Mapping[str, Any]) -> Item:
         value = self.template.render(row)
-        if isinstance(value, str):
-            text = _nonblank(value, "input")
-            return Item(key, value, estimate_tokens(text), characters=len(text))
+        text = as_text(value)
+        if text is not None:  # a number is sent as its text, as a CSV cell "5" is
+            _nonblank(text, "input")
+            return Item(key, text, estimate_tokens(text), characters=len(text))
         if isinstance(value, list) and value:
             texts = [_part_text(part, i) for i, part in enumerate(value)]
             tokens = sum(estimate_tokens(text) for text in texts if text)
@@ -128,9 +138,15 @@ class Moderation:
             "input": [item.payload for item in items] if packed else items[0].payload,
         }
         try:
-            answer = await call.post("/moderations", body, tokens=sum(i.tokens for i in items))
+            answer = await call.post(
+                "/moderations",
+                body,
+                tokens=sum(i.tokens for i in items),
+                max_bytes=ANSWER_BYTES_BASE + ANSWER_BYTES_PER_ROW * len(items),
+            )
         except RejectedApiError as error:
-            if len(items) > 1 and error.http_status in SPLIT_STATUSES:
+            refused = error.http_status in SPLIT_STATUSES or error.error_type == OVER_TOKEN_LIMIT
+            if len(items) > 1 and refused:  # the limit fell after this pack was made: halve it
                 half = len(items) // 2
                 return await self.send(call, items[:half]) + await self.send(call, items[half:])
             return [Failure.from_api(error)] * len(items)
@@ -180,8 +196,10 @@ def _nonblank(text: str, field: str) -> str:
 def _part_text(part: Any, index: int) -> str:
     field = f"input[{index}]"
     kind = part.get("type") if isinstance(part, dict) else None
-    if kind == "text" and isinstance(part.get("text"), str):
-        return _nonblank(part["text"], f"{field}.text")
+    text = as_text(part.get("text")) if kind == "text" else None
+    if text is not None:
+        part["text"] = text  # a fresh dict from the template: a number becomes its text
+        return _nonblank(text, f"{field}.text")
     if kind == "image_url":
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else None

@@ -30,7 +30,7 @@ from pipeline.kinds._run_flows import (
     unmapped_fields,
 )
 from pipeline.kinds.base import Item, Outcome, Success
-from pipeline.templates import Template, compile_template
+from pipeline.templates import Template, as_text, compile_template
 from pipeline.tokens import estimate_tokens
 
 PROTOCOLS = ("assistants", "responses")
@@ -42,6 +42,7 @@ NUMBERS = {
     "max_prompt_tokens": int,
     "max_completion_tokens": int,
 }
+TEXT_FIELDS = ("instructions", "additional_instructions")  # a number there is sent as its text
 _SCHEMAS = Path(__file__).with_name("schemas")
 
 
@@ -115,10 +116,15 @@ class Run:
             assistants=_assistants(job.sections.get("assistants", {}), where),
         )
         try:
-            self.messages: list[Template] = [compile_template(m) for m in messages]
+            self.messages: list[Template] = [
+                compile_template(m, f"messages[{i}]") for i, m in enumerate(messages)
+            ]
             self.request = compile_template(job.request)
         except ValueError as exc:
             raise JobError(str(exc), path=where, field="messages / request") from None
+        for index, template in enumerate(self.messages):  # once, not once a row
+            _check_constant(template, "CreateMessageRequest", f"messages[{index}]", where)
+        _check_constant(self.request, "CreateRunRequest", "request", where)
         self.columns = frozenset().union(self.request.columns, *(m.columns for m in self.messages))
         assistant = job.request["assistant_id"]
         if (
@@ -134,8 +140,10 @@ class Run:
         self.unmapped = unmapped_fields(job.request, messages) if protocol == "responses" else []
 
     def build(self, key: Any, row: Mapping[str, Any]) -> Item:
-        messages = [template.render(row) for template in self.messages]
-        run = _coerce(self.request.render(row))
+        messages = [
+            _numbers_as_text(template.render(row), ("content",)) for template in self.messages
+        ]
+        run = _coerce(_numbers_as_text(self.request.render(row), TEXT_FIELDS))
         for index, message in enumerate(messages):
             _check(message, "CreateMessageRequest", f"messages[{index}]")
         _check(run, "CreateRunRequest", "request")
@@ -164,10 +172,13 @@ class Run:
         return [outcome]
 
     def describe(self) -> str:
-        line = (
-            f"{self.settings.protocol} protocol: a thread and a run per row, "
-            f"cancelled after {self.settings.timeout_s:g} s"
-        )
+        if self.settings.protocol == "responses":
+            line = "responses protocol: one POST /v1/responses per row"
+        else:
+            line = (
+                "assistants protocol: a thread and a run per row, "
+                f"cancelled after {self.settings.timeout_s:g} s"
+            )
         if self.unmapped:
             line += "\n  not sent on the responses protocol (no equivalent): " + ", ".join(
                 self.unmapped
@@ -221,6 +232,37 @@ def _coerce(run: dict[str, Any]) -> dict[str, Any]:
             with suppress(ValueError):
                 run[name] = kind(value)
     return run
+
+
+def _numbers_as_text(body: Any, fields: Sequence[str]) -> Any:
+    """The rule of ``templates.as_text``: a number where the API wants text is its text."""
+    for name in fields:
+        value = body.get(name) if isinstance(body, dict) else None
+        if value is not None and not isinstance(value, str | list | dict):
+            text = as_text(value)
+            if text is not None:
+                body[name] = text
+    return body
+
+
+def _check_constant(template: Template, schema: str, field: str, where: str) -> None:
+    """Check once, at job load, the fields every row gets alike (those naming no column): a bad
+    one is exit 2 naming it, not one error row per row. Fields still to fill are not required."""
+    body = _coerce(template.constant_fields())
+    found = [
+        error
+        for error in _validator(schema).iter_errors(body)
+        if not (error.validator == "required" and not error.absolute_path)
+    ]
+    error = jsonschema.exceptions.best_match(found)
+    if error is not None:
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        raise JobError(_short(error.message), path=where, field=f"{field}{path}")
+    try:
+        for place, metadata in _metadata(body, field):
+            _check_metadata(metadata, place)
+    except RowError as bad:
+        raise JobError(bad.message, path=where, field=bad.field) from None
 
 
 def _check(body: Any, schema: str, where: str) -> None:

@@ -8,7 +8,7 @@ does not decode as complete audio is retried like a dropped connection.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from typing import Any, ClassVar
 
@@ -20,7 +20,7 @@ from pipeline.errors import JobError, RejectedApiError, RowError, TransientApiEr
 from pipeline.http import Answer
 from pipeline.job import JobSpec
 from pipeline.kinds.base import Failure, Item, Outcome, Success
-from pipeline.templates import Template, compile_template
+from pipeline.templates import Template, as_text, compile_template
 from pipeline.textsplit import SPEECH_INPUT_LIMIT, split_text
 from pipeline.tokens import estimate_tokens
 
@@ -43,6 +43,12 @@ VOICES = (
 FIELDS = ("model", "input", "voice", "instructions", "response_format", "speed", "stream_format")
 SPEED_RANGE = (0.25, 4.0)
 AUDIO_FOLDER = "audio"
+# the longest answer a chunk can need: spoken at 3 characters a second at speed 1 (speech runs
+# ~15; digits read out as words run slower), plus slack, at a generous bitrate per format
+SLOWEST_CHARS_PER_S = 3.0
+ANSWER_SLACK_S = 30.0
+BYTES_PER_S = {"wav": 96_000, "pcm": 96_000, "flac": 96_000}  # 16-bit 48 kHz mono, uncompressed
+COMPRESSED_BYTES_PER_S = 40_000  # 320 kbit/s
 KEY_PLACEHOLDER = "key"  # in file_name, {key} is the row's key
 
 
@@ -104,38 +110,46 @@ class Speech:
         self.file_name = _compile(file_name, where, "speech.file_name")
         self.columns = (self.template.columns | self.file_name.columns) - {KEY_PLACEHOLDER}
         self.key_column = job.input.key
+        self._checks: dict[str, Callable[[Any], Any]] = {
+            "input": self._input,
+            "model": lambda value: _text(value, "model"),
+            "voice": _voice,
+            "response_format": _format,
+            "speed": _speed,
+            "instructions": _instructions,
+        }
+        for name, value in self.template.constant_fields().items():  # once, not once a row
+            check = self._checks.get(name)  # stream_format was checked above
+            try:
+                if check is not None:
+                    check(value)
+            except RowError as error:
+                raise JobError(error.message, path=where, field=f"request.{name}") from None
 
-    def build(self, key: Any, row: Mapping[str, Any]) -> Item:
-        body = self.template.render(row)
-        text = body["input"]
-        if not isinstance(text, str):
-            raise RowError(f"input must be text, got {type(text).__name__}", field="input")
+    def _input(self, value: Any) -> str:
+        text = as_text(value)  # a number is spoken as its text, as a CSV cell "5" is
+        if text is None:
+            raise RowError(f"input must be text, got {type(value).__name__}", field="input")
         if not text.strip():
             raise RowError(
                 "input is empty" if not text else "input is only whitespace", field="input"
             )
-        chunks = 1
-        if len(text) > MAX_INPUT_CHARS:
-            if not self.split_long_input:
-                raise RowError(
-                    f"input has {len(text):,} characters; the API takes at most "
-                    f"{MAX_INPUT_CHARS:,} (set [speech] split_long_input = true)",
-                    field="input",
-                )
-            chunks = len(_chunks(text))
-        body["model"] = _text(body, "model")
-        body["voice"] = _voice(body["voice"])
-        body["response_format"] = _choice(body, "response_format", audio.FORMATS, "mp3")
-        if "speed" in body:
-            body["speed"] = _speed(body["speed"])
-        if "instructions" in body:
-            instructions = _text(body, "instructions")
-            if len(instructions) > MAX_INPUT_CHARS:
-                raise RowError(
-                    f"instructions have {len(instructions):,} characters; at most "
-                    f"{MAX_INPUT_CHARS:,}",
-                    field="instructions",
-                )
+        if len(text) > MAX_INPUT_CHARS and not self.split_long_input:
+            raise RowError(
+                f"input has {len(text):,} characters; the API takes at most "
+                f"{MAX_INPUT_CHARS:,} (set [speech] split_long_input = true)",
+                field="input",
+            )
+        return text
+
+    def build(self, key: Any, row: Mapping[str, Any]) -> Item:
+        body = self.template.render(row)
+        body.setdefault("response_format", "mp3")
+        for name, check in self._checks.items():
+            if name in body:
+                body[name] = check(body[name])
+        text = body["input"]
+        chunks = len(_chunks(text)) if len(text) > MAX_INPUT_CHARS else 1
         name_row = {**row, KEY_PLACEHOLDER: key}
         stem = str(self.file_name.render(name_row))
         return Item(
@@ -160,6 +174,7 @@ class Speech:
                     tokens=estimate_tokens(chunk),
                     expect="bytes",
                     check=_complete_audio(fmt),
+                    max_bytes=answer_cap(chunk, fmt, body.get("speed", 1.0)),
                 )
                 pieces.append(answer.data)
                 call.tally["characters_sent"] += len(chunk)
@@ -192,6 +207,12 @@ class Speech:
         )
 
 
+def answer_cap(chunk: str, fmt: str, speed: float) -> int:
+    """The most bytes the audio of ``chunk`` can take in ``fmt`` at ``speed``."""
+    seconds = len(chunk) / (SLOWEST_CHARS_PER_S * speed) + ANSWER_SLACK_S
+    return int(seconds * BYTES_PER_S.get(fmt, COMPRESSED_BYTES_PER_S))
+
+
 _EXAMPLES = {"model": "gpt-4o-mini-tts", "input": "{text}", "voice": "alloy"}
 
 
@@ -221,18 +242,30 @@ def _complete_audio(fmt: str) -> Any:
     return check
 
 
-def _text(body: Mapping[str, Any], field: str) -> str:
-    value = body[field]
-    if not isinstance(value, str) or not value.strip():
+def _text(value: Any, field: str) -> str:
+    text = as_text(value)
+    if text is None or not text.strip():
         raise RowError(f"{field} must be non-empty text, got {value!r}", field=field)
-    return value
+    return text
 
 
-def _choice(body: Mapping[str, Any], field: str, allowed: Sequence[str], default: str) -> str:
-    value = body.get(field, default)
-    if value not in allowed:
-        raise RowError(f"{field} {value!r} is not one of {', '.join(allowed)}", field=field)
+def _format(value: Any) -> str:
+    if value not in audio.FORMATS:
+        raise RowError(
+            f"response_format {value!r} is not one of {', '.join(audio.FORMATS)}",
+            field="response_format",
+        )
     return str(value)
+
+
+def _instructions(value: Any) -> str:
+    instructions = _text(value, "instructions")
+    if len(instructions) > MAX_INPUT_CHARS:
+        raise RowError(
+            f"instructions have {len(instructions):,} characters; at most {MAX_INPUT_CHARS:,}",
+            field="instructions",
+        )
+    return instructions
 
 
 def _voice(value: Any) -> Any:

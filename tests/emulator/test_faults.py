@@ -90,6 +90,40 @@ async def test_drop_body_sends_headers_then_breaks_off_the_body(
             await response.read()
 
 
+@pytest.mark.parametrize(("fault", "status"), [("echo_key", 400), ("echo_key_401", 401)])
+async def test_echo_key_faults_quote_the_authorization_value(
+    start: StartEmulator,
+    http: aiohttp.ClientSession,
+    error_schema: Draft202012Validator,
+    fault: str,
+    status: int,
+) -> None:
+    emulator = start(faults={fault: 1.0})
+
+    answer = await post(http, emulator, BODY, headers={"Authorization": "Bearer sk-echo-me"})
+
+    assert answer.status == status
+    error_schema.validate(answer.body)
+    assert "Bearer sk-echo-me" in answer.body["error"]["message"]
+
+
+@pytest.mark.parametrize("fault", ["huge_body", "huge_chunked"])
+async def test_huge_faults_stream_the_configured_size(
+    start: StartEmulator, http: aiohttp.ClientSession, fault: str
+) -> None:
+    size = 3 * 2**20 + 5  # three whole blocks and a piece
+    emulator = start(faults={fault: 1.0}, huge_body_bytes=size)
+
+    async with http.post(emulator.base_url + "/moderations", json=BODY) as response:
+        assert response.status == 200
+        declared = response.content_length
+        assert declared == (size if fault == "huge_body" else None)
+        received = 0
+        async for chunk in response.content.iter_chunked(2**16):
+            received += len(chunk)
+    assert received == size
+
+
 async def test_malformed_answers_200_with_a_body_that_is_not_json(
     start: StartEmulator, http: aiohttp.ClientSession
 ) -> None:

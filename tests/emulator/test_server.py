@@ -10,9 +10,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
 import pipeline.emulator
+from pipeline.cli import main
 from pipeline.emulator import EmulatorConfig, RunningEmulator, serve, start_emulator
 from pipeline.errors import JobError
 from tests.emulator.conftest import StartEmulator
@@ -119,10 +121,16 @@ def test_missing_local_extra_is_reported_at_start(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com"])
 def test_remote_hosts_are_refused_unless_allowed(host: str) -> None:
     config = EmulatorConfig(engine="wordlist")
-    with pytest.raises(JobError, match="loopback"):
+    with pytest.raises(JobError, match=r"loopback.*--allow-remote"):  # names the way out
         serve(config, host=host, port=0)
     with pytest.raises(JobError, match="loopback"):
         start_emulator(config, host=host)
+
+
+def test_serve_on_a_remote_host_names_the_allow_remote_flag() -> None:
+    result = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0", "--port", "0"])
+    assert result.exit_code == 2
+    assert "--allow-remote" in result.output
 
 
 @pytest.mark.parametrize(
@@ -133,6 +141,8 @@ def test_remote_hosts_are_refused_unless_allowed(host: str) -> None:
         {"tokens_per_minute": -5},
         {"latency_ms": -1.0},
         {"slow_s": float("nan")},
+        {"clock_skew_s": float("inf")},
+        {"huge_body_bytes": 0},
         {"reject_substring": ""},
     ],
 )

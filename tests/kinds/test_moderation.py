@@ -131,18 +131,61 @@ def test_packed_request_rejected_by_server_is_split_to_the_bad_row(tmp_path, emu
     assert len(results) == 15
 
 
-def test_non_text_values_become_error_rows(tmp_path, emulator):
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [
+        ([5, None, 7], pl.Int64),
+        ([2.5, float("nan"), float("inf")], pl.Float64),
+        ([True, False, True], pl.Boolean),
+        ([["a"], ["b"], ["c"]], pl.List(pl.String)),
+    ],
+)
+def test_numbers_are_sent_as_text_and_other_non_text_values_are_error_rows(
+    tmp_path, emulator, values, dtype
+):
     server = emulator()
-    data = pl.DataFrame(
-        {"id": [1, 2, 3], "text": [None, None, None]}, schema={"id": pl.Int64, "text": pl.Int64}
-    ).with_columns(pl.Series("text", [5, None, 7]))
+    data = pl.DataFrame({"id": [1, 2, 3], "text": values}, schema={"id": pl.Int64, "text": dtype})
     job = write_job(tmp_path, data)
     result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
     assert result.exit_code == 1
-    errors = read_output(job, "errors")
-    assert sorted(errors["id"]) == [1, 2, 3]
-    assert "input must be text, got int 5" in errors.filter(pl.col("id") == 1)["message"][0]
-    assert server.recorded_requests() == []
+    results, errors = assert_conserved(job, [1, 2, 3])
+    texts = {
+        pl.Int64: {1: "5", 3: "7"},  # a number is its text, as a CSV cell "5" is
+        pl.Float64: {1: "2.5"},  # NaN and inf are not numbers a text can say
+    }.get(dtype, {})
+    assert sorted(results["id"]) == sorted(texts)
+    assert sorted(body["input"] for _, body in server.recorded_requests()) == sorted(texts.values())
+    assert len(errors) == 3 - len(texts)
+    message = errors["message"][0]
+    if dtype == pl.Boolean:
+        assert "input must be text, got bool True" in message
+    elif dtype == pl.Float64:
+        assert "(not a number), needed for input" in message
+
+
+@pytest.mark.parametrize("input_name", ["input.jsonl", "input.csv"])
+def test_a_number_is_text_whatever_the_input_format(tmp_path, emulator, input_name):
+    server = emulator()
+    # one number among strings, and a column of numbers only, in JSONL and CSV alike
+    data = pl.DataFrame({"id": [1, 2], "text": [5, 6]})
+    job = write_job(tmp_path, data, input_name=input_name)
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "input.jsonl").write_text('{"id": 1, "text": "hello"}\n{"id": 2, "text": 5}\n')
+    mixed_job = write_job(mixed, input_name="input.jsonl")
+    assert run_cli("run", mixed_job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    sent = [body["input"] for _, body in server.recorded_requests()]
+    assert sorted(sent) == ["5", "5", "6", "hello"]
+
+
+def test_a_null_in_a_whole_body_template_names_the_field(tmp_path, emulator):
+    server = emulator()
+    data = pl.DataFrame({"id": [1, 2], "text": ["fine", None]})
+    job = write_job(tmp_path, data)
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 1
+    (message,) = read_output(job, "errors")["message"].to_list()
+    assert message == "column 'text' is empty (null), needed for input"
 
 
 def test_second_run_sends_nothing_and_limit_takes_new_rows_only(tmp_path, emulator):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -119,6 +122,34 @@ def test_every_ending_lands_in_results_or_errors_and_no_run_is_left_running(tmp_
     assert sum(by_status.values()) == 40
 
 
+@pytest.mark.parametrize("skew_s", [-3600.0, 3600.0])
+def test_a_skewed_server_clock_neither_times_runs_out_nor_lets_them_run_forever(
+    tmp_path, emulator, skew_s
+):
+    # the server's created_at is an hour off the client's clock, either way
+    server = emulator(run_duration_s=0.05, clock_skew_s=skew_s, seed=3, run_outcomes={"stuck": 0.5})
+    thread = _post_json(server.base_url + "/threads", {"messages": []})
+    assert abs(thread["created_at"] - time.time() - skew_s) < 600, "the emulator reports skew"
+    data = questions(12)
+    job = make(tmp_path, data, run={"timeout_s": 1.0})
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 1, result.output
+    results, errors = read_output(job, "results"), read_output(job, "errors")
+    assert sorted(results["id"].to_list() + errors["id"].to_list()) == data["id"].to_list()
+    assert len(results) > 0 and set(results["status"]) == {"completed"}, "not timed out at once"
+    assert len(errors) > 0 and set(errors["error_type"]) == {"timeout"}, "stuck runs still end"
+
+
+def _post_json(url: str, body: object) -> dict:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "OpenAI-Beta": "assistants=v2"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
 def test_bad_rows_are_error_rows_and_unknown_fields_stop_the_job(tmp_path, emulator):
     server = emulator(run_duration_s=0.01)
     data = questions(4).with_columns(
@@ -137,14 +168,53 @@ def test_bad_rows_are_error_rows_and_unknown_fields_stop_the_job(tmp_path, emula
     assert "request.temperatur: unknown field" in result.output
 
 
+@pytest.mark.parametrize(
+    ("section", "fields", "named"),
+    [
+        ("request", {"temperature": 3}, "request.temperature"),
+        ("request", {"metadata": {f"k{i}": "v" for i in range(17)}}, "request.metadata"),
+        ("messages", [{"role": "robot", "content": "{question}"}], "messages[0].role"),
+    ],
+)
+def test_a_bad_constant_stops_the_job_before_any_row(tmp_path, emulator, section, fields, named):
+    server = emulator(run_duration_s=0.01)
+    if section == "messages":
+        job = write_job(
+            tmp_path,
+            questions(3),
+            kind="run",
+            messages=fields,
+            request={"assistant_id": "asst_support"},
+            run={"protocol": "assistants"},
+        )
+    else:
+        job = make(tmp_path, questions(3), request=fields)
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 2, result.output
+    assert named in result.output
+    assert server.recorded_requests() == []
+    assert not (tmp_path / "out" / "errors.parquet").exists(), "no error row per row"
+
+
+def test_validate_describes_the_responses_protocol_as_one_request_per_row(tmp_path):
+    job = make(tmp_path, questions(2), protocol="responses")
+    result = run_cli("validate", job)
+    assert result.exit_code == 0, result.output
+    assert "one POST /v1/responses per row" in result.output
+    assert "thread" not in result.output.split("\n")[0]
+    (line,) = [ln for ln in result.output.splitlines() if ln.startswith("first row's")]
+    shown = json.loads(line.split(": ", 1)[1])
+    assert shown["messages"][0]["content"] == "What is the answer to question 0?"
+
+
 def test_metadata_over_its_limits_is_an_error_row(tmp_path, emulator):
     server = emulator(run_duration_s=0.01)
-    many = {f"k{i}": "v" for i in range(17)}
+    many = {f"k{i}": "{topic}" for i in range(17)}  # from a column: checked per row
     job = make(tmp_path, questions(1), request={"metadata": many})
     assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 1
     assert "17 pairs; at most 16" in read_output(job, "errors")["message"][0]
     job = make(
-        tmp_path, questions(1), request={"metadata": {"k" * 65: "v"}}, output={"dir": "out2"}
+        tmp_path, questions(1), request={"metadata": {"k" * 65: "{topic}"}}, output={"dir": "out2"}
     )
     assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 1
     assert (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -96,6 +97,35 @@ def test_bad_values_become_error_rows_naming_field_and_allowed_values(tmp_path, 
     assert "response_format 'ogg' is not one of mp3, opus, aac, flac, wav, pcm" in errors["fmt"]
     assert read_output(job, "results")["id"].to_list() == ["ok"]
     assert len(server.recorded_requests()) == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("speed", 9), ("voice", "darth"), ("response_format", "ogg"), ("model", "")],
+)
+def test_a_bad_constant_in_request_stops_the_job_before_any_row(tmp_path, emulator, field, value):
+    server = emulator()
+    data = pl.DataFrame({"id": ["a", "b"], "text": ["Hello there.", "Hi."]})
+    job = speech_job(tmp_path, data, request={field: value})
+    for args in (["validate", job], ["run", job, "--base-url", server.base_url, "--quiet"]):
+        result = run_cli(*args)
+        assert result.exit_code == 2, result.output
+        assert f"request.{field}" in result.output
+    assert server.recorded_requests() == []
+    assert not (tmp_path / "out" / "errors.parquet").exists(), "no error row per row"
+
+
+def test_validate_prints_the_whole_first_request_as_json_with_long_texts_shortened(tmp_path):
+    data = pl.DataFrame({"id": ["a"], "text": ["word " * 800]})  # 4,000 characters
+    job = speech_job(
+        tmp_path, data, request={"instructions": "Speak slowly.", "stream_format": "audio"}
+    )
+    result = run_cli("validate", job)
+    assert result.exit_code == 0, result.output
+    (line,) = [ln for ln in result.output.splitlines() if ln.startswith("first row's")]
+    shown = json.loads(line.split(": ", 1)[1])
+    assert shown["body"]["input"] == ("word " * 800)[:200] + "…(3,800 more characters)"
+    assert shown["body"]["instructions"] == "Speak slowly." and shown["stem"] == "a"
 
 
 def test_hostile_file_names_stay_inside_audio_and_never_collide(tmp_path, emulator):
