@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -21,20 +22,24 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import orjson
 
-from pipeline.errors import LockedError
+from pipeline.errors import JobError, LockedError
 
 State = Literal["pending", "sent", "done", "failed"]
 STATE_DIR = ".pipeline"
 JOURNAL_FILE = "journal.sqlite"
 LOCK_FILE = "lock"
 RESULT_COLUMNS = "result_columns"  # meta: the names of the values in rows.result
+KEY_FAMILY = "key_family"  # meta: text | integer | date, the family of the keys held
+JOB_IDENTITY = "job"  # meta: the job this folder belongs to (kind, key column, name)
+SCHEMA_VERSION = 2  # 2: keys are TEXT in their canonical form (pipeline.keys)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS rows (
-    key PRIMARY KEY,               -- no declared type: a key keeps its type (int stays int)
+_ROWS = """
+CREATE TABLE IF NOT EXISTS {table} (
+    key TEXT PRIMARY KEY,          -- canonical text (pipeline.keys): int 7 and "7" are one key
     seq INTEGER NOT NULL,          -- input order
     state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'done', 'failed')),
     payload BLOB,                  -- the row's part of a request (JSON) until it is settled
@@ -50,6 +55,16 @@ CREATE TABLE IF NOT EXISTS rows (
     updated_at REAL NOT NULL,
     progress BLOB                  -- what a workflow recorded before waiting (thread/run ids)
 );
+"""
+_NAMES = """
+CREATE TABLE IF NOT EXISTS {table} (    -- output file names claimed by keys (speech audio)
+    folded TEXT PRIMARY KEY,             -- lower case: unique on case-insensitive disks too
+    name TEXT NOT NULL,
+    key TEXT NOT NULL
+);
+"""
+_SCHEMA = f"""
+{_ROWS.format(table="rows")}
 CREATE INDEX IF NOT EXISTS rows_by_state ON rows (state, seq);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -61,12 +76,19 @@ CREATE TABLE IF NOT EXISTS runs (
     summary BLOB
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB);
-CREATE TABLE IF NOT EXISTS names (       -- output file names claimed by keys (speech audio)
-    folded TEXT PRIMARY KEY,             -- lower case: unique on case-insensitive disks too
-    name TEXT NOT NULL,
-    key NOT NULL
-);
+{_NAMES.format(table="names")}
 """
+_ROW_COLUMNS = (
+    "key, seq, state, payload, tokens, request_hash, keep, result, error, attempts, sends, "
+    "inflight, resent, updated_at, progress"
+)
+
+
+ADOPTED = "adopted"  # request_hash of a key adopted from output files (--rebuild-journal)
+
+
+def _regexp(pattern: str, value: Any) -> bool:
+    return value is not None and re.search(pattern, str(value)) is not None
 
 
 def request_hash(payload: Any) -> str:
@@ -80,13 +102,43 @@ def rows_held(output_dir: Path) -> int:
     path = output_dir / STATE_DIR / JOURNAL_FILE
     if not path.exists():
         return 0
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = _open_readonly(path)
     try:
         return int(db.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
     except sqlite3.OperationalError:  # a journal created but not yet given its tables
         return 0
     finally:
         db.close()
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """Open read-only; on read-only media without the WAL's -shm file, as immutable.
+
+    Raises JobError when the file is not a journal."""
+    db = None
+    try:
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            db = sqlite3.connect(f"file:{quote(str(path))}?{query}", uri=True, isolation_level=None)
+            try:
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return db
+            except sqlite3.OperationalError:  # cannot create the -shm: read-only media
+                db.close()
+        assert db is not None
+        return db
+    except sqlite3.OperationalError:
+        raise
+    except sqlite3.DatabaseError as exc:
+        raise _corrupt(path, exc) from exc
+
+
+def _corrupt(path: Path, exc: sqlite3.DatabaseError) -> JobError:
+    return JobError(
+        f"{path} is not a readable journal ({exc}); move the folder {path.parent} away and run "
+        "again with --rebuild-journal to adopt the results already written, or use a new "
+        "output folder",
+        path=str(path),
+    )
 
 
 @dataclass(frozen=True)
@@ -136,22 +188,59 @@ class Journal:
         self.dir = output_dir / STATE_DIR
         path = self.dir / JOURNAL_FILE
         if readonly:
-            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            self._db = _open_readonly(path)
         else:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL survives kill -9 either way
-            self._db.executescript(_SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(rows)")}
-            if "progress" not in columns:  # a journal from before workflows recorded progress
-                self._db.execute("ALTER TABLE rows ADD COLUMN progress BLOB")
+            try:
+                self._open_writable()
+            except sqlite3.OperationalError:
+                self._db.close()
+                raise
+            except sqlite3.DatabaseError as exc:
+                self._db.close()
+                raise _corrupt(path, exc) from exc
+        self._db.create_function("regexp", 2, _regexp, deterministic=True)
         self._db.execute("PRAGMA busy_timeout=5000")
         self._ops: list[tuple[str, list[tuple[Any, ...]]]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._next_seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM rows").fetchone()[
             0
         ]
+
+    def _open_writable(self) -> None:
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL survives kill -9 either way
+        self._db.executescript(_SCHEMA)
+        columns = {row[1]: row[2] for row in self._db.execute("PRAGMA table_info(rows)")}
+        if "progress" not in columns:  # a journal from before workflows recorded progress
+            self._db.execute("ALTER TABLE rows ADD COLUMN progress BLOB")
+        if (self.meta("schema_version") or 1) < SCHEMA_VERSION:
+            with self._transaction():  # all or nothing: a kill mid-way leaves version 1
+                if columns["key"].upper() != "TEXT":
+                    self._keys_to_text()
+                self.set_meta("schema_version", SCHEMA_VERSION)
+
+    def _keys_to_text(self) -> None:
+        """Version 1 -> 2: keys kept their input type; now each is its canonical text."""
+        types = dict(self._db.execute("SELECT typeof(key), COUNT(*) FROM rows GROUP BY 1"))
+        if types:
+            self.set_meta(KEY_FAMILY, "integer" if set(types) == {"integer"} else "text")
+        # One statement at a time: executescript would commit the open transaction first.
+        for statement in (
+            _ROWS.format(table="rows_v2"),
+            # A NaN key was stored as NULL: it names no row and was never settled.
+            f"INSERT INTO rows_v2 ({_ROW_COLUMNS}) SELECT CAST(key AS TEXT), "
+            f"{_ROW_COLUMNS.removeprefix('key,')} FROM rows WHERE key IS NOT NULL",
+            "DROP TABLE rows",
+            "ALTER TABLE rows_v2 RENAME TO rows",
+            "CREATE INDEX rows_by_state ON rows (state, seq)",
+            _NAMES.format(table="names_v2"),
+            "INSERT INTO names_v2 SELECT folded, name, CAST(key AS TEXT) FROM names",
+            "DROP TABLE names",
+            "ALTER TABLE names_v2 RENAME TO names",
+        ):
+            self._db.execute(statement)
 
     def close(self) -> None:
         self._db.close()
@@ -236,14 +325,48 @@ class Journal:
 
     def requeue(self, rows: Iterable[NewRow]) -> None:
         """Settled keys to send again (--retry-failed, --redo-changed), with their new request;
-        a row that still cannot be built stays failed with its new error. The old result stays
-        until the new answer replaces it."""
+        a row that still cannot be built stays failed with its new error. Everything of the old
+        request goes in the same transaction: its answer and the workflow progress (thread and
+        run ids) that would let a resumed run pick up the old answer again."""
         now = time.time()
         with self._transaction():
             self._db.executemany(
                 "UPDATE rows SET state = ?, payload = ?, tokens = ?, request_hash = ?, keep = ?, "
-                "error = ?, updated_at = ? WHERE key = ?",
+                "error = ?, result = NULL, progress = NULL, inflight = NULL, updated_at = ? "
+                "WHERE key = ?",
                 [(*_built(row), now, row.key) for row in rows],
+            )
+
+    def first_key(self, pattern: str, *, matching: bool = True) -> str | None:
+        """A key held that matches (or, ``matching=False``, does not match) a regular expression;
+        None when there is none. Scans the journal: for the rare check of a key type change."""
+        sql = "SELECT key FROM rows WHERE {}key REGEXP ? LIMIT 1"
+        row = self._db.execute(sql.format("" if matching else "NOT "), (pattern,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def adopt(self, rows: Iterable[tuple[str, State, dict[str, Any], Any, int]]) -> None:
+        """Insert settled keys found in output files whose journal was lost: (key, done or
+        failed, keep, result values or error fields, attempts). Their request is unknown
+        (hash ``ADOPTED``) until a run builds it from the input."""
+        now = time.time()
+        records = []
+        for key, state, keep, value, attempts in rows:
+            column = (orjson.dumps(value), None) if state == "done" else (None, orjson.dumps(value))
+            records.append((key, self._next_seq, state, orjson.dumps(keep), *column, attempts, now))
+            self._next_seq += 1
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO rows (key, seq, state, request_hash, keep, result, error, attempts, "
+                f"updated_at) VALUES (?, ?, ?, '{ADOPTED}', ?, ?, ?, ?, ?)",
+                records,
+            )
+
+    def record_hashes(self, hashes: Sequence[tuple[str, Any]]) -> None:
+        """Give adopted keys the hash of the request the input builds for them now."""
+        with self._transaction():
+            self._db.executemany(
+                f"UPDATE rows SET request_hash = ? WHERE key = ? AND request_hash = '{ADOPTED}'",
+                hashes,
             )
 
     def add(self, rows: Iterable[NewRow]) -> None:
