@@ -115,16 +115,16 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
     """Open read-only; on read-only media without the WAL's -shm file, as immutable.
 
     Raises JobError when the file is not a journal."""
-    db = None
+    uri = f"file:{quote(str(path))}?mode=ro"
     try:
-        for query in ("mode=ro", "mode=ro&immutable=1"):
-            db = sqlite3.connect(f"file:{quote(str(path))}?{query}", uri=True, isolation_level=None)
-            try:
-                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-                return db
-            except sqlite3.OperationalError:  # cannot create the -shm: read-only media
-                db.close()
-        assert db is not None
+        db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:  # WAL without its -shm on read-only media
+            db.close()
+        db = sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None)
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         return db
     except sqlite3.OperationalError:
         raise
