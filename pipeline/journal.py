@@ -126,8 +126,8 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None)
         db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         return db
-    except sqlite3.OperationalError:
-        raise
+    except sqlite3.OperationalError as exc:
+        raise JobError(f"cannot read {path}: {exc}; check its permissions", path=str(path)) from exc
     except sqlite3.DatabaseError as exc:
         raise _corrupt(path, exc) from exc
 

@@ -53,12 +53,14 @@ def test_edited_rows_are_reported_then_redone_on_request(tmp_path, emulator):
         == 0
     )
     assert sent_inputs(server)[10:] == ["you idiot, I will kill you"] * 2, "only the edited"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["rows_redone"], summary["rows_changed_since_done"]) == (2, 0), "redone"
     after = read_output(job, "results")
     assert sorted(after["id"]) == list(range(10)), "replaced, not duplicated"
     assert after.filter(pl.col("id").is_in([2, 5]))["flagged"].all()
     assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary.get("rows_changed_since_done", 0) == 0
+    assert summary["rows_changed_since_done"] == 0, "an integer, present when none changed"
 
 
 def test_retry_failed_sends_the_keys_in_errors_again_and_only_those(tmp_path, emulator):
@@ -128,7 +130,7 @@ def test_a_row_left_pending_then_edited_is_sent_as_recorded_and_counted_as_chang
     result = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--max-requests", "5")
     assert result.exit_code == 4
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["rows"]["pending"] == 25 and summary.get("rows_changed_since_done", 0) == 0
+    assert summary["rows"]["pending"] == 25 and summary["rows_changed_since_done"] == 0
     data.with_columns(
         pl.when(pl.col("id") == 20).then(pl.lit("edited")).otherwise(pl.col("text")).alias("text")
     ).write_parquet(tmp_path / "input.parquet")
