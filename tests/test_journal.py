@@ -134,8 +134,8 @@ def test_outputs_without_a_journal_are_exit_2_or_adopted_with_rebuild_journal(
     out = tmp_path / "out"
     before = {name: read(out / f"{name}.{fmt}") for name in ("results", "errors")}
     shutil.rmtree(out / STATE_DIR)
-    result = run(job, server)
-    assert result.exit_code == 2 and "--rebuild-journal" in result.output
+    for result in (run(job, server), run_cli("status", out)):
+        assert result.exit_code == 2 and "--rebuild-journal" in result.output
     assert len(server.recorded_requests()) == 4, "nothing sent"
     comments(6).write_parquet(tmp_path / "input.parquet")
     assert run(job, server, "--rebuild-journal").exit_code == 1
