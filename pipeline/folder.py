@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import polars as pl
 import pyarrow as pa
 
@@ -27,6 +28,7 @@ from pipeline.journal import (
     State,
 )
 
+KEY_DTYPE = "key_dtype"  # meta: the key column type every key held fits (the last one written)
 OUTPUT_NAMES = ("results", "errors")
 OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
 _ERROR_FIELDS = ("stage", "error_type", "http_status", "error_code", "message")
@@ -105,10 +107,12 @@ def check_key_family(journal: Journal, info: readers.InputInfo, key: str) -> key
     ambiguous = keys.ambiguous_pattern(typed)
     assert ambiguous is not None
     if stored == "text":  # the journal's text keys against typed keys now
-        example = journal.first_key(ambiguous)
+        example = journal.first_key("key REGEXP ?", ambiguous)
         if example is not None:
             raise keys.refuse_drift(stored, now, example, "in the journal")
-        untyped = journal.first_key(keys.canonical_pattern(now), matching=False)
+        untyped = journal.first_key("NOT key REGEXP ?", keys.canonical_pattern(now))
+        if now == "date" and untyped is None:  # 2024-02-30 has the form but is no date
+            untyped = journal.first_key("date(key) IS NOT key")
         merged: keys.Family = now if untyped is None else "text"
     else:  # typed keys in the journal, text keys in the input now
         found = _first_text_key(info, key, ambiguous)
@@ -134,10 +138,34 @@ def _first_text_key(
     return None
 
 
-def key_dtype(info: readers.InputInfo, key: str, family: keys.Family) -> pl.DataType:
-    """The key column's type in the output files: the input's, unless the journal holds keys of
-    another type too (then text)."""
-    return info.schema[key] if family == info.key_family else pl.String()
+def key_dtype(
+    journal: Journal, info: readers.InputInfo, key: str, family: keys.Family
+) -> pl.DataType:
+    """The key column's type in the output files: the input's, unless a key the journal holds
+    (from an earlier run or input) does not fit it; then the family's widest type, or text."""
+    chosen = _key_dtype(journal, info.schema[key], family != info.key_family)
+    journal.set_meta(KEY_DTYPE, str(chosen))
+    return chosen
+
+
+def _key_dtype(journal: Journal, dtype: pl.DataType, mixed: bool) -> pl.DataType:
+    if mixed:
+        return pl.String()
+    if journal.meta(KEY_DTYPE) == str(dtype):  # every key held fits it already
+        return dtype
+    if isinstance(dtype, pl.Enum):
+        categories = orjson.dumps(dtype.categories.to_list()).decode()
+        outside = journal.first_key("key NOT IN (SELECT value FROM json_each(?))", categories)
+        return pl.String() if outside is not None else dtype
+    if not dtype.is_integer():
+        return dtype
+    bounds = journal.key_bounds()
+    for candidate in (dtype, pl.Int64(), pl.UInt64()):
+        assert isinstance(candidate, pl.datatypes.IntegerType)  # the integer family
+        low, high = pl.select(candidate.min().alias("low"), candidate.max().alias("high")).row(0)
+        if bounds is None or (low <= bounds[0] and bounds[1] <= high):
+            return candidate
+    return pl.String()
 
 
 def adopt_outputs(journal: Journal, job: JobSpec, result_schema: pa.Schema) -> int:

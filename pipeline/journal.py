@@ -337,12 +337,22 @@ class Journal:
                 [(*_built(row), now, row.key) for row in rows],
             )
 
-    def first_key(self, pattern: str, *, matching: bool = True) -> str | None:
-        """A key held that matches (or, ``matching=False``, does not match) a regular expression;
-        None when there is none. Scans the journal: for the rare check of a key type change."""
-        sql = "SELECT key FROM rows WHERE {}key REGEXP ? LIMIT 1"
-        row = self._db.execute(sql.format("" if matching else "NOT "), (pattern,)).fetchone()
+    def first_key(self, condition: str, *params: Any) -> str | None:
+        """A key held for which the SQL ``condition`` holds (``key REGEXP ?`` works), or None.
+        Scans the journal: for the rare checks of a key type change and of the output type."""
+        row = self._db.execute(f"SELECT key FROM rows WHERE {condition} LIMIT 1", params).fetchone()
         return None if row is None else str(row[0])
+
+    def key_bounds(self) -> tuple[int, int] | None:
+        """The smallest and largest integer key held (canonical integer keys), None when none.
+        Two scans of the journal: for the rare check of a key column whose type changed."""
+        sql = "SELECT key FROM rows WHERE {} ORDER BY length(key) DESC, key DESC LIMIT 1"
+        low = self._db.execute(sql.format("key GLOB '-*'")).fetchone()  # the most negative
+        high = self._db.execute(sql.format("NOT key GLOB '-*'")).fetchone()
+        if low is None and high is None:
+            return None
+        values = [int(row[0]) for row in (low, high) if row is not None]
+        return min(values), max(values)
 
     def adopt(self, rows: Iterable[tuple[str, State, dict[str, Any], Any, int]]) -> None:
         """Insert settled keys found in output files whose journal was lost: (key, done or

@@ -102,11 +102,15 @@ class KeyProblem:
 
 
 def problems(keys: pl.Series) -> list[KeyProblem]:
-    """The malformations among canonical ``keys`` (nulls dropped by the caller), in check order."""
+    """The malformations among canonical ``keys`` (a null is none of them), in check order."""
+    checks = (
+        keys.rename("k")
+        .to_frame()
+        .select(check.fill_null(False).alias(what) for what, check in _CHECKS)
+    )
     found = []
-    frame = keys.rename("k").to_frame()
-    for what, check in _CHECKS:
-        bad = frame.select(check.alias("bad").fill_null(False)).to_series()
+    for what in checks.columns:
+        bad = checks.get_column(what)
         count = int(bad.sum())
         if count:
             index = int(bad.arg_true()[0])

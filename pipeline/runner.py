@@ -215,7 +215,7 @@ async def _run(
             job.input.key,
             {
                 **prepared.input.schema,
-                job.input.key: folder.key_dtype(prepared.input, job.input.key, key_family),
+                job.input.key: folder.key_dtype(journal, prepared.input, job.input.key, key_family),
             },
             job.input.keep,
             kind.result_schema,

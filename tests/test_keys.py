@@ -286,3 +286,35 @@ def test_a_journal_with_integer_keys_is_migrated_once_and_nothing_is_sent_again(
     assert json.loads(version[0]) == 2 and json.loads(family[0]) == "integer"
     results = read_output(job, "results")
     assert results.schema["id"] == pl.Int64 and sorted(results["id"]) == [1, 2, 3]
+
+
+def test_keys_held_from_an_earlier_input_that_do_not_fit_its_type_are_still_written(
+    tmp_path, emulator
+):
+    """Int64 keys then an Int8 input, Enum keys then an Enum without one of them: the earlier
+    keys stay in the results (the output writes a type that holds them all)."""
+    server = emulator(engine="wordlist")
+    pl.DataFrame({"id": [300, 1], "text": ["a", "b"]}).write_parquet(tmp_path / "input.parquet")
+    job = write_job(tmp_path)
+    assert run(job, server).exit_code == 0
+    narrow = pl.DataFrame({"id": pl.Series([1, 2], dtype=pl.Int8), "text": ["b", "c"]})
+    narrow.write_parquet(tmp_path / "input.parquet")
+    assert run(job, server).exit_code == 0
+    results = read_output(job, "results")
+    assert results.schema["id"] == pl.Int64 and sorted(results["id"]) == [1, 2, 300]
+    other = tmp_path / "enum"
+    other.mkdir()
+    enum = pl.Enum(["x", "y", "z"])
+    pl.DataFrame({"id": pl.Series(["x", "y"], dtype=enum), "text": ["a", "b"]}).write_parquet(
+        other / "input.parquet"
+    )
+    job = write_job(other)
+    assert run(job, server).exit_code == 0
+    smaller = pl.Enum(["y", "z"])
+    pl.DataFrame({"id": pl.Series(["y", "z"], dtype=smaller), "text": ["b", "c"]}).write_parquet(
+        other / "input.parquet"
+    )
+    assert run(job, server).exit_code == 0
+    results = pl.read_parquet(other / "out" / "results.parquet")
+    assert sorted(results["id"].cast(pl.String)) == ["x", "y", "z"]
+    assert sorted(sent(server)) == ["a", "a", "b", "b", "c", "c"]
