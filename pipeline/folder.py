@@ -169,15 +169,25 @@ def _key_dtype(journal: Journal, dtype: pl.DataType, mixed: bool) -> pl.DataType
 
 
 def adopt_outputs(journal: Journal, job: JobSpec, result_schema: pa.Schema) -> int:
-    """Record the keys of the results and errors files as done and failed; returns how many."""
-    journal.set_meta(RESULT_COLUMNS, result_schema.names)
-    adopted = 0
-    for path in output_files(job.output.dir):
-        state: State = "done" if path.stem == "results" else "failed"
-        rows = list(_adopted_rows(path, state, job, result_schema))
-        journal.adopt(rows)
-        adopted += len(rows)
-    return adopted
+    """Record the keys of the results and errors files as done and failed, in one transaction;
+    returns how many. Files of the job's output format are read (else those of the format
+    found); on any error the new journal is deleted, so the folder is as it was."""
+    found = output_files(job.output.dir)
+    mine = [p for p in found if p.suffix == f".{job.output.format}"]
+    paths = mine or [p for p in found if p.suffix == found[0].suffix]
+    try:
+        journal.set_meta(RESULT_COLUMNS, result_schema.names)
+        rows = (
+            row
+            for path in paths
+            for row in _adopted_rows(
+                path, "done" if path.stem == "results" else "failed", job, result_schema
+            )
+        )
+        return journal.adopt(rows)
+    except BaseException:
+        journal.discard()
+        raise
 
 
 def _adopted_rows(
@@ -185,13 +195,15 @@ def _adopted_rows(
 ) -> Iterator[tuple[str, State, dict[str, Any], Any, int]]:
     key, keep = job.input.key, job.input.keep
     frame = _read_output(path, key)
-    if key not in frame.columns:
+    names = result_schema.names if state == "done" else _ERROR_FIELDS
+    missing = [name for name in (key, *names) if name not in frame.columns]
+    if missing:
         raise JobError(
-            f"{path} has no column {key!r}: it was not written by this job; move it away",
+            f"{path} has no column {missing[0]!r}: it was not written by this job (a "
+            f"{job.kind} job keyed by {key!r}); move it away or use a new output folder",
             path=str(path),
         )
     canonical = keys.canonical(frame.get_column(key))
-    names = result_schema.names if state == "done" else _ERROR_FIELDS
     for row_key, row in zip(canonical.to_list(), frame.iter_rows(named=True), strict=True):
         kept = {col: row.get(col) for col in keep}
         if state == "done":

@@ -245,6 +245,12 @@ class Journal:
     def close(self) -> None:
         self._db.close()
 
+    def discard(self) -> None:
+        """Close and delete a journal this run created (a --rebuild-journal that failed)."""
+        self._db.close()
+        for suffix in ("", "-wal", "-shm"):
+            (self.dir / f"{JOURNAL_FILE}{suffix}").unlink(missing_ok=True)
+
     # -- runs and recovery -------------------------------------------------------------------
 
     def start_run(self) -> tuple[int, int, int]:
@@ -354,22 +360,28 @@ class Journal:
         values = [int(row[0]) for row in (low, high) if row is not None]
         return min(values), max(values)
 
-    def adopt(self, rows: Iterable[tuple[str, State, dict[str, Any], Any, int]]) -> None:
+    def adopt(self, rows: Iterable[tuple[str, State, dict[str, Any], Any, int]]) -> int:
         """Insert settled keys found in output files whose journal was lost: (key, done or
-        failed, keep, result values or error fields, attempts). Their request is unknown
-        (hash ``ADOPTED``) until a run builds it from the input."""
+        failed, keep, result values or error fields, attempts), all in one transaction; a key
+        seen twice keeps its first row. Their request is unknown (hash ``ADOPTED``) until a run
+        builds it from the input. Returns how many keys were inserted."""
         now = time.time()
-        records = []
-        for key, state, keep, value, attempts in rows:
-            column = (orjson.dumps(value), None) if state == "done" else (None, orjson.dumps(value))
-            records.append((key, self._next_seq, state, orjson.dumps(keep), *column, attempts, now))
-            self._next_seq += 1
-        with self._transaction():
+
+        def records() -> Iterator[tuple[Any, ...]]:
+            for key, state, keep, value, attempts in rows:
+                done = state == "done"
+                column = (orjson.dumps(value), None) if done else (None, orjson.dumps(value))
+                yield (key, self._next_seq, state, orjson.dumps(keep), *column, attempts, now)
+                self._next_seq += 1
+
+        before = self._db.total_changes
+        with self._transaction():  # all or nothing: a kill mid-way leaves an empty journal
             self._db.executemany(
-                "INSERT INTO rows (key, seq, state, request_hash, keep, result, error, attempts, "
-                f"updated_at) VALUES (?, ?, ?, '{ADOPTED}', ?, ?, ?, ?, ?)",
-                records,
+                "INSERT OR IGNORE INTO rows (key, seq, state, request_hash, keep, result, error, "
+                f"attempts, updated_at) VALUES (?, ?, ?, '{ADOPTED}', ?, ?, ?, ?, ?)",
+                records(),
             )
+        return self._db.total_changes - before
 
     def record_hashes(self, hashes: Sequence[tuple[str, Any]]) -> None:
         """Give adopted keys the hash of the request the input builds for them now."""

@@ -201,3 +201,21 @@ def test_status_works_on_read_only_media_without_the_wal_shm_file(
         for folder in (media, media / "out", media / "out" / STATE_DIR):
             folder.chmod(0o755)
         shutil.rmtree(media)
+
+
+def test_rebuild_journal_refuses_the_outputs_of_another_kind_of_job(
+    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+) -> None:
+    server = emulator(engine="wordlist", reject_substring="BAD")
+    assert run(write_job(tmp_path, comments(3)), server).exit_code == 1
+    shutil.rmtree(tmp_path / "out" / STATE_DIR)
+    speech = write_job(
+        tmp_path, kind="speech", request={"model": "tts-1", "voice": "alloy", "input": "{text}"}
+    )
+    result = run(speech, server, "--rebuild-journal")
+    assert result.exit_code == 2, result.output
+    assert "results.parquet" in result.output and "not written by this job" in result.output
+    assert len(server.recorded_requests()) == 3
+    assert not (tmp_path / "out" / STATE_DIR / JOURNAL_FILE).exists(), "the folder as it was"
+    assert run(write_job(tmp_path), server).exit_code == 2, "outputs still without a journal"
+    assert len(server.recorded_requests()) == 3
