@@ -3,7 +3,9 @@
 A key's state is one of pending -> sent -> done | failed, changed only here. Rows are marked
 ``sent`` just before their request leaves and ``done``/``failed`` when the answer is recorded;
 both go through group commit (one transaction per event-loop tick) and the caller waits for the
-commit, so after ``kill -9`` what is sent again is at most what was in flight.
+commit, so after ``kill -9`` what is sent again is at most what was in flight. Keys are stored
+as their canonical text (``pipeline.keys``); a journal of an older schema is migrated in one
+transaction when opened for writing. A file that is not a journal is a JobError.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ _CANONICAL: dict[Family, str] = {
 }
 # Text that reads as a value of the family but not in its canonical form: ambiguous.
 _AMBIGUOUS: dict[Family, str] = {
-    "integer": r"^(\+[0-9]+|-?0[0-9]+|-0)$",
+    "integer": r"^(\+[0-9]+|-?0[0-9]+|-0|-?[0-9]+\.0*|-?[0-9]+[eE]\+?[0-9]+)$",
     "date": r"^[0-9]{1,4}[-/.][0-9]{1,2}[-/.][0-9]{1,4}$",
 }
 _CHECKS: tuple[tuple[str, pl.Expr], ...] = (

@@ -15,6 +15,8 @@ Formats, by extension (case-insensitive): ``.csv`` (comma), ``.tsv`` (tab), ``.p
   is empty (a blank line) is skipped.
 - JSONL: blank lines are skipped; column types are inferred from the first 10,000 lines;
   invalid UTF-8 bytes are replaced by U+FFFD as in CSV.
+- The key column follows the key contract of ``pipeline.keys`` (its types, its values); keys are
+  compared (duplicates) in their canonical text form, so the int 7 and the text "7" are one key.
 - An unreadable file is a ``JobError`` naming the file and the problem; a 0-byte file too.
   A header-only CSV, or a Parquet file with no rows, is a valid empty input.
 

@@ -195,7 +195,7 @@ def test_one_text_key_appended_to_integer_keys_is_a_new_key(tmp_path, emulator):
     assert sorted(read_output(job, "results")["id"].to_list()) == ["1", "2", "x9"]
 
 
-@pytest.mark.parametrize("ambiguous", ["007", "+7", "-0"])
+@pytest.mark.parametrize("ambiguous", ["007", "+7", "-0", "7.0", "7e0"])
 def test_text_keys_that_would_read_as_another_integer_are_exit_2(tmp_path, emulator, ambiguous):
     server = emulator(engine="wordlist")
     pl.DataFrame({"id": [7, 8], "text": ["a", "b"]}).write_parquet(tmp_path / "input.parquet")
