@@ -231,9 +231,11 @@ class Journal:
         # One statement at a time: executescript would commit the open transaction first.
         for statement in (
             _ROWS.format(table="rows_v2"),
-            # A NaN key was stored as NULL: it names no row and was never settled.
-            f"INSERT INTO rows_v2 ({_ROW_COLUMNS}) SELECT CAST(key AS TEXT), "
-            f"{_ROW_COLUMNS.removeprefix('key,')} FROM rows WHERE key IS NOT NULL",
+            # A NaN key was stored as NULL: it names no row and was never settled. The int 7
+            # and the text "7" held twice (the old type drift) become one key: its settled row.
+            f"INSERT OR IGNORE INTO rows_v2 ({_ROW_COLUMNS}) SELECT CAST(key AS TEXT), "
+            f"{_ROW_COLUMNS.removeprefix('key,')} FROM rows WHERE key IS NOT NULL ORDER BY "
+            "CASE state WHEN 'done' THEN 0 WHEN 'failed' THEN 1 ELSE 2 END, updated_at DESC",
             "DROP TABLE rows",
             "ALTER TABLE rows_v2 RENAME TO rows",
             "CREATE INDEX rows_by_state ON rows (state, seq)",

@@ -247,7 +247,7 @@ _V1_ROWS = """CREATE TABLE rows_v1 (key PRIMARY KEY, seq INTEGER NOT NULL, state
     updated_at REAL NOT NULL, progress BLOB)"""
 
 
-def make_v1(journal: Path) -> None:
+def make_v1(journal: Path, *, text_twin: int | None = None) -> None:
     """Turn a journal into the first version's: untyped keys, integers stored as integers, and
     a NaN key stored as NULL, never settled."""
     db = sqlite3.connect(journal, isolation_level=None)
@@ -261,6 +261,12 @@ def make_v1(journal: Path) -> None:
         "INSERT INTO rows_v1 (key, seq, state, payload, request_hash, updated_at) "
         "VALUES (NULL, 99, 'pending', '\"x\"', 'h', 0)"
     )
+    if text_twin is not None:  # what the old type drift left: the int and its text, twice
+        db.execute(
+            "INSERT INTO rows_v1 (key, seq, state, payload, request_hash, updated_at) "
+            "VALUES (?, 100, 'pending', '\"x\"', 'h', 1e12)",
+            (str(text_twin),),
+        )
     db.execute("DROP TABLE rows")
     db.execute("ALTER TABLE rows_v1 RENAME TO rows")
     db.execute("CREATE INDEX rows_by_state ON rows (state, seq)")
@@ -318,3 +324,15 @@ def test_keys_held_from_an_earlier_input_that_do_not_fit_its_type_are_still_writ
     results = pl.read_parquet(other / "out" / "results.parquet")
     assert sorted(results["id"].cast(pl.String)) == ["x", "y", "z"]
     assert sorted(sent(server)) == ["a", "a", "b", "b", "c", "c"]
+
+
+def test_a_journal_holding_an_int_key_and_its_text_twice_is_migrated_to_one_key(tmp_path, emulator):
+    server = emulator(engine="wordlist")
+    data = pl.DataFrame({"id": [1, 2], "text": TEXTS[:2]})
+    job = write_job(tmp_path, data)
+    assert run(job, server).exit_code == 0
+    make_v1(tmp_path / "out" / STATE_DIR / JOURNAL_FILE, text_twin=2)
+    assert run(job, server).exit_code == 0
+    assert sorted(sent(server)) == sorted(TEXTS[:2]), "the done row won: nothing sent again"
+    assert journal_keys(tmp_path) == [("1", "text"), ("2", "text")]
+    assert sorted(read_output(job, "results")["id"]) == [1, 2]
