@@ -103,6 +103,11 @@ def main() -> None:
     help="Send again the done keys whose request changed since, and replace their results.",
 )
 @click.option(
+    "--rebuild-journal",
+    is_flag=True,
+    help="The output folder lost its journal: adopt its results and errors, send only the rest.",
+)
+@click.option(
     "--max-requests",
     type=click.IntRange(min=1),
     help="Stop cleanly (exit 4, resumable) before sending more requests than this.",
@@ -128,6 +133,7 @@ def run(
     stop_grace: str,
     retry_failed: bool,
     redo_changed: bool,
+    rebuild_journal: bool,
     max_requests: int | None,
     max_runtime: str | None,
     max_characters: int | None,
@@ -149,6 +155,7 @@ def run(
         max_runtime_s=None if max_runtime is None else _duration(max_runtime),
         retry_failed=retry_failed,
         redo_changed=redo_changed,
+        rebuild_journal=rebuild_journal,
         stop_grace_s=_duration(stop_grace, "--stop-grace"),
     )
     result = run_job(job_file, options)

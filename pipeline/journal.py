@@ -3,7 +3,9 @@
 A key's state is one of pending -> sent -> done | failed, changed only here. Rows are marked
 ``sent`` just before their request leaves and ``done``/``failed`` when the answer is recorded;
 both go through group commit (one transaction per event-loop tick) and the caller waits for the
-commit, so after ``kill -9`` what is sent again is at most what was in flight.
+commit, so after ``kill -9`` what is sent again is at most what was in flight. Keys are stored
+as their canonical text (``pipeline.keys``); a journal of an older schema is migrated in one
+transaction when opened for writing. A file that is not a journal is a JobError.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -21,20 +24,24 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import orjson
 
-from pipeline.errors import LockedError
+from pipeline.errors import JobError, LockedError
 
 State = Literal["pending", "sent", "done", "failed"]
 STATE_DIR = ".pipeline"
 JOURNAL_FILE = "journal.sqlite"
 LOCK_FILE = "lock"
 RESULT_COLUMNS = "result_columns"  # meta: the names of the values in rows.result
+KEY_FAMILY = "key_family"  # meta: text | integer | date, the family of the keys held
+JOB_IDENTITY = "job"  # meta: the job this folder belongs to (kind, key column, name)
+SCHEMA_VERSION = 2  # 2: keys are TEXT in their canonical form (pipeline.keys)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS rows (
-    key PRIMARY KEY,               -- no declared type: a key keeps its type (int stays int)
+_ROWS = """
+CREATE TABLE IF NOT EXISTS {table} (
+    key TEXT PRIMARY KEY,          -- canonical text (pipeline.keys): int 7 and "7" are one key
     seq INTEGER NOT NULL,          -- input order
     state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'done', 'failed')),
     payload BLOB,                  -- the row's part of a request (JSON) until it is settled
@@ -50,6 +57,16 @@ CREATE TABLE IF NOT EXISTS rows (
     updated_at REAL NOT NULL,
     progress BLOB                  -- what a workflow recorded before waiting (thread/run ids)
 );
+"""
+_NAMES = """
+CREATE TABLE IF NOT EXISTS {table} (    -- output file names claimed by keys (speech audio)
+    folded TEXT PRIMARY KEY,             -- lower case: unique on case-insensitive disks too
+    name TEXT NOT NULL,
+    key TEXT NOT NULL
+);
+"""
+_SCHEMA = f"""
+{_ROWS.format(table="rows")}
 CREATE INDEX IF NOT EXISTS rows_by_state ON rows (state, seq);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -61,12 +78,19 @@ CREATE TABLE IF NOT EXISTS runs (
     summary BLOB
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB);
-CREATE TABLE IF NOT EXISTS names (       -- output file names claimed by keys (speech audio)
-    folded TEXT PRIMARY KEY,             -- lower case: unique on case-insensitive disks too
-    name TEXT NOT NULL,
-    key NOT NULL
-);
+{_NAMES.format(table="names")}
 """
+_ROW_COLUMNS = (
+    "key, seq, state, payload, tokens, request_hash, keep, result, error, attempts, sends, "
+    "inflight, resent, updated_at, progress"
+)
+
+
+ADOPTED = "adopted"  # request_hash of a key adopted from output files (--rebuild-journal)
+
+
+def _regexp(pattern: str, value: Any) -> bool:
+    return value is not None and re.search(pattern, str(value)) is not None
 
 
 def request_hash(payload: Any) -> str:
@@ -80,13 +104,43 @@ def rows_held(output_dir: Path) -> int:
     path = output_dir / STATE_DIR / JOURNAL_FILE
     if not path.exists():
         return 0
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = _open_readonly(path)
     try:
         return int(db.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
     except sqlite3.OperationalError:  # a journal created but not yet given its tables
         return 0
     finally:
         db.close()
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """Open read-only; on read-only media without the WAL's -shm file, as immutable.
+
+    Raises JobError when the file is not a journal."""
+    uri = f"file:{quote(str(path))}?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:  # WAL without its -shm on read-only media
+            db.close()
+        db = sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None)
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError as exc:
+        raise JobError(f"cannot read {path}: {exc}; check its permissions", path=str(path)) from exc
+    except sqlite3.DatabaseError as exc:
+        raise _corrupt(path, exc) from exc
+
+
+def _corrupt(path: Path, exc: sqlite3.DatabaseError) -> JobError:
+    return JobError(
+        f"{path} is not a readable journal ({exc}); move the folder {path.parent} away and run "
+        "again with --rebuild-journal to adopt the results already written, or use a new "
+        "output folder",
+        path=str(path),
+    )
 
 
 @dataclass(frozen=True)
@@ -136,16 +190,19 @@ class Journal:
         self.dir = output_dir / STATE_DIR
         path = self.dir / JOURNAL_FILE
         if readonly:
-            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            self._db = _open_readonly(path)
         else:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL survives kill -9 either way
-            self._db.executescript(_SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(rows)")}
-            if "progress" not in columns:  # a journal from before workflows recorded progress
-                self._db.execute("ALTER TABLE rows ADD COLUMN progress BLOB")
+            try:
+                self._open_writable()
+            except sqlite3.OperationalError:
+                self._db.close()
+                raise
+            except sqlite3.DatabaseError as exc:
+                self._db.close()
+                raise _corrupt(path, exc) from exc
+        self._db.create_function("regexp", 2, _regexp, deterministic=True)
         self._db.execute("PRAGMA busy_timeout=5000")
         self._ops: list[tuple[str, list[tuple[Any, ...]]]] = []
         self._waiters: list[asyncio.Future[None]] = []
@@ -153,8 +210,50 @@ class Journal:
             0
         ]
 
+    def _open_writable(self) -> None:
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL survives kill -9 either way
+        self._db.executescript(_SCHEMA)
+        columns = {row[1]: row[2] for row in self._db.execute("PRAGMA table_info(rows)")}
+        if "progress" not in columns:  # a journal from before workflows recorded progress
+            self._db.execute("ALTER TABLE rows ADD COLUMN progress BLOB")
+        if (self.meta("schema_version") or 1) < SCHEMA_VERSION:
+            with self._transaction():  # all or nothing: a kill mid-way leaves version 1
+                if columns["key"].upper() != "TEXT":
+                    self._keys_to_text()
+                self.set_meta("schema_version", SCHEMA_VERSION)
+
+    def _keys_to_text(self) -> None:
+        """Version 1 -> 2: keys kept their input type; now each is its canonical text."""
+        types = dict(self._db.execute("SELECT typeof(key), COUNT(*) FROM rows GROUP BY 1"))
+        if types:
+            self.set_meta(KEY_FAMILY, "integer" if set(types) == {"integer"} else "text")
+        # One statement at a time: executescript would commit the open transaction first.
+        for statement in (
+            _ROWS.format(table="rows_v2"),
+            # A NaN key was stored as NULL: it names no row and was never settled. The int 7
+            # and the text "7" held twice (the old type drift) become one key: its settled row.
+            f"INSERT OR IGNORE INTO rows_v2 ({_ROW_COLUMNS}) SELECT CAST(key AS TEXT), "
+            f"{_ROW_COLUMNS.removeprefix('key,')} FROM rows WHERE key IS NOT NULL ORDER BY "
+            "CASE state WHEN 'done' THEN 0 WHEN 'failed' THEN 1 ELSE 2 END, updated_at DESC",
+            "DROP TABLE rows",
+            "ALTER TABLE rows_v2 RENAME TO rows",
+            "CREATE INDEX rows_by_state ON rows (state, seq)",
+            _NAMES.format(table="names_v2"),
+            "INSERT INTO names_v2 SELECT folded, name, CAST(key AS TEXT) FROM names",
+            "DROP TABLE names",
+            "ALTER TABLE names_v2 RENAME TO names",
+        ):
+            self._db.execute(statement)
+
     def close(self) -> None:
         self._db.close()
+
+    def discard(self) -> None:
+        """Close and delete a journal this run created (a --rebuild-journal that failed)."""
+        self._db.close()
+        for suffix in ("", "-wal", "-shm"):
+            (self.dir / f"{JOURNAL_FILE}{suffix}").unlink(missing_ok=True)
 
     # -- runs and recovery -------------------------------------------------------------------
 
@@ -236,14 +335,64 @@ class Journal:
 
     def requeue(self, rows: Iterable[NewRow]) -> None:
         """Settled keys to send again (--retry-failed, --redo-changed), with their new request;
-        a row that still cannot be built stays failed with its new error. The old result stays
-        until the new answer replaces it."""
+        a row that still cannot be built stays failed with its new error. Everything of the old
+        request goes in the same transaction: its answer and the workflow progress (thread and
+        run ids) that would let a resumed run pick up the old answer again."""
         now = time.time()
         with self._transaction():
             self._db.executemany(
                 "UPDATE rows SET state = ?, payload = ?, tokens = ?, request_hash = ?, keep = ?, "
-                "error = ?, updated_at = ? WHERE key = ?",
+                "error = ?, result = NULL, progress = NULL, inflight = NULL, updated_at = ? "
+                "WHERE key = ?",
                 [(*_built(row), now, row.key) for row in rows],
+            )
+
+    def first_key(self, condition: str, *params: Any) -> str | None:
+        """A key held for which the SQL ``condition`` holds (``key REGEXP ?`` works), or None.
+        Scans the journal: for the rare checks of a key type change and of the output type."""
+        row = self._db.execute(f"SELECT key FROM rows WHERE {condition} LIMIT 1", params).fetchone()
+        return None if row is None else str(row[0])
+
+    def key_bounds(self) -> tuple[int, int] | None:
+        """The smallest and largest integer key held (canonical integer keys), None when none.
+        Two scans of the journal: for the rare check of a key column whose type changed."""
+        sql = "SELECT key FROM rows WHERE {} ORDER BY length(key) DESC, key DESC LIMIT 1"
+        low = self._db.execute(sql.format("key GLOB '-*'")).fetchone()  # the most negative
+        high = self._db.execute(sql.format("NOT key GLOB '-*'")).fetchone()
+        if low is None and high is None:
+            return None
+        values = [int(row[0]) for row in (low, high) if row is not None]
+        return min(values), max(values)
+
+    def adopt(self, rows: Iterable[tuple[str, State, dict[str, Any], Any, int]]) -> int:
+        """Insert settled keys found in output files whose journal was lost: (key, done or
+        failed, keep, result values or error fields, attempts), all in one transaction; a key
+        seen twice keeps its first row. Their request is unknown (hash ``ADOPTED``) until a run
+        builds it from the input. Returns how many keys were inserted."""
+        now = time.time()
+
+        def records() -> Iterator[tuple[Any, ...]]:
+            for key, state, keep, value, attempts in rows:
+                done = state == "done"
+                column = (orjson.dumps(value), None) if done else (None, orjson.dumps(value))
+                yield (key, self._next_seq, state, orjson.dumps(keep), *column, attempts, now)
+                self._next_seq += 1
+
+        before = self._db.total_changes
+        with self._transaction():  # all or nothing: a kill mid-way leaves an empty journal
+            self._db.executemany(
+                "INSERT OR IGNORE INTO rows (key, seq, state, request_hash, keep, result, error, "
+                f"attempts, updated_at) VALUES (?, ?, ?, '{ADOPTED}', ?, ?, ?, ?, ?)",
+                records(),
+            )
+        return self._db.total_changes - before
+
+    def record_hashes(self, hashes: Sequence[tuple[str, Any]]) -> None:
+        """Give adopted keys the hash of the request the input builds for them now."""
+        with self._transaction():
+            self._db.executemany(
+                f"UPDATE rows SET request_hash = ? WHERE key = ? AND request_hash = '{ADOPTED}'",
+                hashes,
             )
 
     def add(self, rows: Iterable[NewRow]) -> None:

@@ -15,6 +15,8 @@ Formats, by extension (case-insensitive): ``.csv`` (comma), ``.tsv`` (tab), ``.p
   is empty (a blank line) is skipped.
 - JSONL: blank lines are skipped; column types are inferred from the first 10,000 lines;
   invalid UTF-8 bytes are replaced by U+FFFD as in CSV.
+- The key column follows the key contract of ``pipeline.keys`` (its types, its values); keys are
+  compared (duplicates) in their canonical text form, so the int 7 and the text "7" are one key.
 - An unreadable file is a ``JobError`` naming the file and the problem; a 0-byte file too.
   A header-only CSV, or a Parquet file with no rows, is a valid empty input.
 
@@ -40,6 +42,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import keys as key_contract
 from pipeline.errors import JobError
 
 __all__ = ["InputInfo", "find_files", "inspect", "iter_batches"]
@@ -70,6 +73,7 @@ class InputInfo:
     files: tuple[Path, ...]
     schema: dict[str, pl.DataType]
     rows: int
+    key_family: key_contract.Family = "text"
 
 
 def find_files(path: str, base_dir: Path) -> tuple[Path, ...]:
@@ -124,20 +128,27 @@ def inspect(files: tuple[Path, ...], key: str, *, check_rows: int | None = None)
     """Read the schemas, count the rows and check that ``key`` names every row exactly once.
 
     Streams the key column only. Raises ``JobError``: an unreadable or empty file, files whose
-    columns disagree (``input.path``), a missing key column, null keys or duplicate keys
-    (``input.key``). With ``check_rows`` only the keys of the first ``check_rows`` rows are
-    checked (a run that reads no further need not read every key of a huge input), and Parquet
-    rows are counted from the files' metadata.
+    columns disagree (``input.path``), a missing key column, a key type or key value the key
+    contract (``pipeline.keys``) refuses, null keys or duplicate keys (``input.key``). Keys are
+    compared in their canonical text form. With ``check_rows`` only the keys of the first
+    ``check_rows`` rows are checked (a run that reads no further need not read every key of a
+    huge input), and Parquet rows are counted from the files' metadata.
     """
     schema = _common_schema(files)
     if key not in schema:
         raise JobError(_missing_column_message(key, schema), field="input.key")
     dtype = schema[key]
+    family = _key_family(files, key, dtype)
     hashes: list[pl.Series] = []
     rows = nulls = 0
     first_null: tuple[Path, int] | None = None
+    malformed: dict[str, tuple[int, Path, int, str]] = {}  # what -> (rows, file, row, example)
     for file, start, keys in _key_frames(files, key, dtype, check_rows):
         rows += len(keys)
+        for problem in key_contract.problems(keys):
+            row = start + problem.first_index + 1
+            count, *first = malformed.get(problem.what, (0, file, row, problem.example))
+            malformed[problem.what] = (count + problem.rows, *first)  # type: ignore[assignment]
         if keys.null_count():
             nulls += keys.null_count()
             if first_null is None:
@@ -151,6 +162,7 @@ def inspect(files: tuple[Path, ...], key: str, *, check_rows: int | None = None)
             f"of {file}; every row needs a key",
             field="input.key",
         )
+    _check_malformed(key, malformed)
     if hashes:
         ordered = pl.concat(hashes)
         hashes.clear()
@@ -161,13 +173,40 @@ def inspect(files: tuple[Path, ...], key: str, *, check_rows: int | None = None)
             _check_duplicates(files, key, dtype, repeated, check_rows)
     if check_rows is not None:
         rows = sum(_count_rows(file, key, dtype) for file in files)
-    return InputInfo(files=files, schema=schema, rows=rows)
+    return InputInfo(files=files, schema=schema, rows=rows, key_family=family)
+
+
+def _key_family(files: tuple[Path, ...], key: str, dtype: pl.DataType) -> key_contract.Family:
+    """The key's family; a refused type is shown with its first value as an example."""
+    try:
+        return key_contract.family(key, dtype)
+    except JobError:
+        example = None
+        for frame in _read_file(files[0], {key: dtype}, 100):
+            values = frame.get_column(key).drop_nulls()
+            example = values.to_list()[0] if len(values) else None
+            break
+        raise key_contract.family_error(key, dtype, example) from None
+
+
+def _check_malformed(key: str, malformed: dict[str, tuple[int, Path, int, str]]) -> None:
+    if not malformed:
+        return
+    what, (count, file, row, example) = next(iter(malformed.items()))
+    others = "; other malformed keys too" if len(malformed) > 1 else ""
+    raise JobError(
+        f"the key column {key!r} has {count} malformed key(s) ({what}), the first "
+        f"{example[:80]!r} in data row {row} of {file}{others}; a key must be a plain value: "
+        "fix or strip the keys "
+        "(a CSV saved with Windows line ends and a key as its last column leaves '\\r' on it)",
+        field="input.key",
+    )
 
 
 def _key_frames(
     files: tuple[Path, ...], key: str, dtype: pl.DataType, max_rows: int | None
 ) -> Iterator[tuple[Path, int, pl.Series]]:
-    """(file, rows of that file before, keys) over the first ``max_rows`` rows (all: None)."""
+    """(file, rows of that file before, canonical keys) over the first ``max_rows`` rows."""
     left = max_rows
     for file in files:
         start = 0
@@ -177,7 +216,7 @@ def _key_frames(
                     return
                 frame = frame.head(left)
                 left -= frame.height
-            yield file, start, frame.get_column(key)
+            yield file, start, key_contract.canonical(frame.get_column(key))
             start += frame.height
 
 
@@ -431,13 +470,14 @@ def _check_duplicates(
     suspects: list[pl.Series] = []
     for _, _, keys in _key_frames(files, key, dtype, max_rows):
         keys = keys.drop_nulls()
-        suspects.append(keys.filter(keys.hash(seed=0).is_in(repeated)))
+        suspects.append(keys.filter(keys.hash(seed=0).is_in(repeated.implode())))
     values = pl.concat(suspects)
     duplicated = values.filter(values.is_duplicated())
     if not len(duplicated):
         return  # distinct keys that merely share a hash
     distinct = duplicated.unique(maintain_order=True)
-    shown = ", ".join(repr(value) for value in distinct.head(3).to_list())
+    quoted = key_contract.family(key, dtype) == "text"  # integers and dates show unquoted
+    shown = ", ".join(repr(v) if quoted else v for v in distinct.head(3).to_list())
     raise JobError(
         f"the key column {key!r} has {len(distinct)} value(s) used by more than one row "
         f"({len(duplicated)} rows in all), e.g. {shown}; keys must be unique because results "

@@ -22,12 +22,13 @@ from typing import Any, Literal
 
 import polars as pl
 
-from pipeline import logs, readers
+from pipeline import folder, keys, logs, readers
 from pipeline.api import Session
 from pipeline.errors import JobError, RowError
 from pipeline.http import Http
 from pipeline.job import LOCAL, JobSpec, OutputSpec, resolve_api_key, resolve_base_url
 from pipeline.journal import (
+    ADOPTED,
     RESULT_COLUMNS,
     Journal,
     NewRow,
@@ -61,6 +62,7 @@ class RunOptions:
     redo_changed: bool = False  # send done keys whose request changed since, and replace them
     max_runtime_s: float | None = None  # then stop cleanly, resumable (exit 4)
     stop_grace_s: float = 30.0  # after a stop, how long requests in flight may take
+    rebuild_journal: bool = False  # adopt the results/errors files of a folder without journal
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,13 @@ async def _run(
     prepared: Prepared, base_url: str, api_key: str | None, options: RunOptions
 ) -> RunResult:
     job, kind = prepared.job, prepared.kind
+    rebuild = folder.check_journal_present(job.output.dir, options.rebuild_journal)
     journal = Journal(job.output.dir)
+    folder.claim(journal, job)
+    key_family = folder.check_key_family(journal, prepared.input, job.input.key)
+    if rebuild:
+        adopted = folder.adopt_outputs(journal, job, kind.result_schema)
+        log.warning("journal rebuilt from the output files: %d key(s) adopted", adopted)
     run_id, resent_requests, resent_rows = journal.start_run()
     if journal.meta(RESULT_COLUMNS) is None:
         journal.set_meta(RESULT_COLUMNS, kind.result_schema.names)
@@ -206,7 +214,10 @@ async def _run(
             job.output.dir,
             job.output.format,
             job.input.key,
-            prepared.input.schema,
+            {
+                **prepared.input.schema,
+                job.input.key: folder.key_dtype(journal, prepared.input, job.input.key, key_family),
+            },
             job.input.keep,
             kind.result_schema,
         )
@@ -274,6 +285,8 @@ async def _feed(
     Sending starts at once: done rows cost only a journal lookup until END is queued; building
     their requests again to find changes comes after, while the pool works (unless
     --redo-changed needs them queued)."""
+    for name in ("rows_changed_since_done", "rows_redone", "rows_retried_failed"):
+        stats.tally[name] += 0  # always in the summary, 0 when none
     after = 0
     while rows := journal.pending(after, PENDING_CHUNK):
         for row in rows:
@@ -306,11 +319,12 @@ async def _feed_input(
         if limit is not None and new_rows >= limit and not settled_too:
             break  # --limit: no need to read further
         batches += 1
-        keys = batch.get_column(key).to_list()
-        known = journal.known(keys)
+        names = keys.canonical(batch.get_column(key)).to_list()
+        known = journal.known(names)
         fresh: list[int] = []
         again: list[int] = []
-        for index, value in enumerate(keys):
+        adopted: list[tuple[str, Any]] = []
+        for index, value in enumerate(names):
             seen = known.get(value)
             if seen is None:
                 if limit is None or new_rows < limit:
@@ -320,20 +334,22 @@ async def _feed_input(
                 seen[0] == "done" and options.redo_changed
             ):
                 again.append(index)
-        fresh_rows = [_build(kind, row, key, keep) for row in _rows(batch, fresh)]
+        fresh_rows = [_build(kind, row, names[i], keep) for i, row in _rows(batch, fresh)]
         requeued: list[NewRow] = []
-        for row in _rows(batch, again):
-            built = _build(kind, row, key, keep)
-            state, digest = known[row[key]]
+        for i, row in _rows(batch, again):
+            built = _build(kind, row, names[i], keep)
+            state, digest = known[names[i]]
             if state == "failed":
                 stats.tally["rows_retried_failed"] += 1
                 requeued.append(built)
+            elif digest == ADOPTED:  # adopted from the outputs: taken as built from this input
+                adopted.append((request_hash(built.payload), built.key))
             elif request_hash(built.payload) != digest:
-                stats.tally["rows_changed_since_done"] += 1
-                stats.tally["rows_redone"] += 1
+                stats.tally["rows_redone"] += 1  # redone, so no longer changed since done
                 requeued.append(built)
         journal.add(fresh_rows)
         journal.requeue(requeued)
+        journal.record_hashes(adopted)
         for new in [*fresh_rows, *requeued]:
             if new.error is None:
                 await pool.queue.put(Item(new.key, new.payload, new.tokens))
@@ -355,33 +371,40 @@ async def _count_changed(
     key, keep = job.input.key, job.input.keep
     read = readers.iter_batches(prepared.input.files, _input_columns(prepared), READ_BATCH_ROWS)
     for batch in itertools.islice(read, batches):
-        keys = batch.get_column(key).to_list()
-        digests = journal.done_among_earlier(keys, first_new)
-        done = [i for i, value in enumerate(keys) if value in digests]
-        for count, row in enumerate(_rows(batch, done), 1):
-            built = _build(kind, row, key, keep)
-            if request_hash(built.payload) != digests[row[key]]:
+        names = keys.canonical(batch.get_column(key)).to_list()
+        digests = journal.done_among_earlier(names, first_new)
+        done = [i for i, value in enumerate(names) if value in digests]
+        adopted: list[tuple[str, Any]] = []
+        for count, (i, row) in enumerate(_rows(batch, done), 1):
+            built = _build(kind, row, names[i], keep)
+            digest = request_hash(built.payload)
+            if digests[names[i]] == ADOPTED:  # adopted from the outputs: built from this input
+                adopted.append((digest, names[i]))
+            elif digest != digests[names[i]]:
                 stats.tally["rows_changed_since_done"] += 1
             if count % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
+        journal.record_hashes(adopted)
         await asyncio.sleep(0)
 
 
-def _rows(batch: pl.DataFrame, indices: list[int]) -> Iterator[dict[str, Any]]:
+def _rows(batch: pl.DataFrame, indices: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index in the batch, row) for these indices."""
     if not indices:
         return iter(())
     if len(indices) == batch.height:
-        return batch.iter_rows(named=True)
-    return batch[indices].iter_rows(named=True)
+        return enumerate(batch.iter_rows(named=True))
+    return zip(indices, batch[indices].iter_rows(named=True), strict=True)
 
 
 def _build(kind: Kind, row: dict[str, Any], key: str, keep: tuple[str, ...]) -> NewRow:
+    """The row's request under its canonical ``key`` (the journal's form, see pipeline.keys)."""
     kept = {col: row[col] for col in keep}
     try:
-        item = kind.build(row[key], row)
+        item = kind.build(key, row)
     except RowError as error:
         return NewRow(
-            row[key],
+            key,
             None,
             0,
             kept,

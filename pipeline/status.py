@@ -1,16 +1,27 @@
-"""`pipeline status`: what an output folder holds, read from the journal without taking the lock."""
+"""`pipeline status`: what an output folder holds, read from the journal without taking the lock.
+
+The journal is opened read-only (as immutable on read-only media); a corrupt or missing one is a
+JobError saying how to recover."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from pipeline.errors import JobError
+from pipeline.folder import output_files
 from pipeline.journal import JOURNAL_FILE, STATE_DIR, Journal
 
 
 def read_status(output_dir: Path) -> str:
     """A few lines: rows by state, duplicates after crashes, the last run's summary."""
     if not (output_dir / STATE_DIR / JOURNAL_FILE).is_file():
+        found = output_files(output_dir)
+        if found:  # the journal was deleted: say how to get it back
+            raise JobError(
+                f"{', '.join(p.name for p in found)} but no journal ({STATE_DIR}/ was deleted?): "
+                "`pipeline run JOB --rebuild-journal` adopts them",
+                path=str(output_dir),
+            )
         raise JobError(
             "no journal here: this is not a pipeline output folder (or nothing ran yet)",
             path=str(output_dir),

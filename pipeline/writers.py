@@ -16,6 +16,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import keys as key_contract
 from pipeline.filenames import safe_stem
 from pipeline.job import OutputFormat
 from pipeline.journal import RESULT_COLUMNS, Journal
@@ -57,8 +58,8 @@ def write_outputs(
     def error_values(values: dict[str, Any], attempts: int) -> list[Any]:
         return [*(values.get(name) for name in ERROR_SCHEMA.names[:-1]), attempts]
 
-    done = (_frame(chunk, keep, results, result_values) for chunk in journal.settled("done"))
-    failed = (_frame(chunk, keep, errors, error_values) for chunk in journal.settled("failed"))
+    done = (_frame(chunk, key, keep, results, result_values) for chunk in journal.settled("done"))
+    failed = (_frame(chunk, key, keep, errors, error_values) for chunk in journal.settled("failed"))
     return {
         "results": _write(done, output_dir / f"results.{fmt}", fmt, results),
         "errors": _write(failed, output_dir / f"errors.{fmt}", fmt, errors),
@@ -110,6 +111,7 @@ def _schema(front: Mapping[str, pl.DataType], kind_schema: pa.Schema) -> pl.Sche
 
 def _frame(
     chunk: list[tuple[Any, dict[str, Any], Any, int]],
+    key: str,
     keep: tuple[str, ...],
     schema: pl.Schema,
     kind_values: Callable[[Any, int], list[Any]],
@@ -122,7 +124,10 @@ def _frame(
     columns = [list(column) for column in zip(*rows, strict=True)]
     return pl.DataFrame(
         [
-            _series(name, values, dtype)
+            # the journal holds canonical text keys: back to the key column's type
+            key_contract.restore(pl.Series(name, values, dtype=pl.String), dtype)
+            if name == key
+            else _series(name, values, dtype)
             for (name, dtype), values in zip(schema.items(), columns, strict=True)
         ]
     )

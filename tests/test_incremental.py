@@ -4,10 +4,13 @@ request; --retry-failed sends the keys in errors again, and only those."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 
 import polars as pl
 
-from tests.conftest import read_output, run_cli, write_job
+from tests.conftest import read_output, run_cli, signal_mid_run, write_job
 
 
 def sent_inputs(server) -> list[str]:
@@ -50,12 +53,14 @@ def test_edited_rows_are_reported_then_redone_on_request(tmp_path, emulator):
         == 0
     )
     assert sent_inputs(server)[10:] == ["you idiot, I will kill you"] * 2, "only the edited"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["rows_redone"], summary["rows_changed_since_done"]) == (2, 0), "redone"
     after = read_output(job, "results")
     assert sorted(after["id"]) == list(range(10)), "replaced, not duplicated"
     assert after.filter(pl.col("id").is_in([2, 5]))["flagged"].all()
     assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary.get("rows_changed_since_done", 0) == 0
+    assert summary["rows_changed_since_done"] == 0, "an integer, present when none changed"
 
 
 def test_retry_failed_sends_the_keys_in_errors_again_and_only_those(tmp_path, emulator):
@@ -125,7 +130,7 @@ def test_a_row_left_pending_then_edited_is_sent_as_recorded_and_counted_as_chang
     result = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--max-requests", "5")
     assert result.exit_code == 4
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["rows"]["pending"] == 25 and summary.get("rows_changed_since_done", 0) == 0
+    assert summary["rows"]["pending"] == 25 and summary["rows_changed_since_done"] == 0
     data.with_columns(
         pl.when(pl.col("id") == 20).then(pl.lit("edited")).otherwise(pl.col("text")).alias("text")
     ).write_parquet(tmp_path / "input.parquet")
@@ -136,3 +141,88 @@ def test_a_row_left_pending_then_edited_is_sent_as_recorded_and_counted_as_chang
     redo = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--redo-changed")
     assert redo.exit_code == 0
     assert sent_inputs(server)[30:] == ["edited"]
+
+
+# --- an interrupted --redo-changed / --retry-failed ------------------------------------------
+
+
+def run_job(folder, data, **sections):
+    """A run job (assistants protocol) over ``data``: one question a row."""
+    return write_job(
+        folder,
+        data,
+        kind="run",
+        messages=[{"role": "user", "content": "{question}"}],
+        request={"assistant_id": "asst_support"},
+        run={"protocol": "assistants", "timeout_s": 30, "poll_interval_s": 0.05},
+        assistants={"asst_support": {"model": "gpt-4.1-mini", "instructions": "Helpful."}},
+        **sections,
+    )
+
+
+def questions(version: str, n: int = 6) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "id": [f"q{i}" for i in range(n)],
+            "question": [f"{version} question {i}" for i in range(n)],
+        }
+    )
+
+
+def assert_new_answers(job, version: str, n: int = 6) -> None:
+    results = read_output(job, "results")
+    assert sorted(results["id"]) == [f"q{i}" for i in range(n)], "one row per key"
+    for key, text in zip(results["id"], results["output_text"], strict=True):
+        assert f"{version} question {key[1:]}" in text, f"{key} shows the old answer: {text}"
+
+
+def test_a_redo_stopped_by_a_bound_then_a_plain_run_gives_the_new_answers(tmp_path, emulator):
+    """The requeued rows the stopped run never reached used to keep their old thread/run ids:
+    the next run picked the old answers up again and counted nothing as changed."""
+    server = emulator(run_duration_s=0.0)
+    job = run_job(tmp_path, questions("old"), api={"concurrency": 1})
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    questions("new").write_parquet(tmp_path / "input.parquet")
+    stopped = run_cli(
+        "run", job, "--base-url", server.base_url, "--quiet", "--redo-changed",
+        "--max-requests", "3",
+    )  # fmt: skip
+    assert stopped.exit_code == 4
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["rows_redone"] == 6 and summary["rows_changed_since_done"] == 0
+    assert summary["rows"]["pending"] > 0, "the rows not reached yet are pending, not done"
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    assert_new_answers(job, "new")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["rows_changed_since_done"] == 0
+
+
+def test_a_redo_killed_then_a_plain_run_gives_the_new_answers(tmp_path, emulator):
+    server = emulator(run_duration_s=0.3)
+    job = run_job(tmp_path, questions("old"), api={"concurrency": 2})
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    first_run = server.stats()["requests"]
+    questions("new").write_parquet(tmp_path / "input.parquet")
+    command, code = signal_mid_run(job, server, first_run + 3, signal.SIGKILL, "--redo-changed")
+    assert code == -signal.SIGKILL
+    rerun = [part for part in command if part != "--redo-changed"]  # the next plain run
+    assert subprocess.run(rerun, env=os.environ.copy(), timeout=120).returncode == 0
+    assert_new_answers(job, "new")
+
+
+def test_a_retry_stopped_by_a_bound_forgets_the_failed_run(tmp_path, emulator):
+    """A failed row's recorded run must not be picked up again by the retry's next run."""
+    server = emulator(run_duration_s=0.0, run_outcomes={"failed": 1.0})
+    job = run_job(tmp_path, questions("old"), api={"concurrency": 1})
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 1
+    assert len(read_output(job, "errors")) == 6
+    healed = emulator(run_duration_s=0.0)
+    questions("new").write_parquet(tmp_path / "input.parquet")
+    stopped = run_cli(
+        "run", job, "--base-url", healed.base_url, "--quiet", "--retry-failed",
+        "--max-requests", "3",
+    )  # fmt: skip
+    assert stopped.exit_code == 4
+    assert run_cli("run", job, "--base-url", healed.base_url, "--quiet").exit_code == 0
+    assert_new_answers(job, "new")
+    assert len(read_output(job, "errors")) == 0

@@ -6,9 +6,23 @@ the table instead of using the key's index costs steps in proportion to the rows
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.journal import Journal, NewRow, Settled
+import polars as pl
+import pytest
+from click.testing import Result
+
+from pipeline.emulator import RunningEmulator
+from pipeline.journal import JOURNAL_FILE, STATE_DIR, Journal, NewRow, Settled
+from tests.conftest import run_cli, write_job
 
 HELD = 20_000
 
@@ -50,3 +64,158 @@ async def test_lookups_by_key_cost_the_keys_asked_not_the_rows_held(tmp_path: Pa
     steps = vm_steps(journal, lambda: journal.known(asked))
     assert steps < 2_000, f"{steps} VM steps for 10 keys"
     journal.close()
+
+
+# --- the output folder: its job, a lost or corrupt journal, read-only media --------------------
+
+
+def run(job: Path, server: RunningEmulator, *extra: str) -> Result:
+    return run_cli("run", job, "--base-url", server.base_url, "--quiet", *extra)
+
+
+def comments(n: int) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "id": list(range(n)),
+            "text": ["BAD row" if i == 1 else f"comment {i}" for i in range(n)],
+            "author": [f"user{i}" for i in range(n)],
+        }
+    )
+
+
+def test_a_speech_job_on_a_moderation_jobs_folder_is_exit_2_naming_both(
+    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+) -> None:
+    server = emulator(engine="wordlist", reject_substring="BAD")
+    job = write_job(tmp_path, comments(3))
+    assert run(job, server).exit_code == 1
+    before = (tmp_path / "out" / "results.parquet").read_bytes()
+    speech = write_job(
+        tmp_path,
+        kind="speech",
+        request={"model": "tts-1", "voice": "alloy", "input": "{text}"},
+    )
+    result = run(speech, server)
+    assert result.exit_code == 2, result.output
+    assert "moderation job 'job'" in result.output and "speech job 'job'" in result.output
+    assert "new output folder" in result.output
+    assert (tmp_path / "out" / "results.parquet").read_bytes() == before, "left alone"
+    renamed = write_job(tmp_path, name="other")
+    result = run(renamed, server)
+    assert result.exit_code == 2 and 'name = "job"' in result.output
+    assert len(server.recorded_requests()) == 3
+
+
+def test_a_journal_from_before_identities_adopts_the_job_running_on_it(
+    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+) -> None:
+    server = emulator(engine="wordlist", reject_substring="BAD")
+    job = write_job(tmp_path, comments(3))
+    assert run(job, server).exit_code == 1
+    db = sqlite3.connect(tmp_path / "out" / STATE_DIR / JOURNAL_FILE)
+    db.execute("DELETE FROM meta WHERE name = 'job'")
+    db.commit()
+    db.close()
+    assert run(write_job(tmp_path, name="renamed"), server).exit_code == 1, "adopted"
+    assert run(write_job(tmp_path), server).exit_code == 2, "now it belongs to 'renamed'"
+    edited = write_job(tmp_path, name="renamed", request={"input": "{text} {author}"})
+    assert run(edited, server).exit_code == 1, "an edited template is the same job"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["rows_changed_since_done"] == 2
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_outputs_without_a_journal_are_exit_2_or_adopted_with_rebuild_journal(
+    tmp_path: Path, emulator: Callable[..., RunningEmulator], fmt: str
+) -> None:
+    server = emulator(engine="wordlist", reject_substring="BAD")
+    job = write_job(tmp_path, comments(4), input={"keep": ["author"]}, output={"format": fmt})
+    assert run(job, server).exit_code == 1
+    out = tmp_path / "out"
+    before = {name: read(out / f"{name}.{fmt}") for name in ("results", "errors")}
+    shutil.rmtree(out / STATE_DIR)
+    for result in (run(job, server), run_cli("status", out)):
+        assert result.exit_code == 2 and "--rebuild-journal" in result.output
+    assert len(server.recorded_requests()) == 4, "nothing sent"
+    comments(6).write_parquet(tmp_path / "input.parquet")
+    assert run(job, server, "--rebuild-journal").exit_code == 1
+    sent = [body["input"] for _, body in server.recorded_requests()[4:]]
+    assert sorted(sent) == ["comment 4", "comment 5"], "only the keys in neither file"
+    results, errors = read(out / f"results.{fmt}"), read(out / f"errors.{fmt}")
+    assert sorted(results["id"].cast(pl.Int64)) == [0, 2, 3, 4, 5]
+    assert errors["id"].cast(pl.Int64).to_list() == [1]
+    old = results.filter(pl.col("id").cast(pl.Int64).is_in([0, 2, 3]))
+    assert old.select(before["results"].columns).equals(before["results"]), "adopted as written"
+    assert errors.equals(before["errors"]), "error fields and attempts adopted"
+    assert run(job, server).exit_code == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows_changed_since_done"] == 0, "adopted rows match the input's requests"
+    assert len(server.recorded_requests()) == 6
+
+
+def read(path: Path) -> pl.DataFrame:
+    if path.suffix == ".parquet":
+        return pl.read_parquet(path)
+    if path.suffix == ".jsonl":
+        return pl.read_ndjson(path)
+    return pl.read_csv(path)
+
+
+def test_a_corrupt_journal_is_exit_2_for_run_and_status(
+    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+) -> None:
+    server = emulator(engine="wordlist", reject_substring="BAD")
+    job = write_job(tmp_path, comments(3))
+    assert run(job, server).exit_code == 1
+    journal = tmp_path / "out" / STATE_DIR / JOURNAL_FILE
+    journal.write_bytes(b"this is not a database, it is garbage" * 200)
+    for result in (run(job, server), run_cli("status", tmp_path / "out")):
+        assert result.exit_code == 2, result.output
+        assert str(journal) in result.output and "--rebuild-journal" in result.output
+        assert "Traceback" not in result.output
+    assert len(server.recorded_requests()) == 3
+
+
+def test_status_works_on_read_only_media_without_the_wal_shm_file(
+    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+) -> None:
+    server = emulator(engine="wordlist", reject_substring="BAD")
+    job = write_job(tmp_path, comments(3))
+    assert run(job, server).exit_code == 1
+    media = Path(tempfile.mkdtemp())
+    try:
+        shutil.copytree(tmp_path / "out", media / "out")
+        state = media / "out" / STATE_DIR
+        assert not (state / f"{JOURNAL_FILE}-shm").exists()
+        for folder in (state, media / "out", media):
+            folder.chmod(0o555)
+        command = [sys.executable, "-m", "pipeline", "status", str(media / "out")]
+        if os.geteuid() == 0:  # root writes anywhere: without its capabilities, it cannot here
+            drop = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
+            command = [*drop, *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "done 2, failed 1" in done.stdout
+        assert not (state / f"{JOURNAL_FILE}-shm").exists()
+    finally:
+        for folder in (media, media / "out", media / "out" / STATE_DIR):
+            folder.chmod(0o755)
+        shutil.rmtree(media)
+
+
+def test_rebuild_journal_refuses_the_outputs_of_another_kind_of_job(
+    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+) -> None:
+    server = emulator(engine="wordlist", reject_substring="BAD")
+    assert run(write_job(tmp_path, comments(3)), server).exit_code == 1
+    shutil.rmtree(tmp_path / "out" / STATE_DIR)
+    speech = write_job(
+        tmp_path, kind="speech", request={"model": "tts-1", "voice": "alloy", "input": "{text}"}
+    )
+    result = run(speech, server, "--rebuild-journal")
+    assert result.exit_code == 2, result.output
+    assert "results.parquet" in result.output and "not written by this job" in result.output
+    assert len(server.recorded_requests()) == 3
+    assert not (tmp_path / "out" / STATE_DIR / JOURNAL_FILE).exists(), "the folder as it was"
+    assert run(write_job(tmp_path), server).exit_code == 2, "outputs still without a journal"
+    assert len(server.recorded_requests()) == 3

@@ -1,0 +1,225 @@
+"""Whose an output folder is: the job it belongs to, the key family its journal holds, and adopting
+the results and errors files of a folder whose journal was lost (``--rebuild-journal``).
+
+Checked at the start of a run, before anything is sent: another job's folder, a key type change
+whose meaning cannot be decided, or output files without a journal are each exit 2 (JobError).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+import pyarrow as pa
+
+from pipeline import keys, readers
+from pipeline.errors import JobError
+from pipeline.job import JobSpec
+from pipeline.journal import (
+    JOB_IDENTITY,
+    JOURNAL_FILE,
+    KEY_FAMILY,
+    RESULT_COLUMNS,
+    STATE_DIR,
+    Journal,
+    State,
+)
+
+KEY_DTYPE = "key_dtype"  # meta: the key column type every key held fits (the last one written)
+OUTPUT_NAMES = ("results", "errors")
+OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
+_ERROR_FIELDS = ("stage", "error_type", "http_status", "error_code", "message")
+
+
+def output_files(output_dir: Path) -> list[Path]:
+    """The results and errors files a run wrote in ``output_dir``, in any format."""
+    return [
+        path
+        for name in OUTPUT_NAMES
+        for fmt in OUTPUT_FORMATS
+        if (path := output_dir / f"{name}.{fmt}").is_file()
+    ]
+
+
+def check_journal_present(output_dir: Path, rebuild: bool) -> bool:
+    """Whether the journal must be rebuilt from the output files; JobError when it is missing
+    while outputs are there and the user did not say --rebuild-journal."""
+    if (output_dir / STATE_DIR / JOURNAL_FILE).exists():
+        if rebuild:
+            raise JobError(
+                f"--rebuild-journal: {output_dir} has its journal; run without the option",
+                path=str(output_dir),
+            )
+        return False
+    found = output_files(output_dir)
+    if found and not rebuild:
+        raise JobError(
+            f"{output_dir} holds {', '.join(p.name for p in found)} but no journal "
+            f"({STATE_DIR}/ was deleted?): a run would send every row again. Run with "
+            "--rebuild-journal to adopt those results and errors, or use a new output folder",
+            path=str(output_dir),
+        )
+    return bool(found)
+
+
+def identity(job: JobSpec) -> dict[str, str]:
+    return {"kind": job.kind, "key": job.input.key, "name": job.name}
+
+
+def claim(journal: Journal, job: JobSpec) -> None:
+    """Record the job the folder belongs to, or JobError if it belongs to another one. A journal
+    written before identities were recorded adopts this job."""
+    mine = identity(job)
+    theirs = journal.meta(JOB_IDENTITY)
+    if theirs is None:
+        journal.set_meta(JOB_IDENTITY, mine)
+        return
+    if theirs != mine:
+        raise JobError(
+            f"the output folder {job.output.dir} belongs to another job ({_describe(theirs)}); "
+            f"this one is {_describe(mine)}: use a new output folder, or, if it is the same job "
+            f'renamed, set name = "{theirs.get("name")}" (an output folder holds one job)',
+            path=str(job.path),
+            field="output.dir",
+        )
+
+
+def _describe(who: dict[str, Any]) -> str:
+    return f"{who.get('kind')} job {who.get('name')!r} keyed by {who.get('key')!r}"
+
+
+def check_key_family(journal: Journal, info: readers.InputInfo, key: str) -> keys.Family:
+    """Record the input's key family, or reconcile it with the journal's; returns the family of
+    the keys the journal holds from now on. JobError where a key's meaning cannot be decided."""
+    now: keys.Family = info.key_family
+    stored: keys.Family | None = journal.meta(KEY_FAMILY)
+    if stored is None or journal.next_seq == 1:  # nothing held yet: the input decides
+        journal.set_meta(KEY_FAMILY, now)
+        return now
+    if stored == now:
+        return now
+    if "text" not in (stored, now):  # integer <-> date: no value names the same row in both
+        raise keys.refuse_drift(stored, now, None, "")
+    typed: keys.Family = now if stored == "text" else stored
+    ambiguous = keys.ambiguous_pattern(typed)
+    assert ambiguous is not None
+    if stored == "text":  # the journal's text keys against typed keys now
+        example = journal.first_key("key REGEXP ?", ambiguous)
+        if example is not None:
+            raise keys.refuse_drift(stored, now, example, "in the journal")
+        untyped = journal.first_key("NOT key REGEXP ?", keys.canonical_pattern(now))
+        if now == "date" and untyped is None:  # 2024-02-30 has the form but is no date
+            untyped = journal.first_key("date(key) IS NOT key")
+        merged: keys.Family = now if untyped is None else "text"
+    else:  # typed keys in the journal, text keys in the input now
+        found = _first_text_key(info, key, ambiguous)
+        if found is not None:
+            raise keys.refuse_drift(stored, now, found[0], f"row {found[2]} of {found[1]}")
+        merged = "text"
+    journal.set_meta(KEY_FAMILY, merged)
+    return merged
+
+
+def _first_text_key(
+    info: readers.InputInfo, key: str, pattern: str
+) -> tuple[str, Path, int] | None:
+    """The first input key that matches ``pattern``, with its file and data row."""
+    for file in info.files:
+        row = 0
+        for batch in readers.iter_batches((file,), [key], 100_000):
+            hits = keys.canonical(batch.get_column(key)).str.contains(pattern).fill_null(False)
+            if hits.any():
+                index = int(hits.arg_true()[0])
+                return str(batch.get_column(key)[index]), file, row + index + 1
+            row += batch.height
+    return None
+
+
+def key_dtype(
+    journal: Journal, info: readers.InputInfo, key: str, family: keys.Family
+) -> pl.DataType:
+    """The key column's type in the output files: the input's, unless a key the journal holds
+    (from an earlier run or input) does not fit it; then the family's widest type, or text."""
+    chosen = _key_dtype(journal, info.schema[key], family != info.key_family)
+    journal.set_meta(KEY_DTYPE, str(chosen))
+    return chosen
+
+
+def _key_dtype(journal: Journal, dtype: pl.DataType, mixed: bool) -> pl.DataType:
+    if mixed:
+        return pl.String()
+    if journal.meta(KEY_DTYPE) == str(dtype):  # every key held fits it already
+        return dtype
+    if isinstance(dtype, pl.Enum):
+        categories = orjson.dumps(dtype.categories.to_list()).decode()
+        outside = journal.first_key("key NOT IN (SELECT value FROM json_each(?))", categories)
+        return pl.String() if outside is not None else dtype
+    if not dtype.is_integer():
+        return dtype
+    bounds = journal.key_bounds()
+    for candidate in (dtype, pl.Int64(), pl.UInt64()):
+        assert isinstance(candidate, pl.datatypes.IntegerType)  # the integer family
+        low, high = pl.select(candidate.min().alias("low"), candidate.max().alias("high")).row(0)
+        if bounds is None or (low <= bounds[0] and bounds[1] <= high):
+            return candidate
+    return pl.String()
+
+
+def adopt_outputs(journal: Journal, job: JobSpec, result_schema: pa.Schema) -> int:
+    """Record the keys of the results and errors files as done and failed, in one transaction;
+    returns how many. Files of the job's output format are read (else those of the format
+    found); on any error the new journal is deleted, so the folder is as it was."""
+    found = output_files(job.output.dir)
+    mine = [p for p in found if p.suffix == f".{job.output.format}"]
+    paths = mine or [p for p in found if p.suffix == found[0].suffix]
+    try:
+        journal.set_meta(RESULT_COLUMNS, result_schema.names)
+        rows = (
+            row
+            for path in paths
+            for row in _adopted_rows(
+                path, "done" if path.stem == "results" else "failed", job, result_schema
+            )
+        )
+        return journal.adopt(rows)
+    except BaseException:
+        journal.discard()
+        raise
+
+
+def _adopted_rows(
+    path: Path, state: State, job: JobSpec, result_schema: pa.Schema
+) -> Iterator[tuple[str, State, dict[str, Any], Any, int]]:
+    key, keep = job.input.key, job.input.keep
+    frame = _read_output(path, key)
+    names = result_schema.names if state == "done" else _ERROR_FIELDS
+    missing = [name for name in (key, *names) if name not in frame.columns]
+    if missing:
+        raise JobError(
+            f"{path} has no column {missing[0]!r}: it was not written by this job (a "
+            f"{job.kind} job keyed by {key!r}); move it away or use a new output folder",
+            path=str(path),
+        )
+    canonical = keys.canonical(frame.get_column(key))
+    for row_key, row in zip(canonical.to_list(), frame.iter_rows(named=True), strict=True):
+        kept = {col: row.get(col) for col in keep}
+        if state == "done":
+            value: Any = [row.get(name) for name in names]
+        else:
+            value = {name: row.get(name) for name in names}
+        yield row_key, state, kept, value, int(row.get("attempts") or 0)
+
+
+def _read_output(path: Path, key: str) -> pl.DataFrame:
+    try:
+        if path.suffix == ".parquet":
+            return pl.read_parquet(path)
+        if path.suffix == ".jsonl":
+            return pl.read_ndjson(path)
+        # The key as written ("007" stays "007"); the other columns by inference.
+        return pl.read_csv(path, infer_schema_length=None, schema_overrides={key: pl.String})
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise JobError(f"--rebuild-journal cannot read {path}: {exc}", path=str(path)) from exc
