@@ -430,9 +430,9 @@ def _unread(prepared: Prepared, journal: Journal, held: int) -> int:
     key = prepared.job.input.key
     unread = 0
     for batch in readers.iter_batches(prepared.input.files, [key], READ_BATCH_ROWS):
-        keys = batch.get_column(key).to_list()
-        known = journal.known(keys)
-        unread += sum(1 for value in keys if value not in known)
+        names = keys.canonical(batch.get_column(key)).to_list()
+        known = journal.known(names)
+        unread += sum(1 for name in names if name not in known)
     return unread
 
 
