@@ -9,16 +9,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import sqlite3
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import asdict
 
 from pipeline.api import Call, Session
-from pipeline.errors import ApiError, FatalApiError
+from pipeline.errors import ApiError, FatalApiError, StorageError
 from pipeline.journal import Journal, Settled
 from pipeline.kinds import Failure, Item, Kind, Outcome
 from pipeline.limits import Stopped, Stopper
 from pipeline.stats import RunStats
+from pipeline.writers import journal_error
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class Pool:
             maxsize=2 * concurrency * kind.rows_per_request
         )
         self.fatal: FatalApiError | None = None
+        self.storage_error: StorageError | None = None  # the output folder failed: stopped
         self._request_ids = itertools.count(1)
         self._result_columns = kind.result_schema.names
         stopper.on_stop(self._wake)
@@ -136,13 +139,32 @@ class Pool:
             self.stop("fatal_api_error")
             await self.journal.unsend(keys, call.attempts)
             return
+        except (StorageError, sqlite3.Error) as error:
+            await self._storage_failed(keys, call.attempts, error)
+            return
         except ApiError as error:  # retries ran out
             outcomes = [Failure.from_api(error)] * len(items)
         except Exception as error:  # a bug must not lose the row: fail it, say so, go on
             log.exception("internal error while sending %d row(s)", len(items))
             outcomes = [Failure("request", "internal_error", f"{type(error).__name__}: {error}")]
             outcomes *= len(items)
-        await self._settle(items, outcomes, call.attempts)
+        try:
+            await self._settle(items, outcomes, call.attempts)
+        except sqlite3.Error as error:
+            await self._storage_failed(keys, call.attempts, error)
+
+    async def _storage_failed(
+        self, keys: list[object], attempts: int, error: StorageError | sqlite3.Error
+    ) -> None:
+        """The output folder cannot be written: no row is failed for it; the run stops."""
+        if isinstance(error, sqlite3.Error):
+            error = journal_error(self.session.files.output_dir, error)
+        if self.storage_error is None:
+            log.error("stopping: %s", error)
+            self.storage_error = error
+        self.stop("storage_error")
+        with suppress(sqlite3.Error):  # the journal may be what fails: those rows stay 'sent'
+            await self.journal.unsend(keys, attempts)
 
     async def _settle(self, items: Sequence[Item], outcomes: list[Outcome], attempts: int) -> None:
         settled = []

@@ -13,6 +13,7 @@ import itertools
 import logging
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
@@ -22,9 +23,9 @@ from typing import Any, Literal
 
 import polars as pl
 
-from pipeline import logs, readers
+from pipeline import logs, preflight, readers
 from pipeline.api import Session
-from pipeline.errors import JobError, RowError
+from pipeline.errors import JobError, RowError, StorageError
 from pipeline.http import Http
 from pipeline.job import LOCAL, JobSpec, OutputSpec, resolve_api_key, resolve_base_url
 from pipeline.journal import (
@@ -40,7 +41,13 @@ from pipeline.limits import Bounds, RateLimiter, RetryPolicy, Stopper
 from pipeline.pool import END, Pool
 from pipeline.progress import Mode, report
 from pipeline.stats import RunStats
-from pipeline.writers import OutputFiles, remove_stale_temporaries, write_json, write_outputs
+from pipeline.writers import (
+    OutputFiles,
+    journal_error,
+    remove_stale_temporaries,
+    write_json,
+    write_outputs,
+)
 
 log = logging.getLogger(__name__)
 Outcome = Literal["completed", "completed_with_errors", "stopped_fatal", "interrupted"]
@@ -78,11 +85,14 @@ class Prepared:
     input: readers.InputInfo
 
 
-def prepare(job_path: str, output: Path | None = None, *, limit: int | None = None) -> Prepared:
+def prepare(
+    job_path: str, output: Path | None = None, *, limit: int | None = None, for_run: bool = False
+) -> Prepared:
     """Load the job and inspect its input; JobError for anything that makes it unusable.
 
     With ``limit`` (--limit N) the keys are checked only as far as the run can read: N rows
-    more than the journal holds, since the reader stops once it has N new ones."""
+    more than the journal holds, since the reader stops once it has N new ones. ``for_run``:
+    the pre-flight probes the output folder by writing to it (validate only looks)."""
     job, kind = load(job_path)
     if output is not None:
         job = replace(job, output=OutputSpec(output.resolve(), job.output.format))
@@ -108,13 +118,16 @@ def prepare(job_path: str, output: Path | None = None, *, limit: int | None = No
                 path=str(job.path),
                 field=where,
             )
+    preflight.check(job, kind, info, create=for_run, full=limit is None)
     return Prepared(job, kind, info)
 
 
 def run(job_path: str, options: RunOptions) -> RunResult:
     """Run a job to the end (or until stopped); raises JobError, LockedError."""
     settled_too = options.retry_failed or options.redo_changed  # these read the whole input
-    prepared = prepare(job_path, options.output, limit=None if settled_too else options.limit)
+    prepared = prepare(
+        job_path, options.output, limit=None if settled_too else options.limit, for_run=True
+    )
     job = prepared.job
     logs.bind(job=job.name)
     base_url = resolve_base_url(job, options.base_url)
@@ -191,24 +204,19 @@ async def _run(
         await pool.run()
         if not feeder.done() and (stopper.stopped or pool.fatal is not None):
             feeder.cancel()  # else it is counting changed rows: the summary needs the count
-        with suppress(asyncio.CancelledError):
-            await feeder
+        input_error = await _feeder_error(feeder, job.output.dir)
         done_event.set()
         await progress
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)
 
-    with _gc_paused():  # millions of short-lived, acyclic values: collecting finds nothing
-        paths = write_outputs(
-            journal,
-            job.output.dir,
-            job.output.format,
-            job.input.key,
-            prepared.input.schema,
-            job.input.keep,
-            kind.result_schema,
-        )
+    if pool.storage_error is not None:
+        with suppress(StorageError, sqlite3.Error):  # best effort: the disk may still be full
+            _write_results(prepared, journal)
+        journal.close()
+        raise pool.storage_error
+    paths = _write_results(prepared, journal)
     counts = journal.counts()
     outcome: Outcome
     if pool.fatal is not None:
@@ -218,10 +226,49 @@ async def _run(
     else:
         outcome = "completed_with_errors" if counts["failed"] else "completed"
     summary = _summary(prepared, run_id, outcome, started, stats, counts, journal, paths, pool)
-    write_json(job.output.dir / "summary.json", summary)
-    journal.finish_run(run_id, outcome, summary)
+    write_json(job.output.dir, "summary.json", summary)
+    try:
+        journal.finish_run(run_id, outcome, summary)
+    except sqlite3.Error as exc:
+        raise journal_error(job.output.dir, exc) from exc
     journal.close()
+    if input_error is not None:
+        raise JobError(
+            f"{input_error.message}; the run stopped, the answers so far are kept (journal "
+            "and outputs written): fix or restore the file, then rerun to resume",
+            path=str(job.path),
+            field=input_error.field,
+        )
     return RunResult(outcome, job.output.dir, summary)
+
+
+def _write_results(prepared: Prepared, journal: Journal) -> dict[str, Path]:
+    job = prepared.job
+    with _gc_paused():  # millions of short-lived, acyclic values: collecting finds nothing
+        return write_outputs(
+            journal,
+            job.output.dir,
+            job.output.format,
+            job.input.key,
+            prepared.input.schema,
+            job.input.keep,
+            prepared.kind.result_schema,
+        )
+
+
+async def _feeder_error(feeder: asyncio.Task[None], output_dir: Path) -> JobError | None:
+    """Wait for the reader; an input that failed mid-run is returned (the outputs of what is
+    done are written first), a journal that cannot be written is a StorageError."""
+    try:
+        await feeder
+    except asyncio.CancelledError:
+        pass
+    except JobError as error:
+        log.error("stopping: %s", error)
+        return error
+    except sqlite3.Error as exc:
+        raise journal_error(output_dir, exc) from exc
+    return None
 
 
 @contextmanager
