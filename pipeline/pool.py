@@ -126,7 +126,7 @@ class Pool:
         try:
             outcomes = await self.kind.send(call, items)
         except Stopped:
-            await self.journal.unsend(keys, call.attempts)
+            await self._unsend(keys, call.attempts)
             return
         except FatalApiError as error:
             log.error(
@@ -137,10 +137,11 @@ class Pool:
             )
             self.fatal = self.fatal or error
             self.stop("fatal_api_error")
-            await self.journal.unsend(keys, call.attempts)
+            await self._unsend(keys, call.attempts)
             return
         except (StorageError, sqlite3.Error) as error:
-            await self._storage_failed(keys, call.attempts, error)
+            self._storage_failed(error)
+            await self._unsend(keys, call.attempts)
             return
         except ApiError as error:  # retries ran out
             outcomes = [Failure.from_api(error)] * len(items)
@@ -150,12 +151,16 @@ class Pool:
             outcomes *= len(items)
         try:
             await self._settle(items, outcomes, call.attempts)
-        except sqlite3.Error as error:
-            await self._storage_failed(keys, call.attempts, error)
+        except sqlite3.Error as error:  # the answer is lost: the rows stay 'sent', sent again
+            self._storage_failed(error)
 
-    async def _storage_failed(
-        self, keys: list[object], attempts: int, error: StorageError | sqlite3.Error
-    ) -> None:
+    async def _unsend(self, keys: list[object], attempts: int) -> None:
+        try:
+            await self.journal.unsend(keys, attempts)
+        except sqlite3.Error as error:  # those rows stay 'sent': the next run sends them again
+            self._storage_failed(error)
+
+    def _storage_failed(self, error: StorageError | sqlite3.Error) -> None:
         """The output folder cannot be written: no row is failed for it; the run stops."""
         if isinstance(error, sqlite3.Error):
             error = journal_error(self.session.files.output_dir, error)
@@ -163,8 +168,6 @@ class Pool:
             log.error("stopping: %s", error)
             self.storage_error = error
         self.stop("storage_error")
-        with suppress(sqlite3.Error):  # the journal may be what fails: those rows stay 'sent'
-            await self.journal.unsend(keys, attempts)
 
     async def _settle(self, items: Sequence[Item], outcomes: list[Outcome], attempts: int) -> None:
         settled = []
