@@ -5,7 +5,7 @@
   and a file in it).
 - ``input.keep``: not the key, not a result or error column, no column twice; every kept column's
   type survives the journal (JSON) and the writer: its first value goes the way a run's would,
-  into a temporary file of the job's output format, and must come back equal.
+  into an output file of the job's format (in memory), and must come back equal.
 - The input (a full run): every column the run needs reads to the end, so a file corrupt in the
   middle stops the job now, not after every row was sent. A ``--limit`` run reads only what it
   needs, so it skips this.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import tempfile
 from pathlib import Path
 from typing import NoReturn
 
@@ -148,18 +147,16 @@ def _probe_types(job: JobSpec, info: readers.InputInfo) -> None:
         raise JobError(error.message, path=str(job.path), field=error.field) from None
     finally:
         del batches  # a generator: dropping it stops the read
-    with tempfile.TemporaryDirectory(prefix="pipeline-probe-") as folder:
-        for column in keep:
-            dtype = info.schema[column]
-            value = _first_value(sample, column, dtype)
-            reason = probe_keep(column, dtype, value, job.output.format, Path(folder))
-            if reason is not None:
-                _fail(
-                    job,
-                    f"keeps column {column!r} of type {dtype}, which the outputs cannot hold: "
-                    f"{reason}; cast it in the input (e.g. to a string) or drop it from keep",
-                    "input.keep",
-                )
+    for column in keep:
+        dtype = info.schema[column]
+        reason = probe_keep(column, dtype, _first_value(sample, column, dtype), job.output.format)
+        if reason is not None:
+            _fail(
+                job,
+                f"keeps column {column!r} of type {dtype}, which the outputs cannot hold: "
+                f"{reason}; cast it in the input (e.g. to a string) or drop it from keep",
+                "input.keep",
+            )
 
 
 def _first_value(sample: pl.DataFrame | None, column: str, dtype: pl.DataType) -> pl.Series:

@@ -14,13 +14,14 @@ the header too.
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 import polars as pl
@@ -159,11 +160,9 @@ def storage_error(path: Path | str, exc: BaseException) -> StorageError:
     return StorageError(f"cannot write: {reason}; {STORAGE_FIX}", path=str(path))
 
 
-def probe_keep(
-    column: str, dtype: pl.DataType, value: pl.Series, fmt: OutputFormat, folder: Path
-) -> str | None:
+def probe_keep(column: str, dtype: pl.DataType, value: pl.Series, fmt: OutputFormat) -> str | None:
     """Push one keep value the way a run does (JSON into the journal, back, into an output file
-    of ``fmt`` in ``folder``); why it cannot be written, or None when it comes back equal."""
+    of ``fmt``, in memory); why it cannot be written, or None when it comes back equal."""
     try:
         kept = orjson.loads(orjson.dumps({column: value.to_list()[0]}))
     except TypeError as exc:
@@ -174,9 +173,9 @@ def probe_keep(
         back = frame.get_column(column)
         if not back.equals(value, check_dtypes=False, null_equal=True):
             return f"it comes back changed ({value.to_list()[0]!r} as {back.to_list()[0]!r})"
-        _fill(iter([frame]), folder / f"probe.{fmt}", fmt, schema)
+        _fill(iter([frame]), io.BytesIO(), fmt, schema)
     except Exception as exc:  # whatever fails here would fail the real write after sending
-        return f"the {fmt} writer cannot write it ({type(exc).__name__}: {exc})"
+        return f"it cannot be rebuilt and written as {fmt} ({type(exc).__name__}: {str(exc)[:160]})"
     return None
 
 
@@ -233,7 +232,10 @@ def _write(
     return path
 
 
-def _fill(frames: Iterator[pl.DataFrame], tmp: Path, fmt: OutputFormat, schema: pl.Schema) -> None:
+def _fill(
+    frames: Iterator[pl.DataFrame], tmp: Path | BinaryIO, fmt: OutputFormat, schema: pl.Schema
+) -> None:
+    """Write the frames into ``tmp`` (a file, or memory for the pre-flight probe)."""
     empty = pl.DataFrame(schema=schema)
     if fmt == "parquet":
         with pq.ParquetWriter(tmp, empty.to_arrow().schema, compression="zstd") as writer:
@@ -244,7 +246,7 @@ def _fill(frames: Iterator[pl.DataFrame], tmp: Path, fmt: OutputFormat, schema: 
             if not wrote:
                 writer.write_table(empty.to_arrow())
     else:
-        with tmp.open("wb") as out:
+        with tmp.open("wb") if isinstance(tmp, Path) else nullcontext(tmp) as out:
             first = True
             for frame in frames:
                 _write_text(frame, out, fmt, header=first)

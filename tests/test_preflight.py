@@ -81,6 +81,17 @@ class TestKeepTypes:
         assert "cast it in the input" in message
 
 
+class TestValidate:
+    def test_validate_runs_the_same_checks_and_writes_nothing(self, tmp_path):
+        job = write_job(tmp_path, DATA, input={"keep": ["id"]})
+        result = run_cli("validate", job)
+        assert result.exit_code == 2, result.output
+        assert "the key" in result.output
+        job = write_job(tmp_path, DATA, input={"keep": ["author"]})
+        assert run_cli("validate", job).exit_code == 0
+        assert not (tmp_path / "out").exists(), "validate creates no output folder"
+
+
 class TestOutputFolder:
     def test_an_output_path_that_is_a_file_is_exit_2(self, tmp_path, emulator):
         server = emulator()
