@@ -52,6 +52,10 @@ def check_output_folder(job: JobSpec, files: tuple[Path, ...], *, create: bool) 
     out = job.output.dir.resolve()
     if out.exists() and not out.is_dir():
         _fail(job, f"{out} is a file, not a folder; point output.dir at a folder (or move it)")
+    fmt = job.output.format
+    for name in (f"results.{fmt}", f"errors.{fmt}", "summary.json"):
+        if (out / name).is_dir():
+            _fail(job, f"{out / name} is a folder, so it cannot be replaced; move it away")
     for file in files:
         if file.resolve().is_relative_to(out):
             _fail(

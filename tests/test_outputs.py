@@ -163,6 +163,28 @@ class TestFullDisk:
         assert sorted(results["id"]) == data["id"].to_list()
         assert set(journal_states(out).values()) == {"done"}
 
+    def test_results_that_cannot_be_written_at_the_end_exit_74(self, tmp_path, emulator):
+        server = emulator()
+        n = 8000  # journal ~4.4 MB, results.jsonl ~7.8 MB: only the results pass the limit
+        data = pl.DataFrame({"id": [f"r{i:05d}" for i in range(n)], "text": ["words"] * n})
+        job = write_job(
+            tmp_path, data, output={"format": "jsonl"}, moderation={"rows_per_request": 100}
+        )
+        out = tmp_path / "out"
+        child = subprocess.run(
+            pipeline_command(job, server), preexec_fn=limited_to(6_000_000), capture_output=True
+        )
+        assert child.returncode == 74, child.stderr
+        assert b"results.jsonl" in child.stderr
+        assert set(journal_states(out).values()) == {"done"}
+        assert not (out / "results.jsonl").exists()
+        assert list((out / ".pipeline" / "tmp").iterdir()) == [], "the half file is removed"
+        sent_before = len(server.recorded_requests())
+        assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+        assert len(server.recorded_requests()) == sent_before, "nothing is sent again"
+        results = pl.read_ndjson(out / "results.jsonl")
+        assert sorted(results["id"]) == data["id"].to_list()
+
     def test_an_audio_file_that_cannot_be_written_stops_the_run(self, tmp_path, emulator):
         server = emulator()
         long = "The quick brown fox jumps over the lazy dog, and then it rests a while. " * 25

@@ -100,6 +100,12 @@ class TestOutputFolder:
         assert "is a file" in refused(job, server)
         assert (tmp_path / "out").read_text() == "not a folder"
 
+    def test_an_output_file_name_taken_by_a_folder_is_exit_2(self, tmp_path, emulator):
+        server = emulator()
+        (tmp_path / "out" / "errors.parquet").mkdir(parents=True)
+        job = write_job(tmp_path, DATA)
+        assert "is a folder" in refused(job, server)
+
     def test_an_output_folder_that_cannot_be_created_is_exit_2(self, tmp_path, emulator):
         server = emulator()
         job = write_job(tmp_path, DATA, output={"dir": "input.parquet/out"})
