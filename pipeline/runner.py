@@ -16,7 +16,7 @@ import signal
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +25,7 @@ import polars as pl
 
 from pipeline import logs, preflight, readers
 from pipeline.api import Session
-from pipeline.errors import JobError, RowError, StorageError
+from pipeline.errors import JobError, RowError
 from pipeline.http import Http
 from pipeline.job import LOCAL, JobSpec, OutputSpec, resolve_api_key, resolve_base_url
 from pipeline.journal import (
@@ -212,11 +212,18 @@ async def _run(
         loop.remove_signal_handler(sig)
 
     if pool.storage_error is not None:
-        with suppress(StorageError, sqlite3.Error):  # best effort: the disk may still be full
-            _write_results(prepared, journal)
-        journal.close()
+        journal.close()  # every committed answer is in it; the rerun writes the outputs
         raise pool.storage_error
-    paths = _write_results(prepared, journal)
+    with _gc_paused():  # millions of short-lived, acyclic values: collecting finds nothing
+        paths = write_outputs(
+            journal,
+            job.output.dir,
+            job.output.format,
+            job.input.key,
+            prepared.input.schema,
+            job.input.keep,
+            kind.result_schema,
+        )
     counts = journal.counts()
     outcome: Outcome
     if pool.fatal is not None:
@@ -240,20 +247,6 @@ async def _run(
             field=input_error.field,
         )
     return RunResult(outcome, job.output.dir, summary)
-
-
-def _write_results(prepared: Prepared, journal: Journal) -> dict[str, Path]:
-    job = prepared.job
-    with _gc_paused():  # millions of short-lived, acyclic values: collecting finds nothing
-        return write_outputs(
-            journal,
-            job.output.dir,
-            job.output.format,
-            job.input.key,
-            prepared.input.schema,
-            job.input.keep,
-            prepared.kind.result_schema,
-        )
 
 
 async def _feeder_error(feeder: asyncio.Task[None], output_dir: Path) -> JobError | None:
