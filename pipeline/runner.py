@@ -44,6 +44,7 @@ from pipeline.stats import RunStats
 from pipeline.writers import (
     OutputFiles,
     journal_error,
+    out_of_storage,
     remove_stale_temporaries,
     write_json,
     write_outputs,
@@ -164,8 +165,13 @@ async def _run(
     prepared: Prepared, base_url: str, api_key: str | None, options: RunOptions
 ) -> RunResult:
     job, kind = prepared.job, prepared.kind
-    journal = Journal(job.output.dir)
-    run_id, resent_requests, resent_rows = journal.start_run()
+    try:
+        journal = Journal(job.output.dir)
+        run_id, resent_requests, resent_rows = journal.start_run()
+    except sqlite3.Error as exc:
+        if not out_of_storage(exc):
+            raise
+        raise journal_error(job.output.dir, exc) from exc
     if journal.meta(RESULT_COLUMNS) is None:
         journal.set_meta(RESULT_COLUMNS, kind.result_schema.names)
     if resent_requests:

@@ -18,6 +18,7 @@ import io
 import itertools
 import os
 import shutil
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
@@ -46,6 +47,7 @@ ERROR_SCHEMA = pa.schema(
 _FORMULA_START = r"^[=+\-@\t\r]"
 TMP_FOLDER = "tmp"  # inside .pipeline: the only place temporaries are made, and cleaned
 _serial = itertools.count(1)
+_STORAGE_CODES = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY}
 STORAGE_FIX = (
     "free space or fix the permissions, then rerun: every answer is in the journal and the "
     "outputs are rewritten"
@@ -152,6 +154,12 @@ def _storing(path: Path, output_dir: Path) -> Iterator[Path]:
 def journal_error(output_dir: Path, exc: BaseException) -> StorageError:
     """The StorageError for a journal write (SQLite) that failed, e.g. a full disk."""
     return storage_error(output_dir / STATE_DIR / JOURNAL_FILE, exc)
+
+
+def out_of_storage(exc: sqlite3.Error) -> bool:
+    """Whether SQLite failed for want of storage (full, I/O error, read-only), by its code."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _STORAGE_CODES
 
 
 def storage_error(path: Path | str, exc: BaseException) -> StorageError:

@@ -163,6 +163,19 @@ class TestFullDisk:
         assert sorted(results["id"]) == data["id"].to_list()
         assert set(journal_states(out).values()) == {"done"}
 
+    def test_a_journal_that_cannot_be_created_is_exit_74_before_sending(self, tmp_path, emulator):
+        server = emulator()
+        data = pl.DataFrame({"id": ["a", "b"], "text": ["one", "two"]})
+        job = write_job(tmp_path, data)
+        child = subprocess.run(
+            pipeline_command(job, server), preexec_fn=limited_to(20_000), capture_output=True
+        )
+        assert child.returncode == 74, child.stderr
+        assert b"journal.sqlite" in child.stderr
+        assert server.recorded_requests() == []
+        assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+        assert sorted(read_output(job, "results")["id"]) == ["a", "b"]
+
     def test_results_that_cannot_be_written_at_the_end_exit_74(self, tmp_path, emulator):
         server = emulator()
         n = 8000  # journal ~4.4 MB, results.jsonl ~7.8 MB: only the results pass the limit
