@@ -81,7 +81,8 @@ def _check_not_read_back(job: JobSpec, out: Path) -> None:
     if any(char in pattern for char in "*?["):
         names = [f"{name}.{fmt}" for name in ("results", "errors") for fmt in _OUTPUT_FORMATS]
         outputs = [out / name for name in names]
-        hit = next((path for path in outputs if _glob_matches(str(target), path)), None)
+        absolute = os.path.normpath(target)  # "a/../b/*" as glob reads it
+        hit = next((path for path in outputs if _glob_matches(absolute, path)), None)
         if hit is None:
             return
         problem = f"the input glob {pattern!r} would read the output {hit} back as input"
@@ -97,12 +98,16 @@ def _glob_matches(pattern: str, path: Path) -> bool:
     parts = Path(pattern).parts
     names = path.parts
 
+    def one(name: str, part: str) -> bool:  # glob's wildcards skip hidden names
+        return fnmatch.fnmatchcase(name, part) and (part[:1] == "." or name[:1] != ".")
+
     def match(i: int, j: int) -> bool:
         if i == len(parts):
             return j == len(names)
         if parts[i] == "**":
-            return any(match(i + 1, k) for k in range(j, len(names) + 1))
-        return j < len(names) and fnmatch.fnmatchcase(names[j], parts[i]) and match(i + 1, j + 1)
+            hidden = next((k for k in range(j, len(names)) if names[k][:1] == "."), len(names))
+            return any(match(i + 1, k) for k in range(j, hidden + 1))
+        return j < len(names) and one(names[j], parts[i]) and match(i + 1, j + 1)
 
     return match(0, 0)
 
