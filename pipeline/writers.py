@@ -125,7 +125,7 @@ def temporary_folder(output_dir: Path) -> Path:
 def remove_stale_temporaries(output_dir: Path) -> None:
     """Empty ``.pipeline/tmp`` (what a killed run left); nothing else is ever deleted."""
     folder = temporary_folder(output_dir)
-    if folder.is_dir():
+    if folder.is_dir() and not folder.is_symlink():  # never follow a link out of the folder
         for stale in folder.iterdir():
             if stale.is_dir() and not stale.is_symlink():
                 shutil.rmtree(stale, ignore_errors=True)
