@@ -299,8 +299,9 @@ def _neutralised(frame: pl.DataFrame) -> pl.DataFrame:
         .alias(name)
         for name in text
     )
-    return frame.rename({name: _safe_cell(name) for name in frame.columns})
+    return frame.rename({name: csv_header_name(name) for name in frame.columns})
 
 
-def _safe_cell(text: str) -> str:
+def csv_header_name(text: str) -> str:
+    """A column name as the CSV header writes it (a formula-like name gets an apostrophe)."""
     return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

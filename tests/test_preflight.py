@@ -60,6 +60,12 @@ class TestKeepNames:
         message = refused(job, server)
         assert named in message and "input.keep" in message
 
+    def test_two_keep_columns_with_one_csv_header_are_exit_2(self, tmp_path, emulator):
+        server = emulator()
+        data = DATA.with_columns(pl.lit("a").alias("=x"), pl.lit("b").alias("'=x"))
+        job = write_job(tmp_path, data, input={"keep": ["=x", "'=x"]}, output={"format": "csv"})
+        assert "both be written as" in refused(job, server)
+
 
 class TestKeepTypes:
     @pytest.mark.parametrize(
