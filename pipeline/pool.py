@@ -10,16 +10,18 @@ import asyncio
 import itertools
 import logging
 from collections import deque
+import sqlite3
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import asdict
 
 from pipeline.api import Call, Session
-from pipeline.errors import ApiError, FatalApiError
+from pipeline.errors import ApiError, FatalApiError, StorageError
 from pipeline.journal import Journal, Settled
 from pipeline.kinds import Failure, Item, Kind, Outcome
 from pipeline.limits import Stopped, Stopper
 from pipeline.stats import RunStats
+from pipeline.writers import journal_error
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class Pool:
             maxsize=2 * concurrency * kind.rows_per_request
         )
         self.fatal: FatalApiError | None = None
+        self.storage_error: StorageError | None = None  # the output folder failed: stopped
         self._request_ids = itertools.count(1)
         self._held: deque[Item] = deque()  # taken from the queue but left out of a full pack
         self._result_columns = kind.result_schema.names
@@ -131,7 +134,7 @@ class Pool:
         try:
             outcomes = await self.kind.send(call, items)
         except Stopped:
-            await self.journal.unsend(keys, call.attempts)
+            await self._unsend(keys, call.attempts)
             return
         except FatalApiError as error:
             log.error(
@@ -142,7 +145,11 @@ class Pool:
             )
             self.fatal = self.fatal or error
             self.stop("fatal_api_error")
-            await self.journal.unsend(keys, call.attempts)
+            await self._unsend(keys, call.attempts)
+            return
+        except (StorageError, sqlite3.Error) as error:
+            self._storage_failed(error)
+            await self._unsend(keys, call.attempts)
             return
         except ApiError as error:  # retries ran out
             outcomes = [Failure.from_api(error)] * len(items)
@@ -157,7 +164,25 @@ class Pool:
             log.debug("traceback of that internal error", exc_info=error)
             outcomes = [Failure("request", "internal_error", f"{type(error).__name__}: {error}")]
             outcomes *= len(items)
-        await self._settle(items, outcomes, call.attempts)
+        try:
+            await self._settle(items, outcomes, call.attempts)
+        except sqlite3.Error as error:  # the answer is lost: the rows stay 'sent', sent again
+            self._storage_failed(error)
+
+    async def _unsend(self, keys: list[object], attempts: int) -> None:
+        try:
+            await self.journal.unsend(keys, attempts)
+        except sqlite3.Error as error:  # those rows stay 'sent': the next run sends them again
+            self._storage_failed(error)
+
+    def _storage_failed(self, error: StorageError | sqlite3.Error) -> None:
+        """The output folder cannot be written: no row is failed for it; the run stops."""
+        if isinstance(error, sqlite3.Error):
+            error = journal_error(self.session.files.output_dir, error)
+        if self.storage_error is None:
+            log.error("stopping: %s", error)
+            self.storage_error = error
+        self.stop("storage_error")
 
     async def _settle(self, items: Sequence[Item], outcomes: list[Outcome], attempts: int) -> None:
         settled = []

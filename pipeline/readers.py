@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 from pipeline import keys as key_contract
 from pipeline.errors import JobError
 
-__all__ = ["InputInfo", "find_files", "inspect", "iter_batches"]
+__all__ = ["InputInfo", "check_readable", "find_files", "inspect", "iter_batches"]
 
 Format = Literal["csv", "tsv", "parquet", "jsonl"]
 _FORMATS: dict[str, Format] = {
@@ -227,6 +227,20 @@ def _count_rows(file: Path, key: str, dtype: pl.DataType) -> int:
         except _READ_ERRORS as exc:
             raise _unreadable(file, "parquet", exc) from exc
     return sum(frame.height for frame in _read_file(file, {key: dtype}, _KEY_PASS_ROWS))
+
+
+def check_readable(files: tuple[Path, ...], columns: list[str]) -> None:
+    """Read every value of ``columns`` once and drop it, so a file corrupt in the middle (a bad
+    page, a broken line) is found before any request is paid for; ``JobError`` names the file.
+
+    ``inspect`` reads only the key column; this reads the others the run will need.
+    """
+    schema = _common_schema(files)
+    wanted = {column: schema[column] for column in columns if column in schema}
+    if wanted:
+        for file in files:
+            for _ in _read_file(file, wanted, _KEY_PASS_ROWS):
+                pass
 
 
 def iter_batches(

@@ -13,16 +13,17 @@ import itertools
 import logging
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 
-from pipeline import folder, keys, logs, readers
+from pipeline import folder, keys, logs, preflight, readers
 from pipeline.api import Session
 from pipeline.errors import JobError, RowError
 from pipeline.http import Http
@@ -41,7 +42,14 @@ from pipeline.limits import Bounds, RateLimiter, RetryPolicy, Stopper
 from pipeline.pool import END, Pool
 from pipeline.progress import Mode, report
 from pipeline.stats import RunStats
-from pipeline.writers import OutputFiles, remove_stale_temporaries, write_json, write_outputs
+from pipeline.writers import (
+    OutputFiles,
+    journal_error,
+    out_of_storage,
+    remove_stale_temporaries,
+    write_json,
+    write_outputs,
+)
 
 log = logging.getLogger(__name__)
 Outcome = Literal["completed", "completed_with_errors", "stopped_fatal", "interrupted"]
@@ -81,11 +89,14 @@ class Prepared:
     input: readers.InputInfo
 
 
-def prepare(job_path: str, output: Path | None = None, *, limit: int | None = None) -> Prepared:
+def prepare(
+    job_path: str, output: Path | None = None, *, limit: int | None = None, for_run: bool = False
+) -> Prepared:
     """Load the job and inspect its input; JobError for anything that makes it unusable.
 
     With ``limit`` (--limit N) the keys are checked only as far as the run can read: N rows
-    more than the journal holds, since the reader stops once it has N new ones."""
+    more than the journal holds, since the reader stops once it has N new ones. ``for_run``:
+    the pre-flight probes the output folder by writing to it (validate only looks)."""
     job, kind = load(job_path)
     if output is not None:
         job = replace(job, output=OutputSpec(output.resolve(), job.output.format))
@@ -111,13 +122,16 @@ def prepare(job_path: str, output: Path | None = None, *, limit: int | None = No
                 path=str(job.path),
                 field=where,
             )
+    preflight.check(job, kind, info, create=for_run, full=limit is None)
     return Prepared(job, kind, info)
 
 
 def run(job_path: str, options: RunOptions) -> RunResult:
     """Run a job to the end (or until stopped); raises JobError, LockedError."""
     settled_too = options.retry_failed or options.redo_changed  # these read the whole input
-    prepared = prepare(job_path, options.output, limit=None if settled_too else options.limit)
+    prepared = prepare(
+        job_path, options.output, limit=None if settled_too else options.limit, for_run=True
+    )
     job = prepared.job
     logs.bind(job=job.name)
     base_url = resolve_base_url(job, options.base_url)
@@ -155,13 +169,18 @@ async def _run(
 ) -> RunResult:
     job, kind = prepared.job, prepared.kind
     rebuild = folder.check_journal_present(job.output.dir, options.rebuild_journal)
-    journal = Journal(job.output.dir)
-    folder.claim(journal, job)
-    key_family = folder.check_key_family(journal, prepared.input, job.input.key)
-    if rebuild:
-        adopted = folder.adopt_outputs(journal, job, kind.result_schema)
-        log.warning("journal rebuilt from the output files: %d key(s) adopted", adopted)
-    run_id, resent_requests, resent_rows = journal.start_run()
+    try:
+        journal = Journal(job.output.dir)
+        folder.claim(journal, job)
+        key_family = folder.check_key_family(journal, prepared.input, job.input.key)
+        if rebuild:
+            adopted = folder.adopt_outputs(journal, job, kind.result_schema)
+            log.warning("journal rebuilt from the output files: %d key(s) adopted", adopted)
+        run_id, resent_requests, resent_rows = journal.start_run()
+    except sqlite3.Error as exc:
+        if not out_of_storage(exc):
+            raise
+        raise journal_error(job.output.dir, exc) from exc
     if journal.meta(RESULT_COLUMNS) is None:
         journal.set_meta(RESULT_COLUMNS, kind.result_schema.names)
     if resent_requests:
@@ -200,14 +219,16 @@ async def _run(
         await pool.run()
         if not feeder.done() and (stopper.stopped or pool.fatal is not None):
             feeder.cancel()  # else it is counting changed rows: the summary needs the count
-        with suppress(asyncio.CancelledError):
-            await feeder
+        input_error = await _feeder_error(feeder, job.output.dir)
         done_event.set()
         await progress
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.remove_signal_handler(sig)
 
+    if pool.storage_error is not None:
+        journal.close()  # every committed answer is in it; the rerun writes the outputs
+        raise pool.storage_error
     with _gc_paused():  # millions of short-lived, acyclic values: collecting finds nothing
         paths = write_outputs(
             journal,
@@ -235,10 +256,35 @@ async def _run(
     summary = _summary(
         prepared, run_id, outcome, started, stats, counts, unread, journal, paths, pool
     )
-    write_json(job.output.dir / "summary.json", summary)
-    journal.finish_run(run_id, outcome, summary)
+    write_json(job.output.dir, "summary.json", summary)
+    try:
+        journal.finish_run(run_id, outcome, summary)
+    except sqlite3.Error as exc:
+        raise journal_error(job.output.dir, exc) from exc
     journal.close()
+    if input_error is not None:
+        raise JobError(
+            f"{input_error.message}; the run stopped, the answers so far are kept (journal "
+            "and outputs written): fix or restore the file, then rerun to resume",
+            path=str(job.path),
+            field=input_error.field,
+        )
     return RunResult(outcome, job.output.dir, summary)
+
+
+async def _feeder_error(feeder: asyncio.Task[None], output_dir: Path) -> JobError | None:
+    """Wait for the reader; an input that failed mid-run is returned (the outputs of what is
+    done are written first), a journal that cannot be written is a StorageError."""
+    try:
+        await feeder
+    except asyncio.CancelledError:
+        pass
+    except JobError as error:
+        log.error("stopping: %s", error)
+        return error
+    except sqlite3.Error as exc:
+        raise journal_error(output_dir, exc) from exc
+    return None
 
 
 @contextmanager

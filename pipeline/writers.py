@@ -1,15 +1,28 @@
-"""Output files: results, errors and summary.json, each written to a temporary name and replaced.
+"""Output files: results, errors, summary.json and a kind's files (audio), each written atomically.
+
+Every temporary file is made in ``<output>/.pipeline/tmp/`` (same file system, so ``os.replace``
+into place is atomic) under a unique name; start-up empties that folder and nothing else, so a
+user's own files under the output folder are never touched. A write that fails (disk full,
+permission lost, I/O error) raises ``StorageError`` naming the path: the journal keeps every
+answer, and a rerun rewrites the outputs.
 
 Rows stream from the journal in chunks into the file, so memory does not grow with the job.
-CSV cells that a spreadsheet would run as a formula are neutralised with a leading apostrophe.
+CSV cells that a spreadsheet would run as a formula are neutralised with a leading apostrophe,
+whatever the column's type (string, categorical, enum, nested values written as JSON) and in
+the header too.
 """
 
 from __future__ import annotations
 
+import io
+import itertools
 import os
+import shutil
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 import polars as pl
@@ -17,9 +30,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import keys as key_contract
+from pipeline.errors import StorageError
 from pipeline.filenames import safe_stem
 from pipeline.job import OutputFormat
-from pipeline.journal import RESULT_COLUMNS, Journal
+from pipeline.journal import JOURNAL_FILE, RESULT_COLUMNS, STATE_DIR, Journal
 
 ERROR_SCHEMA = pa.schema(
     [
@@ -32,6 +46,13 @@ ERROR_SCHEMA = pa.schema(
     ]
 )
 _FORMULA_START = r"^[=+\-@\t\r]"
+TMP_FOLDER = "tmp"  # inside .pipeline: the only place temporaries are made, and cleaned
+_serial = itertools.count(1)
+_STORAGE_CODES = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY}
+STORAGE_FIX = (
+    "free space or fix the permissions, then rerun: every answer is in the journal and the "
+    "outputs are rewritten"
+)
 
 
 def write_outputs(
@@ -61,8 +82,8 @@ def write_outputs(
     done = (_frame(chunk, key, keep, results, result_values) for chunk in journal.settled("done"))
     failed = (_frame(chunk, key, keep, errors, error_values) for chunk in journal.settled("failed"))
     return {
-        "results": _write(done, output_dir / f"results.{fmt}", fmt, results),
-        "errors": _write(failed, output_dir / f"errors.{fmt}", fmt, errors),
+        "results": _write(done, output_dir / f"results.{fmt}", fmt, results, output_dir),
+        "errors": _write(failed, output_dir / f"errors.{fmt}", fmt, errors, output_dir),
     }
 
 
@@ -81,25 +102,90 @@ class OutputFiles:
     def write(self, relative: str, data: bytes) -> Path:
         """Write to a temporary name, then replace: a reader never sees half a file."""
         path = self.output_dir / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp(path)
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        with _storing(path, self.output_dir) as tmp:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
         return path
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temporary name, then os.replace)."""
-    tmp = _tmp(path)
-    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
-    os.replace(tmp, path)
+def write_json(output_dir: Path, name: str, data: Any) -> Path:
+    """Write ``output_dir/name`` as JSON atomically; raises StorageError."""
+    path = output_dir / name
+    with _storing(path, output_dir) as tmp:
+        tmp.write_bytes(
+            orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+        )
+    return path
+
+
+def temporary_folder(output_dir: Path) -> Path:
+    """Where every temporary file of a run over ``output_dir`` is made."""
+    return output_dir / STATE_DIR / TMP_FOLDER
 
 
 def remove_stale_temporaries(output_dir: Path) -> None:
-    """Drop temporary files a killed run left behind (never the real outputs)."""
-    if output_dir.is_dir():
-        for stale in output_dir.rglob("*.tmp-*"):
-            stale.unlink(missing_ok=True)
+    """Empty ``.pipeline/tmp`` (what a killed run left); nothing else is ever deleted."""
+    folder = temporary_folder(output_dir)
+    if folder.is_dir() and not folder.is_symlink():  # never follow a link out of the folder
+        for stale in folder.iterdir():
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+
+
+@contextmanager
+def _storing(path: Path, output_dir: Path) -> Iterator[Path]:
+    """A unique temporary to fill, replaced onto ``path`` on success; OSError -> StorageError."""
+    tmp = temporary_folder(output_dir) / f"{os.getpid()}-{next(_serial)}{path.suffix}"
+    try:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise storage_error(path, exc) from exc
+    except BaseException:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def journal_error(output_dir: Path, exc: BaseException) -> StorageError:
+    """The StorageError for a journal write (SQLite) that failed, e.g. a full disk."""
+    return storage_error(output_dir / STATE_DIR / JOURNAL_FILE, exc)
+
+
+def out_of_storage(exc: sqlite3.Error) -> bool:
+    """Whether SQLite failed for want of storage (full, I/O error, read-only), by its code."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _STORAGE_CODES
+
+
+def storage_error(path: Path | str, exc: BaseException) -> StorageError:
+    """The one-line StorageError for a write to ``path`` that failed with ``exc``."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return StorageError(f"cannot write: {reason}; {STORAGE_FIX}", path=str(path))
+
+
+def probe_keep(column: str, dtype: pl.DataType, value: pl.Series, fmt: OutputFormat) -> str | None:
+    """Push one keep value the way a run does (JSON into the journal, back, into an output file
+    of ``fmt``, in memory); why it cannot be written, or None when it comes back equal."""
+    try:
+        kept = orjson.loads(orjson.dumps({column: value.to_list()[0]}))
+    except TypeError as exc:
+        return f"the journal cannot store it ({exc})"
+    schema = _schema({f"{column}_key": pl.String(), column: dtype}, pa.schema([]))
+    try:
+        frame = _frame([("probe", kept, None, 0)], (column,), schema, lambda *_: [])
+        back = frame.get_column(column)
+        if not back.equals(value, check_dtypes=False, null_equal=True):
+            return f"it comes back changed ({value.to_list()[0]!r} as {back.to_list()[0]!r})"
+        _fill(iter([frame]), io.BytesIO(), fmt, schema)
+    except Exception as exc:  # whatever fails here would fail the real write after sending
+        return f"it cannot be rebuilt and written as {fmt} ({type(exc).__name__}: {str(exc)[:160]})"
+    return None
 
 
 def _schema(front: Mapping[str, pl.DataType], kind_schema: pa.Schema) -> pl.Schema:
@@ -139,6 +225,8 @@ def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
         text = pl.Series(name, values, dtype=pl.String)
         if dtype == pl.Date:
             return text.str.to_date(strict=False)
+        if dtype == pl.Time:
+            return text.str.to_time("%H:%M:%S%.f", strict=False)
         if isinstance(dtype, pl.Datetime):
             return text.str.to_datetime(strict=False).cast(dtype, strict=False)
         return text
@@ -146,9 +234,21 @@ def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
 
 
 def _write(
-    frames: Iterator[pl.DataFrame], path: Path, fmt: OutputFormat, schema: pl.Schema
+    frames: Iterator[pl.DataFrame],
+    path: Path,
+    fmt: OutputFormat,
+    schema: pl.Schema,
+    output_dir: Path,
 ) -> Path:
-    tmp = _tmp(path)
+    with _storing(path, output_dir) as tmp:
+        _fill(frames, tmp, fmt, schema)
+    return path
+
+
+def _fill(
+    frames: Iterator[pl.DataFrame], tmp: Path | BinaryIO, fmt: OutputFormat, schema: pl.Schema
+) -> None:
+    """Write the frames into ``tmp`` (a file, or memory for the pre-flight probe)."""
     empty = pl.DataFrame(schema=schema)
     if fmt == "parquet":
         with pq.ParquetWriter(tmp, empty.to_arrow().schema, compression="zstd") as writer:
@@ -159,39 +259,54 @@ def _write(
             if not wrote:
                 writer.write_table(empty.to_arrow())
     else:
-        with tmp.open("wb") as out:
+        with tmp.open("wb") if isinstance(tmp, Path) else nullcontext(tmp) as out:
             first = True
             for frame in frames:
                 _write_text(frame, out, fmt, header=first)
                 first = False
             if first and fmt == "csv":
                 _write_text(empty, out, fmt, header=True)
-    os.replace(tmp, path)
-    return path
 
 
 def _write_text(frame: pl.DataFrame, out: Any, fmt: OutputFormat, *, header: bool) -> None:
     if fmt == "jsonl":
         frame.write_ndjson(out)
         return
+    _neutralised(_as_csv_text(frame)).write_csv(out, include_header=header)
+
+
+def _as_csv_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every string-like column as String (categorical, enum, and nested values as JSON)."""
     nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
-    frame = frame.with_columns(  # CSV has no nesting: such cells hold their JSON
-        pl.Series(
-            name,
-            [None if v is None else orjson.dumps(v).decode() for v in frame[name].to_list()],
-            dtype=pl.String,
-        )
-        for name in nested
+    categorical = [
+        name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Categorical | pl.Enum)
+    ]
+    return frame.with_columns(  # CSV has no nesting: such cells hold their JSON
+        *(
+            pl.Series(
+                name,
+                [None if v is None else orjson.dumps(v).decode() for v in frame[name].to_list()],
+                dtype=pl.String,
+            )
+            for name in nested
+        ),
+        *(pl.col(name).cast(pl.String) for name in categorical),
     )
+
+
+def _neutralised(frame: pl.DataFrame) -> pl.DataFrame:
+    """Cells and header names a spreadsheet would run as formulas get a leading apostrophe."""
     text = [name for name, dtype in frame.schema.items() if dtype == pl.String]
-    frame.with_columns(
+    frame = frame.with_columns(
         pl.when(pl.col(name).str.contains(_FORMULA_START))
         .then(pl.lit("'") + pl.col(name))
         .otherwise(pl.col(name))
         .alias(name)
         for name in text
-    ).write_csv(out, include_header=header)
+    )
+    return frame.rename({name: csv_header_name(name) for name in frame.columns})
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+def csv_header_name(text: str) -> str:
+    """A column name as the CSV header writes it (a formula-like name gets an apostrophe)."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
