@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections import deque
 import sqlite3
+from collections import deque
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import asdict

@@ -176,9 +176,10 @@ def probe_keep(column: str, dtype: pl.DataType, value: pl.Series, fmt: OutputFor
         kept = orjson.loads(orjson.dumps({column: value.to_list()[0]}))
     except TypeError as exc:
         return f"the journal cannot store it ({exc})"
-    schema = _schema({f"{column}_key": pl.String(), column: dtype}, pa.schema([]))
+    probe_key = f"{column}_key"
+    schema = _schema({probe_key: pl.String(), column: dtype}, pa.schema([]))
     try:
-        frame = _frame([("probe", kept, None, 0)], (column,), schema, lambda *_: [])
+        frame = _frame([("probe", kept, None, 0)], probe_key, (column,), schema, lambda *_: [])
         back = frame.get_column(column)
         if not back.equals(value, check_dtypes=False, null_equal=True):
             return f"it comes back changed ({value.to_list()[0]!r} as {back.to_list()[0]!r})"
