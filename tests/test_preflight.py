@@ -165,7 +165,7 @@ class TestCorruptInput:
         assert "input.parquet" in message and "input.path" in message
         # --limit reads only the batches it needs (10,000 rows): those are sound
         result = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--limit", "50")
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == 4, result.output  # rows left unread: resumable
         assert read_output(job, "results").height == 50
 
     def test_a_file_that_breaks_mid_run_keeps_the_answers_and_resumes(self, tmp_path, emulator):
