@@ -406,8 +406,10 @@ def write_job(
     tokens_per_minute: int | None = None,
     timeout_s: float = 30,
     max_attempts: int = 6,
+    name: str | None = None,
 ) -> Path:
-    """A moderation job over ``input_path`` (key ``id``, text in ``text``)."""
+    """A moderation job over ``input_path`` (key ``id``, text in ``text``), named ``name`` (by
+    default the file's stem: an output folder holds one job, so jobs sharing one name it)."""
     api: dict[str, Any] = {
         "concurrency": concurrency,
         "max_attempts": max_attempts,
@@ -424,7 +426,7 @@ def write_job(
         "api": api,
         "moderation": {"rows_per_request": rows_per_request},
     }
-    lines = ['kind = "moderation"', f"name = {_toml_value(path.stem)}"]
+    lines = ['kind = "moderation"', f"name = {_toml_value(name or path.stem)}"]
     for section, table in doc.items():
         lines.append(f"[{section}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]

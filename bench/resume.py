@@ -105,6 +105,7 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
             output_dir="unused",
             concurrency=CONCURRENCY,
             rows_per_request=ROWS_PER_REQUEST,
+            name="resume",  # one job over a grown input: the output folder is its
         )
         for rows in (DONE, ROWS)
     }
