@@ -139,6 +139,14 @@ def resolve_api_key(base_url: str, job_path: Path) -> str | None:
             'or set base_url = "local" in [api] to use the local emulator',
             path=str(job_path),
         )
+    bad = next((i for i, char in enumerate(key or "") if not "!" <= char <= "~"), None)
+    if bad is not None:  # never echoed: the message says where, not what
+        raise JobError(
+            f"OPENAI_API_KEY holds a space, a control character or a non-ASCII character at "
+            f"position {bad + 1} of {len(key or '')} (a line end from a Windows env file?); an "
+            "HTTP header cannot carry it: set the key again without it",
+            path=str(job_path),
+        )
     return key
 
 

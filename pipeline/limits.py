@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -353,9 +354,12 @@ class RetryPolicy:
 
 
 def _number(value: str | None) -> float | None:
+    """A header's count, or None for what no honest server sends (negative, NaN, infinite):
+    a lying ``x-ratelimit-remaining-tokens: -1e12`` must not stall the run for ever."""
     if value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return None
+    return number if math.isfinite(number) and number >= 0 else None

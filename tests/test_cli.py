@@ -6,6 +6,7 @@ import json
 import tempfile
 
 import polars as pl
+import pytest
 
 from pipeline import runner
 from pipeline.journal import Journal, OutputLock
@@ -175,3 +176,20 @@ def test_serve_on_a_port_in_use_is_exit_2_naming_the_option(emulator):
     assert "--port: cannot listen on 127.0.0.1:" in result.stderr
     assert "choose another --port" in result.stderr
     assert taken.stats()["requests"] == 0
+
+
+@pytest.mark.parametrize("bad", ["\r", "\n", " ", "\u00a0", "\t"])
+def test_a_key_with_a_line_end_or_space_is_exit_2_without_echoing_it(
+    tmp_path, emulator, monkeypatch, bad
+):
+    """A key read from a Windows env file ends in \r: no header can carry it. The run stops
+    before sending, and the message says where the bad character is, never the key."""
+    server = emulator(engine="wordlist")
+    job = write_job(tmp_path, pl.DataFrame({"id": ["a"], "text": ["hello"]}))
+    secret = "sk-test-SECRET-KEY-THAT-MUST-NOT-SHOW"
+    monkeypatch.setenv("OPENAI_API_KEY", secret + bad)
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 2
+    assert "OPENAI_API_KEY" in result.output and f"position {len(secret) + 1}" in result.output
+    assert "SECRET" not in result.output
+    assert server.stats()["requests"] == 0

@@ -107,6 +107,28 @@ async def test_a_429_pauses_everyone():
         await waiter
 
 
+@pytest.mark.parametrize("lie", ["-1e12", "nan", "inf", "-inf", "-0.5", "1e999"])
+async def test_headers_no_honest_server_sends_change_nothing(lie):
+    """A lying x-ratelimit-remaining (negative: a debt of centuries) or limit must not stall
+    the run or lift the job's own limit."""
+    limiter = RateLimiter(rpm=600, tpm=6000, stopper=Stopper())
+    before = {name: bucket.tokens for name, bucket in limiter.buckets.items()}
+    limiter.observe(
+        {
+            "x-ratelimit-limit-requests": lie,
+            "x-ratelimit-remaining-requests": lie,
+            "x-ratelimit-limit-tokens": lie,
+            "x-ratelimit-remaining-tokens": lie,
+        }
+    )
+    assert {name: bucket.per_minute for name, bucket in limiter.buckets.items()} == {
+        "requests": 600,
+        "tokens": 6000,
+    }
+    for name, bucket in limiter.buckets.items():
+        assert 0 <= bucket.tokens <= before[name] + 1e-6, name
+
+
 async def test_the_first_request_goes_alone_until_it_is_answered():
     limiter = RateLimiter(rpm=None, tpm=None, stopper=Stopper())
     await limiter.acquire(1)  # the probe
