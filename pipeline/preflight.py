@@ -1,7 +1,8 @@
 """Everything that can make the outputs fail, checked before the first request is paid for.
 
 - The output folder: not a file; not an input folder, nor inside one, nor where the input's glob
-  would read the results back; holding no input file; writable (a run creates ``.pipeline/tmp``
+  would read the results back; no input file where a run writes (results, errors, audio/,
+  .pipeline/); writable (a run creates ``.pipeline/tmp``
   and a file in it).
 - ``input.keep``: not the key, not a result or error column, no column twice; every kept column's
   type survives the journal (JSON) and the writer: its first value goes the way a run's would,
@@ -29,6 +30,7 @@ from pipeline.kinds import Kind
 from pipeline.writers import ERROR_SCHEMA, csv_header_name, probe_keep, temporary_folder
 
 _OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
+_WRITTEN_FOLDERS = ("audio", ".pipeline")  # what a run writes inside the output folder
 _SAMPLE_ROWS = 1_000
 
 
@@ -56,12 +58,14 @@ def check_output_folder(job: JobSpec, files: tuple[Path, ...], *, create: bool) 
     for name in (f"results.{fmt}", f"errors.{fmt}", "summary.json"):
         if (out / name).is_dir():
             _fail(job, f"{out / name} is a folder, so it cannot be replaced; move it away")
-    for file in files:
-        if file.resolve().is_relative_to(out):
+    written = {out / f"{name}.{ext}" for name in ("results", "errors") for ext in _OUTPUT_FORMATS}
+    for file in map(Path.resolve, files):  # a data file kept beside the outputs is fine
+        if file in written or any(file.is_relative_to(out / sub) for sub in _WRITTEN_FOLDERS):
             _fail(
                 job,
-                f"the input file {file} is inside the output folder {out}: outputs would be "
-                "read back as input; choose an output.dir outside the input",
+                f"the input file {file} is where the pipeline writes its outputs in {out}: it "
+                "would be overwritten or read back as input; move it, or choose another "
+                "output.dir",
             )
     _check_not_read_back(job, out)
     if create:

@@ -134,15 +134,28 @@ class TestOutputFolder:
         assert "outside the input" in result.output
         assert server.recorded_requests() == []
 
-    def test_an_input_file_inside_the_output_folder_is_exit_2(self, tmp_path, emulator):
+    @pytest.mark.parametrize("name", ["results.parquet", "errors.parquet", "audio/a.parquet"])
+    def test_an_input_file_where_outputs_are_written_is_exit_2(self, tmp_path, emulator, name):
+        server = emulator()
+        (tmp_path / "out" / "audio").mkdir(parents=True)
+        DATA.write_parquet(tmp_path / "out" / name)
+        job = write_job(tmp_path, input={"path": f"out/{name}"})
+        result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+        assert result.exit_code == 2, result.output
+        assert "where the pipeline writes its outputs" in result.output
+        assert server.recorded_requests() == []
+        assert pl.read_parquet(tmp_path / "out" / name).equals(DATA), "left as it was"
+
+    def test_a_data_file_kept_beside_the_outputs_runs(self, tmp_path, emulator):
         server = emulator()
         (tmp_path / "out").mkdir()
         DATA.write_parquet(tmp_path / "out" / "part.parquet")
         job = write_job(tmp_path, input={"path": "out/part.parquet"})
         result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
-        assert result.exit_code == 2, result.output
-        assert "inside the output folder" in result.output
-        assert server.recorded_requests() == []
+        assert result.exit_code == 0, result.output
+        assert read_output(job, "results").height == DATA.height
+        again = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+        assert again.exit_code == 0 and read_output(job, "results").height == DATA.height
 
     def test_a_glob_that_cannot_reach_the_outputs_runs(self, tmp_path, emulator):
         server = emulator()
