@@ -184,7 +184,10 @@ def adopt_outputs(journal: Journal, job: JobSpec, result_schema: pa.Schema) -> i
                 path, "done" if path.stem == "results" else "failed", job, result_schema
             )
         )
-        return journal.adopt(rows)
+        adopted = journal.adopt(rows)
+        if "audio_path" in result_schema.names:  # the adopted keys own their audio files
+            journal.adopt_names(_audio_names(paths, job.input.key))
+        return adopted
     except BaseException:
         journal.discard()
         raise
@@ -211,6 +214,17 @@ def _adopted_rows(
         else:
             value = {name: row.get(name) for name in names}
         yield row_key, state, kept, value, int(row.get("attempts") or 0)
+
+
+def _audio_names(paths: list[Path], key: str) -> Iterator[tuple[str, str]]:
+    """(key, file name) of each adopted result's ``audio_path``."""
+    for path in paths:
+        if path.stem == "results":
+            frame = _read_output(path, key).drop_nulls("audio_path")
+            names = frame.get_column("audio_path").str.split("/").list.last()
+            yield from zip(
+                keys.canonical(frame.get_column(key)).to_list(), names.to_list(), strict=True
+            )
 
 
 def _read_output(path: Path, key: str) -> pl.DataFrame:

@@ -19,7 +19,7 @@ import re
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -499,21 +499,32 @@ class Journal:
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
-    def claim_name(self, stem: str, suffix: str, key: Any) -> str:
+    def claim_name(
+        self, stem: str, suffix: str, key: Any, taken: Callable[[str], bool] = lambda _: False
+    ) -> str:
         """A file name for ``key``: ``stem + suffix``, or ``stem~N + suffix`` if another key has
-        it. The same key always gets the same name back, across runs."""
+        it, or ``taken(name)`` says a file nobody claimed is there (a user's, or one adopted by
+        --rebuild-journal): never overwritten. The same key always gets the same name back."""
         attempt = 1
         while True:
             name = f"{stem}{suffix}" if attempt == 1 else f"{stem}~{attempt}{suffix}"
             row = self._db.execute(
                 "SELECT key FROM names WHERE folded = ?", (name.lower(),)
             ).fetchone()
-            if row is None:
+            if row is None and not taken(name):
                 self._db.execute("INSERT INTO names VALUES (?, ?, ?)", (name.lower(), name, key))
                 return name
-            if row[0] == key:
+            if row is not None and row[0] == key:
                 return name
             attempt += 1
+
+    def adopt_names(self, names: Iterable[tuple[str, str]]) -> None:
+        """Record (key, file name) pairs found in adopted results as claimed by those keys."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO names VALUES (?, ?, ?)",
+                ((name.lower(), name, key) for key, name in names),
+            )
 
     # -- reading state -----------------------------------------------------------------------
 

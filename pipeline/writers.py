@@ -96,7 +96,10 @@ class OutputFiles:
 
     def claim(self, folder: str, stem: str, suffix: str, key: Any) -> str:
         """The path (relative to the output folder) this key's file gets; stable across runs."""
-        name = self._journal.claim_name(safe_stem(stem), suffix, key)
+        where = self.output_dir / folder
+        name = self._journal.claim_name(
+            safe_stem(stem), suffix, key, taken=lambda name: (where / name).exists()
+        )
         return f"{folder}/{name}"
 
     def write(self, relative: str, data: bytes) -> Path:

@@ -190,3 +190,42 @@ def test_truncated_audio_and_sigkill_leave_one_complete_file_per_row(tmp_path, e
             row["duration_s"], abs=0.01
         )
     assert server.stats()["faults"].get("truncate", 0) > 0
+
+
+def test_a_file_nobody_claimed_is_never_overwritten(tmp_path, emulator):
+    """A user's own file in audio/ with the name a row would get: the row takes the next name."""
+    server = emulator()
+    (tmp_path / "out" / "audio").mkdir(parents=True)
+    mine = tmp_path / "out" / "audio" / "intro.wav"
+    mine.write_bytes(b"the user's own recording")
+    data = pl.DataFrame({"id": ["k1"], "text": [SENTENCE], "title": ["intro"]})
+    job = speech_job(
+        tmp_path, data, request={"response_format": "wav"}, speech={"file_name": "{title}"}
+    )
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    assert mine.read_bytes() == b"the user's own recording"
+    assert read_output(job, "results")["audio_path"].to_list() == ["audio/intro~2.wav"]
+
+
+def test_rebuild_journal_keeps_the_adopted_rows_audio_files(tmp_path, emulator):
+    """After --rebuild-journal, a new row whose name collides with an adopted row's file gets
+    another name; the adopted file keeps its bytes and its row."""
+    server = emulator()
+    first = pl.DataFrame({"id": ["k1"], "text": [SENTENCE], "title": ["chapter"]})
+    sections = {"request": {"response_format": "wav"}, "speech": {"file_name": "{title}"}}
+    job = speech_job(tmp_path, first, **sections)
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    adopted = tmp_path / "out" / "audio" / "chapter.wav"
+    before = adopted.read_bytes()
+    for path in sorted((tmp_path / "out" / ".pipeline").rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    (tmp_path / "out" / ".pipeline").rmdir()
+    grown = pl.DataFrame(
+        {"id": ["k1", "k2"], "text": [SENTENCE, "Another text."], "title": ["chapter"] * 2}
+    )
+    job = speech_job(tmp_path, grown, **sections)
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--rebuild-journal")
+    assert result.exit_code == 0, result.output
+    assert adopted.read_bytes() == before
+    paths = dict(read_output(job, "results").select("id", "audio_path").iter_rows())
+    assert paths == {"k1": "audio/chapter.wav", "k2": "audio/chapter~2.wav"}
