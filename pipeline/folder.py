@@ -55,6 +55,9 @@ def check_journal_present(output_dir: Path, rebuild: bool) -> bool:
             )
         return False
     found = output_files(output_dir)
+    audio = output_dir / "audio"  # a speech job's files, even with its results gone
+    if audio.is_dir() and any(path.is_file() for path in audio.iterdir()):
+        found.append(audio)
     if found and not rebuild:
         raise JobError(
             f"{output_dir} holds {', '.join(p.name for p in found)} but no journal "

@@ -229,3 +229,26 @@ def test_rebuild_journal_keeps_the_adopted_rows_audio_files(tmp_path, emulator):
     assert adopted.read_bytes() == before
     paths = dict(read_output(job, "results").select("id", "audio_path").iter_rows())
     assert paths == {"k1": "audio/chapter.wav", "k2": "audio/chapter~2.wav"}
+
+
+def test_audio_left_without_journal_or_results_is_exit_2_unless_rebuilt(tmp_path, emulator):
+    """Only audio/ survived: a run would narrate (and pay for) every row again; it says so
+    first. With --rebuild-journal it goes on, and the old files are kept under their names."""
+    server = emulator()
+    data = pl.DataFrame({"id": ["k1"], "text": [SENTENCE]})
+    job = speech_job(tmp_path, data, request={"response_format": "wav"})
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+    out = tmp_path / "out"
+    old = (out / "audio" / "k1.wav").read_bytes()
+    for name in ("results.parquet", "errors.parquet", "summary.json"):
+        (out / name).unlink()
+    for path in sorted((out / ".pipeline").rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    (out / ".pipeline").rmdir()
+    refused = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert refused.exit_code == 2 and "--rebuild-journal" in refused.output
+    assert len(server.recorded_requests()) == 1, "nothing sent"
+    again = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--rebuild-journal")
+    assert again.exit_code == 0, again.output
+    assert (out / "audio" / "k1.wav").read_bytes() == old
+    assert read_output(job, "results")["audio_path"].to_list() == ["audio/k1~2.wav"]
