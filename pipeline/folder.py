@@ -27,6 +27,7 @@ from pipeline.journal import (
     Journal,
     State,
 )
+from pipeline.writers import csv_cell_value, csv_header_name
 
 KEY_DTYPE = "key_dtype"  # meta: the key column type every key held fits (the last one written)
 OUTPUT_NAMES = ("results", "errors")
@@ -237,6 +238,15 @@ def _read_output(path: Path, key: str) -> pl.DataFrame:
         if path.suffix == ".jsonl":
             return pl.read_ndjson(path)
         # The key as written ("007" stays "007"); the other columns by inference.
-        return pl.read_csv(path, infer_schema_length=None, schema_overrides={key: pl.String})
+        frame = pl.read_csv(
+            path, infer_schema_length=None, schema_overrides={csv_header_name(key): pl.String}
+        )
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise JobError(f"--rebuild-journal cannot read {path}: {exc}", path=str(path)) from exc
+    text = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    return frame.with_columns(  # undo the writer's neutralising apostrophe, exactly once
+        pl.when(pl.col(name).str.starts_with("'"))
+        .then(pl.col(name).str.slice(1))
+        .otherwise(pl.col(name))
+        for name in text
+    ).rename(csv_cell_value)

@@ -45,7 +45,10 @@ ERROR_SCHEMA = pa.schema(
         ("attempts", pa.int64()),
     ]
 )
-_FORMULA_START = r"^[=+\-@\t\r]"
+# A cell a spreadsheet would run gets a leading apostrophe; so does one that starts with an
+# apostrophe, so that --rebuild-journal can take exactly one off and read back what was written.
+_FORMULA_START = r"^['=+\-@\t\r]"
+_FORMULA_CHARS = ("'", "=", "+", "-", "@", "\t", "\r")
 TMP_FOLDER = "tmp"  # inside .pipeline: the only place temporaries are made, and cleaned
 _serial = itertools.count(1)
 _STORAGE_CODES = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY}
@@ -313,4 +316,9 @@ def _neutralised(frame: pl.DataFrame) -> pl.DataFrame:
 
 def csv_header_name(text: str) -> str:
     """A column name as the CSV header writes it (a formula-like name gets an apostrophe)."""
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return f"'{text}" if text[:1] in _FORMULA_CHARS else text
+
+
+def csv_cell_value(text: str) -> str:
+    """What a CSV cell (or header) written by this module held before it was neutralised."""
+    return text[1:] if text[:1] == "'" else text

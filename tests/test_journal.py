@@ -219,3 +219,34 @@ def test_rebuild_journal_refuses_the_outputs_of_another_kind_of_job(
     assert not (tmp_path / "out" / STATE_DIR / JOURNAL_FILE).exists(), "the folder as it was"
     assert run(write_job(tmp_path), server).exit_code == 2, "outputs still without a journal"
     assert len(server.recorded_requests()) == 3
+
+
+def test_rebuild_journal_from_csv_reads_back_what_was_written_before_neutralising(
+    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+) -> None:
+    """CSV cells that looked like formulas (or began with an apostrophe) were written with a
+    leading apostrophe; the rebuilt journal holds the values themselves, so the outputs it writes
+    are the same bytes, not apostrophes piling up run after run."""
+    server = emulator(engine="wordlist")
+    data = pl.DataFrame(
+        {
+            "id": ["=k1", "k2", "'k3"],
+            "text": ["one", "two", "three"],
+            "author": ["=1+1", "'quoted", "-5"],
+        }
+    )
+    job = write_job(tmp_path, data, input={"keep": ["author"]}, output={"format": "csv"})
+    assert run(job, server).exit_code == 0
+    out = tmp_path / "out"
+    written = (out / "results.csv").read_bytes()
+    assert b"'=1+1" in written and b"''quoted" in written and b"'-5" in written
+    shutil.rmtree(out / STATE_DIR)
+    assert run(job, server, "--rebuild-journal").exit_code == 0
+    assert (out / "results.csv").read_bytes() == written
+    assert len(server.recorded_requests()) == 3, "nothing sent again"
+    journal = Journal(out)
+    try:
+        kept = {key: keep["author"] for key, keep, _, _ in next(journal.settled("done"))}
+    finally:
+        journal.close()
+    assert kept == {"=k1": "=1+1", "k2": "'quoted", "'k3": "-5"}
