@@ -35,6 +35,7 @@ from pipeline.tokens import estimate_tokens
 
 PROTOCOLS = ("assistants", "responses")
 RUN_OPTIONS = ("protocol", "timeout_s", "poll_interval_s", "poll_max_interval_s")
+MIN_POLL_S = 0.01  # polling faster only loads the server: a run is never that quick
 METADATA_PAIRS, METADATA_KEY_CHARS, METADATA_VALUE_CHARS = 16, 64, 512
 NUMBERS = {
     "temperature": float,
@@ -111,8 +112,8 @@ class Run:
         self.settings = RunSettings(
             protocol=protocol,
             timeout_s=_positive(options, "timeout_s", 600.0, where),
-            poll_interval_s=_positive(options, "poll_interval_s", 0.5, where),
-            poll_max_interval_s=_positive(options, "poll_max_interval_s", 5.0, where),
+            poll_interval_s=_positive(options, "poll_interval_s", 0.5, where, MIN_POLL_S),
+            poll_max_interval_s=_positive(options, "poll_max_interval_s", 5.0, where, MIN_POLL_S),
             assistants=_assistants(job.sections.get("assistants", {}), where),
         )
         try:
@@ -198,11 +199,15 @@ def _known_fields(body: Mapping[str, Any], schema: str, field: str, where: str) 
             )
 
 
-def _positive(options: Mapping[str, Any], name: str, default: float, where: str) -> float:
+def _positive(
+    options: Mapping[str, Any], name: str, default: float, where: str, low: float = 0.0
+) -> float:
     value = options.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > low:
         raise JobError(
-            f"must be a number of seconds above 0, got {value!r}", path=where, field=f"run.{name}"
+            f"must be a number of seconds above {low:g}, got {value!r}",
+            path=where,
+            field=f"run.{name}",
         )
     return float(value)
 

@@ -196,6 +196,18 @@ def test_a_bad_constant_stops_the_job_before_any_row(tmp_path, emulator, section
     assert not (tmp_path / "out" / "errors.parquet").exists(), "no error row per row"
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("poll_interval_s", 0.001), ("poll_max_interval_s", 0), ("timeout_s", -1)],
+)
+def test_run_options_a_server_would_suffer_from_are_exit_2(tmp_path, name, value):
+    """A poll every millisecond per row only loads the server: refused when the job loads."""
+    job = make(tmp_path, questions(2), run={name: value})
+    result = run_cli("validate", job)
+    assert result.exit_code == 2
+    assert f"run.{name}" in result.output and "seconds above" in result.output
+
+
 def test_validate_describes_the_responses_protocol_as_one_request_per_row(tmp_path):
     job = make(tmp_path, questions(2), protocol="responses")
     result = run_cli("validate", job)
