@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import os
 import shutil
 import sqlite3
@@ -32,7 +33,7 @@ import pyarrow.parquet as pq
 from pipeline import keys as key_contract
 from pipeline.errors import StorageError
 from pipeline.filenames import safe_stem
-from pipeline.job import OutputFormat
+from pipeline.job import OUTPUT_FORMATS, OutputFormat
 from pipeline.journal import JOURNAL_FILE, RESULT_COLUMNS, STATE_DIR, Journal
 
 ERROR_SCHEMA = pa.schema(
@@ -47,6 +48,7 @@ ERROR_SCHEMA = pa.schema(
 )
 # A cell a spreadsheet would run gets a leading apostrophe; so does one that starts with an
 # apostrophe, so that --rebuild-journal can take exactly one off and read back what was written.
+log = logging.getLogger(__name__)
 _FORMULA_START = r"^['=+\-@\t\r]"
 _FORMULA_CHARS = ("'", "=", "+", "-", "@", "\t", "\r")
 TMP_FOLDER = "tmp"  # inside .pipeline: the only place temporaries are made, and cleaned
@@ -84,10 +86,25 @@ def write_outputs(
 
     done = (_frame(chunk, key, keep, results, result_values) for chunk in journal.settled("done"))
     failed = (_frame(chunk, key, keep, errors, error_values) for chunk in journal.settled("failed"))
-    return {
+    paths = {
         "results": _write(done, output_dir / f"results.{fmt}", fmt, results, output_dir),
         "errors": _write(failed, output_dir / f"errors.{fmt}", fmt, errors, output_dir),
     }
+    _remove_other_formats(output_dir, fmt)
+    return paths
+
+
+def _remove_other_formats(output_dir: Path, fmt: OutputFormat) -> None:
+    """The job's format changed: an earlier run's results.parquet would be read as if current."""
+    for name in ("results", "errors"):
+        for other in OUTPUT_FORMATS:
+            stale = output_dir / f"{name}.{other}"
+            if other != fmt and stale.is_file():
+                log.warning("output format is now %s: removing the stale %s", fmt, stale.name)
+                try:
+                    stale.unlink()
+                except OSError as exc:
+                    raise storage_error(stale, exc) from exc
 
 
 class OutputFiles:

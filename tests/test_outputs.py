@@ -79,6 +79,23 @@ class TestTemporaries:
         assert names == [".pipeline", "errors.csv", "results.csv", "summary.json"]
 
 
+class TestFormatChange:
+    def test_a_new_output_format_replaces_the_old_files(self, tmp_path, emulator):
+        """A reader of results.parquet must not see an earlier run's rows as if current once
+        the job writes CSV: the old format's files go, the new ones hold every row."""
+        server = emulator(engine="wordlist")
+        data = pl.DataFrame({"id": ["a", "b"], "text": ["one", "two"]})
+        job = write_job(tmp_path, data)
+        assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+        grown = pl.DataFrame({"id": ["a", "b", "c"], "text": ["one", "two", "three"]})
+        job = write_job(tmp_path, grown, output={"format": "csv"})
+        assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+        out = tmp_path / "out"
+        assert not (out / "results.parquet").exists() and not (out / "errors.parquet").exists()
+        assert sorted(pl.read_csv(out / "results.csv")["id"]) == ["a", "b", "c"]
+        assert len(server.recorded_requests()) == 3, "nothing sent twice"
+
+
 class TestCsvFormulas:
     def test_every_string_like_column_and_header_is_neutralised(self, tmp_path, emulator):
         server = emulator()
