@@ -14,18 +14,19 @@ from typing import Any
 import orjson
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline import keys, readers
 from pipeline.errors import JobError
 from pipeline.job import JobSpec
 from pipeline.journal import (
     JOB_IDENTITY,
-    JOURNAL_FILE,
     KEY_FAMILY,
     RESULT_COLUMNS,
     STATE_DIR,
     Journal,
     State,
+    rows_held,
 )
 from pipeline.writers import csv_cell_value, csv_header_name
 
@@ -48,14 +49,15 @@ def output_files(output_dir: Path) -> list[Path]:
 def check_journal_present(output_dir: Path, rebuild: bool) -> bool:
     """Whether the journal must be rebuilt from the output files; JobError when it is missing
     while outputs are there and the user did not say --rebuild-journal."""
-    if (output_dir / STATE_DIR / JOURNAL_FILE).exists():
+    # A journal holding no row is as good as none: one a killed --rebuild-journal left, say.
+    if rows_held(output_dir):
         if rebuild:
             raise JobError(
                 f"--rebuild-journal: {output_dir} has its journal; run without the option",
                 path=str(output_dir),
             )
         return False
-    found = output_files(output_dir)
+    found = [path for path in output_files(output_dir) if _holds_rows(path)]
     audio = output_dir / "audio"  # a speech job's files, even with its results gone
     if audio.is_dir() and any(path.is_file() for path in audio.iterdir()):
         found.append(audio)
@@ -67,6 +69,20 @@ def check_journal_present(output_dir: Path, rebuild: bool) -> bool:
             path=str(output_dir),
         )
     return bool(found)
+
+
+def _holds_rows(path: Path) -> bool:
+    """Whether an output file has a row (one that cannot be read counts: better to ask)."""
+    try:
+        if path.suffix == ".parquet":
+            return bool(pq.ParquetFile(path).metadata.num_rows)
+        with path.open("rb") as handle:
+            lines = (line for line in handle if line.strip())
+            return next(lines, None) is not None and (
+                path.suffix == ".jsonl" or next(lines, None) is not None  # a CSV has a header
+            )
+    except (OSError, pa.ArrowException):
+        return True
 
 
 def identity(job: JobSpec) -> dict[str, str]:

@@ -250,3 +250,31 @@ def test_rebuild_journal_from_csv_reads_back_what_was_written_before_neutralisin
     finally:
         journal.close()
     assert kept == {"=k1": "=1+1", "k2": "'quoted", "'k3": "-5"}
+
+
+def test_a_journal_left_empty_by_a_killed_rebuild_still_asks_for_the_rebuild(
+    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+) -> None:
+    """kill -9 during --rebuild-journal leaves a journal with no row (the adoption is one
+    transaction): the next plain run must not take it for a fresh start and send every row."""
+    server = emulator(engine="wordlist", reject_substring="BAD")
+    job = write_job(tmp_path, comments(4))
+    assert run(job, server).exit_code == 1
+    out = tmp_path / "out"
+    shutil.rmtree(out / STATE_DIR)
+    Journal(out).close()  # what a rebuild killed before its transaction committed leaves
+    refused = run(job, server)
+    assert refused.exit_code == 2 and "--rebuild-journal" in refused.output
+    assert len(server.recorded_requests()) == 4, "nothing sent again"
+    assert run(job, server, "--rebuild-journal").exit_code == 1
+    assert len(server.recorded_requests()) == 4
+    assert run(job, server).exit_code == 1, "a rebuilt journal is a journal"
+
+
+def test_an_empty_input_reruns_without_asking_for_a_rebuild(
+    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+) -> None:
+    server = emulator(engine="wordlist")
+    job = write_job(tmp_path, comments(0).cast({"id": pl.Int64, "text": pl.String}))
+    assert run(job, server).exit_code == 0
+    assert run(job, server).exit_code == 0
