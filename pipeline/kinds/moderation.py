@@ -7,6 +7,7 @@ to the i-th row. A packed request the server rejects is halved until the bad row
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -170,19 +171,36 @@ def _shape(data: Any, expected: int) -> list[Outcome]:
 
 
 def _columns(result: Any, model: str) -> Outcome:
-    if not isinstance(result, dict):
-        return Failure("response", "bad_response", "a result is not an object")
-    flags = result.get("categories") or {}
-    scores = result.get("category_scores") or {}
-    columns: dict[str, Any] = {"flagged": bool(result.get("flagged"))}
-    for category, flag_column, _ in _COLUMNS:
-        flag = flags.get(category)
-        columns[flag_column] = None if flag is None else bool(flag)
-    for category, _, score_column in _COLUMNS:
-        score = scores.get(category)
-        columns[score_column] = None if score is None else float(score)
+    """One result's columns; a result that is not what the API promises (a flag that is not a
+    boolean, a score that is not a finite number) is a bad_response, never a guess."""
+    flags = result.get("categories", {}) if isinstance(result, dict) else None
+    scores = result.get("category_scores", {}) if isinstance(result, dict) else None
+    if not isinstance(flags, dict) or not isinstance(scores, dict):
+        return Failure("response", "bad_response", "a result is not a moderation object")
+    columns: dict[str, Any] = {"flagged": result.get("flagged")}
+    for category, flag_column, score_column in _COLUMNS:
+        columns[flag_column] = flags.get(category)
+        columns[score_column] = scores.get(category)
+    for name, value in columns.items():
+        wanted = _unlike(name, value)
+        if wanted is not None:
+            message = f"the answer's {name} is {value!r}, not {wanted}"
+            return Failure("response", "bad_response", message)
+        if name.startswith("score_") and value is not None:
+            columns[name] = float(value)
+    columns["flagged"] = bool(columns["flagged"])
     columns["model"] = model
     return Success(columns)
+
+
+def _unlike(name: str, value: Any) -> str | None:
+    """What a result's value should have been, or None when it is that (or missing)."""
+    if value is None:
+        return None
+    if name.startswith("score_"):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if number and math.isfinite(value) else "a finite number"
+    return None if isinstance(value, bool) else "a boolean"
 
 
 def _nonblank(text: str, field: str) -> str:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
 import polars as pl
 import pytest
 
@@ -203,3 +208,56 @@ def test_second_run_sends_nothing_and_limit_takes_new_rows_only(tmp_path, emulat
     assert sorted(results["id"]) == data["id"].to_list()
     sent = [body["input"] for _, body in server.recorded_requests()]
     assert sorted(sent) == sorted(data["text"].to_list()), "no row sent twice"
+
+
+class _LyingModerations(BaseHTTPRequestHandler):
+    """A server that answers 200 with results that are not what the API promises."""
+
+    lies: ClassVar[dict[str, Any]] = {
+        "flag-as-text": {"flagged": "false", "categories": {}, "category_scores": {}},
+        "score-as-text": {"flagged": False, "categories": {}, "category_scores": {"hate": "x"}},
+        "score-nan": {"flagged": False, "categories": {}, "category_scores": {"hate": "NaN"}},
+        "categories-list": {"flagged": False, "categories": [], "category_scores": {}},
+        "honest": {
+            "flagged": True,
+            "categories": {"hate": True},
+            "category_scores": {"hate": 0.9},
+        },
+    }
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        result = self.lies[body["input"]]
+        data = json.dumps({"id": "modr-1", "model": "liar", "results": [result]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_answers_that_break_the_contract_are_bad_response_rows_not_guesses(tmp_path):
+    """ "false" as a string must not become flagged = True; a score that is not a number is
+    not a crash (internal_error) but an error row saying what the answer held."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LyingModerations)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        names = list(_LyingModerations.lies)
+        job = write_job(tmp_path, pl.DataFrame({"id": names, "text": names}))
+        base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        assert run_cli("run", job, "--base-url", base_url, "--quiet").exit_code == 1
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+    errors = {r["id"]: r for r in read_output(job, "errors").iter_rows(named=True)}
+    assert set(errors) == set(names) - {"honest"}
+    assert {r["error_type"] for r in errors.values()} == {"bad_response"}
+    assert "flagged is 'false', not a boolean" in errors["flag-as-text"]["message"]
+    assert "score_hate is 'x', not a finite number" in errors["score-as-text"]["message"]
+    results = read_output(job, "results")
+    assert results.select("id", "flagged", "score_hate").rows() == [("honest", True, 0.9)]
