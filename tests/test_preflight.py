@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import os
 import subprocess
 from pathlib import Path
 
@@ -105,6 +106,35 @@ class TestOutputFolder:
         job = write_job(tmp_path, DATA)
         assert "is a file" in refused(job, server)
         assert (tmp_path / "out").read_text() == "not a folder"
+
+    @pytest.mark.parametrize("ran_before", [False, True])
+    def test_a_read_only_output_folder_is_exit_2_before_sending(
+        self, tmp_path, emulator, ran_before
+    ):
+        """A folder the run cannot write (read-only media, lost permissions): one line, exit 2,
+        nothing sent, whether a run wrote there before or not."""
+        server = emulator()
+        job = write_job(tmp_path, DATA)
+        out = tmp_path / "out"
+        if ran_before:
+            assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
+        out.mkdir(exist_ok=True)
+        sent = len(server.recorded_requests())
+        folders = [out, *(p for p in out.rglob("*") if p.is_dir())]
+        for folder in folders:
+            folder.chmod(0o555)
+        command = pipeline_command(job, server)
+        if os.geteuid() == 0:  # root writes anywhere: without its capabilities, it cannot here
+            command = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", *command]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        finally:
+            for folder in folders:
+                folder.chmod(0o755)
+        assert done.returncode == 2, done.stderr
+        assert "cannot write the output folder" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, "one line, no traceback"
+        assert len(server.recorded_requests()) == sent, "nothing sent"
 
     def test_an_output_file_name_taken_by_a_folder_is_exit_2(self, tmp_path, emulator):
         server = emulator()
