@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -27,28 +27,33 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _exits(func: F) -> F:
-    """Turn the pipeline's errors into the contract's exit codes and one clear line."""
+    """Turn the pipeline's errors into the contract's exit codes and one clear line (a JSON
+    object with ``exit_code`` under ``--log-format json``, for whatever reads the log)."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except JobError as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(EXIT_UNUSABLE)
-        except LockedError as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(EXIT_LOCKED)
-        except StorageError as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(EXIT_STORAGE)
+        except (JobError, LockedError, StorageError) as error:
+            code = next(code for kind, code in _EXIT_FOR if isinstance(error, kind))
+            _fail(f"error: {error}", code, kwargs.get("log_format"))
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # click's own: usage errors (exit 2) and --help
         except Exception as error:  # a bug, not the data: one line here, the traceback in a file
-            click.echo(_internal_error(error), err=True)
-            sys.exit(EXIT_INTERNAL)
+            _fail(_internal_error(error), EXIT_INTERNAL, kwargs.get("log_format"))
 
     return wrapper  # type: ignore[return-value]
+
+
+_EXIT_FOR = ((JobError, EXIT_UNUSABLE), (LockedError, EXIT_LOCKED), (StorageError, EXIT_STORAGE))
+
+
+def _fail(line: str, code: int, log_format: str | None) -> NoReturn:
+    if log_format == "json":  # the run set up JSON logging before anything could fail
+        logging.getLogger("pipeline.cli").error(line, extra={"exit_code": code})
+    else:
+        click.echo(line, err=True)
+    sys.exit(code)
 
 
 def _internal_error(error: Exception) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import tempfile
 
 import polars as pl
@@ -11,7 +12,7 @@ import pytest
 from pipeline import runner
 from pipeline.journal import Journal, OutputLock
 from pipeline.kinds import moderation
-from tests.conftest import FAKE_KEY, read_output, run_cli, write_job
+from tests.conftest import FAKE_KEY, pipeline_command, read_output, run_cli, write_job
 
 DATA = pl.DataFrame(
     {"id": [f"r{i:03d}" for i in range(50)], "text": [f"comment {i}" for i in range(50)]}
@@ -193,3 +194,18 @@ def test_a_key_with_a_line_end_or_space_is_exit_2_without_echoing_it(
     assert "OPENAI_API_KEY" in result.output and f"position {len(secret) + 1}" in result.output
     assert "SECRET" not in result.output
     assert server.stats()["requests"] == 0
+
+
+def test_with_json_logs_an_error_that_stops_the_run_is_a_json_line_with_its_exit_code(
+    tmp_path, emulator
+):
+    """Cron reads the JSON log: the line saying why the run stopped must be JSON too."""
+    server = emulator(engine="wordlist")
+    job = write_job(tmp_path, pl.DataFrame({"id": ["a", "a"], "text": ["x", "y"]}))
+    command = [*pipeline_command(job, server), "--log-format", "json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    last = lines[-1]
+    assert last["level"] == "error" and last["exit_code"] == 2
+    assert "duplicate" in last["event"] or "more than one row" in last["event"]
