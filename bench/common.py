@@ -479,6 +479,22 @@ def run_pipeline(
     return measured, json.loads(summary_path.read_text())
 
 
+def run_script(
+    script: str, *args: str, timeout_s: float, log_dir: Path, name: str
+) -> tuple[Measured, dict[str, Any]]:
+    """bench/``script`` with ``args`` as a measured child; returns it and the JSON object it
+    printed last (the reference clients print one line of results)."""
+    measured = run_measured(
+        [sys.executable, str(REPO / "bench" / script), *args],
+        timeout_s=timeout_s,
+        cwd=log_dir,
+        log_dir=log_dir,
+        name=name,
+    )
+    result: dict[str, Any] = json.loads(measured.stdout.strip().splitlines()[-1])
+    return measured, result
+
+
 def run_bare(
     base_url: str,
     bodies: Path,
@@ -490,22 +506,8 @@ def run_bare(
 ) -> tuple[Measured, dict[str, Any]]:
     """bench/bare_client.py posting ``bodies`` to ``base_url``, measured; returns it and the
     JSON line it printed (requests, statuses, elapsed_s)."""
-    measured = run_measured(
-        [
-            sys.executable,
-            str(REPO / "bench" / "bare_client.py"),
-            base_url,
-            str(bodies),
-            str(concurrency),
-            *options,
-        ],
-        timeout_s=timeout_s,
-        cwd=log_dir,
-        log_dir=log_dir,
-        name=name,
-    )
-    result: dict[str, Any] = json.loads(measured.stdout.strip().splitlines()[-1])
-    return measured, result
+    args = (base_url, str(bodies), str(concurrency), *options)
+    return run_script("bare_client.py", *args, timeout_s=timeout_s, log_dir=log_dir, name=name)
 
 
 # -- output -----------------------------------------------------------------------------------

@@ -14,20 +14,18 @@ Needs the ``bench`` extra (``pip install -e '.[bench]'``): httpx, httpx-aiohttp,
 from __future__ import annotations
 
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    REPO,
     BenchError,
     Emulator,
     Measured,
     Table,
     log,
     render_grid,
-    run_measured,
     run_python,
+    run_script,
 )
 
 CLIENTS = ("httpx", "httpx-aiohttp", "httpx2", "aiohttp")
@@ -40,25 +38,8 @@ RUN_TIMEOUT_S = 300.0
 def _client(
     client: str, base_url: str, bodies: Path, concurrency: int, tmp: Path, name: str, *extra: str
 ) -> tuple[Measured, dict[str, Any]]:
-    import json
-
-    measured = run_measured(
-        [
-            sys.executable,
-            str(REPO / "bench" / "http_client.py"),
-            client,
-            base_url,
-            str(bodies),
-            str(concurrency),
-            *extra,
-        ],
-        timeout_s=RUN_TIMEOUT_S,
-        cwd=tmp,
-        log_dir=tmp,
-        name=name,
-    )
-    result: dict[str, Any] = json.loads(measured.stdout.strip().splitlines()[-1])
-    return measured, result
+    args = (client, base_url, str(bodies), str(concurrency), *extra)
+    return run_script("http_client.py", *args, timeout_s=RUN_TIMEOUT_S, log_dir=tmp, name=name)
 
 
 def run(tmp: Path, table: Table, requests: int = REQUESTS) -> dict[str, Any]:
