@@ -294,6 +294,39 @@ class Journal:
     def set_meta(self, name: str, value: Any) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, orjson.dumps(value)))
 
+    def use_result_columns(self, names: Sequence[str], chunk: int = 10_000) -> int:
+        """Make the stored results follow ``names``, this version's result columns, by name: a
+        column new here is null in the rows answered before, one gone is dropped. Values are
+        never matched by position across versions. One transaction (a kill leaves the old
+        order and its names together); returns the rows rewritten."""
+        stored = self.meta(RESULT_COLUMNS)
+        if stored == list(names):
+            return 0
+        rewritten = 0
+        with self._transaction():
+            if stored is not None:
+                where = {name: index for index, name in enumerate(stored)}
+                picks = [where.get(name) for name in names]
+                last = 0
+                while rows := self._db.execute(
+                    "SELECT seq, key, result FROM rows WHERE state = 'done' AND seq > ? "
+                    "ORDER BY seq LIMIT ?",
+                    (last, chunk),
+                ).fetchall():
+                    last = rows[-1][0]
+                    updates = []
+                    for _, key, blob in rows:
+                        values = orjson.loads(blob)
+                        moved = [None if i is None else values[i] for i in picks]
+                        updates.append((orjson.dumps(moved), key))
+                    self._db.executemany("UPDATE rows SET result = ? WHERE key = ?", updates)
+                    rewritten += len(updates)
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                (RESULT_COLUMNS, orjson.dumps(list(names))),
+            )
+        return rewritten
+
     def meta(self, name: str) -> Any:
         row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
         return None if row is None else orjson.loads(row[0])

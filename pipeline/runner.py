@@ -30,7 +30,6 @@ from pipeline.http import Http
 from pipeline.job import LOCAL, JobSpec, OutputSpec, resolve_api_key, resolve_base_url
 from pipeline.journal import (
     ADOPTED,
-    RESULT_COLUMNS,
     Journal,
     NewRow,
     OutputLock,
@@ -181,8 +180,8 @@ async def _run(
         if not out_of_storage(exc):
             raise
         raise journal_error(job.output.dir, exc) from exc
-    if journal.meta(RESULT_COLUMNS) is None:
-        journal.set_meta(RESULT_COLUMNS, kind.result_schema.names)
+    if moved := journal.use_result_columns(kind.result_schema.names):
+        log.info("result columns changed since the last run: %d stored row(s) moved", moved)
     if resent_requests:
         log.warning(
             "an earlier run stopped with %d request(s) (%d rows) in flight: sending them again",
