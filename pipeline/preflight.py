@@ -27,7 +27,7 @@ from pipeline import readers
 from pipeline.errors import JobError
 from pipeline.job import JobSpec
 from pipeline.kinds import Kind
-from pipeline.writers import ERROR_SCHEMA, csv_header_name, probe_keep, temporary_folder
+from pipeline.writers import ERROR_SCHEMA, probe_keep, temporary_folder
 
 _OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
 _WRITTEN_FOLDERS = ("audio", ".pipeline")  # what a run writes inside the output folder
@@ -147,11 +147,6 @@ def check_keep(job: JobSpec, kind: Kind, info: readers.InputInfo) -> None:
                 "column)",
                 "input.keep",
             )
-    if job.output.format == "csv":
-        header = [csv_header_name(name) for name in (key, *keep)]
-        twice = next((name for i, name in enumerate(header) if name in header[:i]), None)
-        if twice is not None:
-            _fail(job, f"two columns would both be written as {twice!r}; rename one", "input.keep")
     if keep:
         _probe_types(job, info)
 

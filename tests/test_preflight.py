@@ -61,11 +61,17 @@ class TestKeepNames:
         message = refused(job, server)
         assert named in message and "input.keep" in message
 
-    def test_two_keep_columns_with_one_csv_header_are_exit_2(self, tmp_path, emulator):
+    def test_keep_columns_a_csv_header_neutralises_stay_two_columns(self, tmp_path, emulator):
+        """``=x`` and ``'=x`` are written ``'=x`` and ``''=x``: neutralising never makes two
+        header names one, so each value stays under its own column."""
         server = emulator()
         data = DATA.with_columns(pl.lit("a").alias("=x"), pl.lit("b").alias("'=x"))
         job = write_job(tmp_path, data, input={"keep": ["=x", "'=x"]}, output={"format": "csv"})
-        assert "both be written as" in refused(job, server)
+        result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+        assert result.exit_code == 0, result.output
+        written = pl.read_csv(tmp_path / "out" / "results.csv")
+        assert written.columns[1:3] == ["'=x", "''=x"]
+        assert set(written["'=x"]) == {"a"} and set(written["''=x"]) == {"b"}
 
 
 class TestKeepTypes:

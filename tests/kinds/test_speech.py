@@ -195,16 +195,18 @@ def test_truncated_audio_and_sigkill_leave_one_complete_file_per_row(tmp_path, e
 def test_a_file_nobody_claimed_is_never_overwritten(tmp_path, emulator):
     """A user's own file in audio/ with the name a row would get: the row takes the next name."""
     server = emulator()
-    (tmp_path / "out" / "audio").mkdir(parents=True)
+    sections = {"request": {"response_format": "wav"}, "speech": {"file_name": "{title}"}}
+    first = pl.DataFrame({"id": ["k0"], "text": [SENTENCE], "title": ["prologue"]})
+    job = speech_job(tmp_path, first, **sections)
+    assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
     mine = tmp_path / "out" / "audio" / "intro.wav"
     mine.write_bytes(b"the user's own recording")
-    data = pl.DataFrame({"id": ["k1"], "text": [SENTENCE], "title": ["intro"]})
-    job = speech_job(
-        tmp_path, data, request={"response_format": "wav"}, speech={"file_name": "{title}"}
-    )
+    grown = first.vstack(pl.DataFrame({"id": ["k1"], "text": [SENTENCE], "title": ["intro"]}))
+    job = speech_job(tmp_path, grown, **sections)
     assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
     assert mine.read_bytes() == b"the user's own recording"
-    assert read_output(job, "results")["audio_path"].to_list() == ["audio/intro~2.wav"]
+    paths = dict(read_output(job, "results").select("id", "audio_path").iter_rows())
+    assert paths == {"k0": "audio/prologue.wav", "k1": "audio/intro~2.wav"}
 
 
 def test_rebuild_journal_keeps_the_adopted_rows_audio_files(tmp_path, emulator):
