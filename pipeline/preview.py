@@ -9,6 +9,7 @@ from typing import Any
 
 from pipeline import readers
 from pipeline.errors import RowError
+from pipeline.limits import OVER_TOKEN_LIMIT
 from pipeline.runner import READ_BATCH_ROWS, Prepared
 
 EXAMPLES = 5
@@ -44,6 +45,14 @@ def preview(prepared: Prepared) -> Preview:
                 result.reasons[error.message.split(",")[0]] += 1
                 if len(result.problems) < EXAMPLES:
                     result.problems.append((values[key], error.message))
+                continue
+            tpm = job.api.tokens_per_minute
+            if tpm is not None and item.tokens > tpm:  # what the rate limiter will refuse
+                result.invalid += 1
+                message = f"about {item.tokens:,} tokens, over tokens_per_minute = {tpm:,}"
+                result.reasons[OVER_TOKEN_LIMIT] += 1
+                if len(result.problems) < EXAMPLES:
+                    result.problems.append((values[key], f"{OVER_TOKEN_LIMIT}: {message}"))
                 continue
             result.valid += 1
             result.tokens += item.tokens

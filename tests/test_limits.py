@@ -227,6 +227,9 @@ def test_a_row_over_the_configured_tpm_is_an_error_row_and_blocks_no_other(tmp_p
     assert row["error_type"] == "over_token_limit"
     assert "7,500 tokens" in row["message"] and "tokens_per_minute = 6,000" in row["message"]
     assert "x" * 30_000 not in _sent_inputs(server), "never sent"
+    shown = run_cli("validate", job)  # and validate says so before anything is sent
+    assert "rows that would be error rows: 1" in shown.output
+    assert "over_token_limit" in shown.output and "row 3" in shown.output
 
 
 def test_a_limit_learnt_from_headers_refuses_a_row_over_it(tmp_path, emulator):
