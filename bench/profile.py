@@ -41,7 +41,7 @@ AREAS = {
     "aiohttp (anywhere)": ("aiohttp/",),
     "tenacity (retry wrapper)": ("tenacity/",),
     "moderation answer -> columns": ("_shape (", "_columns ("),
-    "runner._feed (read, build, journal.add)": ("_feed (",),
+    "feed (read, build, journal.add)": ("pipeline/feed.py",),
     "write_outputs": ("pipeline/writers.py",),
     "imports": ("importlib",),
 }

@@ -183,14 +183,14 @@ def run(
 @_exits
 def validate(job_file: str) -> None:
     """Read the job and every row, build every request; send nothing."""
+    from pipeline.plan import make_plan
     from pipeline.preview import preview, shortened
-    from pipeline.runner import prepare
 
-    prepared = prepare(job_file)
-    found = preview(prepared)
-    job = prepared.job
-    click.echo(f"job {job.name} ({job.kind}): {prepared.kind.describe()}")
-    click.echo(f"input: {len(prepared.input.files)} file(s), {found.rows} rows")
+    plan = make_plan(job_file)
+    found = preview(plan)
+    job = plan.job
+    click.echo(f"job {job.name} ({job.kind}): {plan.kind.describe()}")
+    click.echo(f"input: {len(plan.input.files)} file(s), {found.rows} rows")
     click.echo(f"valid rows: {found.valid}; rows that would be error rows: {found.invalid}")
     click.echo(
         f"requests: {found.requests}; characters: {found.characters}; "

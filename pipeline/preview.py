@@ -9,8 +9,9 @@ from typing import Any
 
 from pipeline import readers
 from pipeline.errors import RowError
+from pipeline.feed import READ_BATCH_ROWS
 from pipeline.limits import OVER_TOKEN_LIMIT
-from pipeline.runner import READ_BATCH_ROWS, Prepared
+from pipeline.plan import Plan
 
 EXAMPLES = 5
 SHOWN_CHARS = 200  # a longer string value in the example request is shortened inside it
@@ -29,13 +30,13 @@ class Preview:
     reasons: Counter[str] = field(default_factory=Counter)
 
 
-def preview(prepared: Prepared) -> Preview:
+def preview(plan: Plan) -> Preview:
     """Build every row's request; count what would be sent and what would become an error row."""
-    job, kind = prepared.job, prepared.kind
+    job, kind = plan.job, plan.kind
     key = job.input.key
     columns = list(dict.fromkeys([key, *job.input.keep, *sorted(kind.columns)]))
     result = Preview()
-    for batch in readers.iter_batches(prepared.input.files, columns, READ_BATCH_ROWS):
+    for batch in readers.iter_batches(plan.input.files, columns, READ_BATCH_ROWS):
         for values in batch.iter_rows(named=True):
             result.rows += 1
             try:

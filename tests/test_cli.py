@@ -123,7 +123,7 @@ def test_an_unexpected_error_is_exit_70_in_one_line_and_a_rerun_resumes(
         raise ZeroDivisionError(f"a bug, near {FAKE_KEY}")
 
     with monkeypatch.context() as patch:  # a bug after every row was sent and written
-        patch.setattr(runner, "_summary", bug)
+        patch.setattr(runner, "build_summary", bug)
         result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
     assert result.exit_code == 70
     [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -290,3 +290,24 @@ def test_sigkill_then_rerun_never_starts_a_second_run_for_a_recorded_row(tmp_pat
         f"rows with a recorded run at the kill: {len(recorded)}; "
         f"threads with two runs: {sum(1 for c in runs_per_thread.values() if c > 1)}"
     )
+
+
+def test_the_default_protocol_follows_the_base_url_the_run_uses(tmp_path):
+    """The --base-url flag is resolved before the kind is built: a job written for the local
+    emulator, pointed at api.openai.com, gets the responses protocol (Assistants is gone
+    there), and the other way round. Nothing is sent: the plan alone decides."""
+    from pipeline.plan import make_plan
+
+    job = write_job(
+        tmp_path,
+        questions(2),
+        kind="run",
+        messages=[{"role": "user", "content": "{question}"}],
+        request={"assistant_id": "asst_support"},
+        assistants={"asst_support": {"model": "gpt-4.1-mini"}},
+        api={"base_url": "local"},
+    )
+    assert make_plan(str(job)).kind.settings.protocol == "assistants"
+    openai = make_plan(str(job), base_url="https://api.openai.com/v1")
+    assert openai.kind.settings.protocol == "responses"
+    assert openai.base_url == "https://api.openai.com/v1"
