@@ -6,10 +6,10 @@ import importlib
 import pkgutil
 from functools import cache
 
-from pipeline.job import JobSpec, load_job
+from pipeline.job import JobSpec
 from pipeline.kinds.base import Failure, Item, Kind, Outcome, Success
 
-__all__ = ["Failure", "Item", "Kind", "Outcome", "Success", "kind_classes", "load", "make_kind"]
+__all__ = ["Failure", "Item", "Kind", "Outcome", "Success", "kind_classes", "make_kind"]
 
 _NOT_KINDS = frozenset({"base"})
 
@@ -32,9 +32,3 @@ def kind_classes() -> dict[str, type[Kind]]:
 def make_kind(job: JobSpec) -> Kind:
     """The kind object for a checked job; JobError when its own sections are wrong."""
     return kind_classes()[job.kind](job)  # type: ignore[call-arg]
-
-
-def load(path: str) -> tuple[JobSpec, Kind]:
-    """Read a job file and build its kind; JobError for anything wrong in the file."""
-    job = load_job(path, {name: cls.sections for name, cls in kind_classes().items()})
-    return job, make_kind(job)
