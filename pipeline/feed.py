@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import polars as pl
@@ -21,6 +21,7 @@ from pipeline import keys, readers
 from pipeline.errors import RowError
 from pipeline.journal import ADOPTED, Journal, NewRow, request_hash
 from pipeline.kinds import Item, Kind
+from pipeline.outcomes import Failure
 from pipeline.plan import Plan
 from pipeline.pool import END, Pool
 from pipeline.stats import RunStats
@@ -160,19 +161,8 @@ def _build(kind: Kind, row: dict[str, Any], key: str, keep: tuple[str, ...]) -> 
     try:
         item = kind.build(key, row)
     except RowError as error:
-        return NewRow(
-            key,
-            None,
-            0,
-            kept,
-            error={
-                "stage": "build",
-                "error_type": "invalid_row",
-                "http_status": None,
-                "error_code": None,
-                "message": error.message,
-            },
-        )
+        failure = Failure("build", "invalid_row", error.message)
+        return NewRow(key, None, 0, kept, error=asdict(failure))
     return NewRow(item.key, item.payload, item.tokens, kept)
 
 

@@ -28,12 +28,12 @@ from pipeline.journal import (
     State,
     rows_held,
 )
+from pipeline.outcomes import ERROR_FIELDS
 from pipeline.writers import csv_cell_value, csv_header_name
 
 KEY_DTYPE = "key_dtype"  # meta: the key column type every key held fits (the last one written)
 OUTPUT_NAMES = ("results", "errors")
 OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
-_ERROR_FIELDS = ("stage", "error_type", "http_status", "error_code", "message")
 
 
 def output_files(output_dir: Path) -> list[Path]:
@@ -218,7 +218,7 @@ def _adopted_rows(
 ) -> Iterator[tuple[str, State, dict[str, Any], Any, int]]:
     key, keep = job.input.key, job.input.keep
     frame = _read_output(path, key)
-    names = result_schema.names if state == "done" else _ERROR_FIELDS
+    names = result_schema.names if state == "done" else ERROR_FIELDS
     missing = [name for name in (key, *names) if name not in frame.columns]
     if missing:
         raise JobError(

@@ -27,7 +27,8 @@ from pipeline import readers
 from pipeline.errors import JobError
 from pipeline.job import JobSpec
 from pipeline.kinds import Kind
-from pipeline.writers import ERROR_SCHEMA, probe_keep, temporary_folder
+from pipeline.outcomes import ERROR_SCHEMA
+from pipeline.writers import probe_keep, temporary_folder
 
 _OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
 _WRITTEN_FOLDERS = ("audio", ".pipeline")  # what a run writes inside the output folder

@@ -35,17 +35,8 @@ from pipeline.errors import StorageError
 from pipeline.filenames import safe_stem
 from pipeline.job import OUTPUT_FORMATS, OutputFormat
 from pipeline.journal import JOURNAL_FILE, RESULT_COLUMNS, STATE_DIR, Journal
+from pipeline.outcomes import ERROR_FIELDS, ERROR_SCHEMA
 
-ERROR_SCHEMA = pa.schema(
-    [
-        ("stage", pa.string()),
-        ("error_type", pa.string()),
-        ("http_status", pa.int64()),
-        ("error_code", pa.string()),
-        ("message", pa.string()),
-        ("attempts", pa.int64()),
-    ]
-)
 # A cell a spreadsheet would run gets a leading apostrophe; so does one that starts with an
 # apostrophe, so that --rebuild-journal can take exactly one off and read back what was written.
 log = logging.getLogger(__name__)
@@ -82,7 +73,7 @@ def write_outputs(
         return [by_name.get(name) for name in result_schema.names]
 
     def error_values(values: dict[str, Any], attempts: int) -> list[Any]:
-        return [*(values.get(name) for name in ERROR_SCHEMA.names[:-1]), attempts]
+        return [*(values.get(name) for name in ERROR_FIELDS), attempts]
 
     done = (_frame(chunk, key, keep, results, result_values) for chunk in journal.settled("done"))
     failed = (_frame(chunk, key, keep, errors, error_values) for chunk in journal.settled("failed"))

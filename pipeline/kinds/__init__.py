@@ -7,7 +7,8 @@ import pkgutil
 from functools import cache
 
 from pipeline.job import JobSpec
-from pipeline.kinds.base import Failure, Item, Kind, Outcome, Success
+from pipeline.kinds.base import Item, Kind
+from pipeline.outcomes import Failure, Outcome, Success
 
 __all__ = ["Failure", "Item", "Kind", "Outcome", "Success", "kind_classes", "make_kind"]
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from pipeline.api import Call
 from pipeline.errors import RejectedApiError
-from pipeline.kinds.base import Failure, Item, Outcome, Success
+from pipeline.kinds.base import Item
+from pipeline.outcomes import Failure, Outcome, Success
 
 BETA = {"OpenAI-Beta": "assistants=v2"}
 TERMINAL = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Protocol
 import pyarrow as pa
 
 from pipeline.api import Call
-from pipeline.errors import ApiError
+from pipeline.outcomes import Outcome
 
 
 @dataclass(frozen=True)
@@ -26,37 +26,6 @@ class Item:
     requests: int = 1  # requests this row needs on its own (a long text split in chunks)
     characters: int = 0  # characters of text it sends
     progress: Any = None  # what an earlier attempt recorded with Call.note (a run's ids)
-
-
-@dataclass(frozen=True)
-class Success:
-    """The kind's result columns for one row."""
-
-    columns: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why one row failed, as the errors file shows it."""
-
-    stage: str  # "build" | "request" | "response"
-    error_type: str
-    message: str
-    http_status: int | None = None
-    error_code: str | None = None
-
-    @classmethod
-    def from_api(cls, error: ApiError, stage: str = "request") -> Failure:
-        return cls(
-            stage=stage,
-            error_type=error.error_type or type(error).__name__,
-            message=error.message,
-            http_status=error.http_status,
-            error_code=error.error_code,
-        )
-
-
-Outcome = Success | Failure
 
 
 class Kind(Protocol):

@@ -16,8 +16,9 @@ import pyarrow as pa
 from pipeline.api import Call
 from pipeline.errors import JobError, RejectedApiError, RowError
 from pipeline.job import JobSpec
-from pipeline.kinds.base import Failure, Item, Outcome, Success
+from pipeline.kinds.base import Item
 from pipeline.limits import OVER_TOKEN_LIMIT
+from pipeline.outcomes import Failure, Outcome, Success
 from pipeline.templates import as_text, compile_template
 from pipeline.tokens import estimate_tokens
 

@@ -29,7 +29,8 @@ from pipeline.kinds._run_flows import (
     run_on_responses,
     unmapped_fields,
 )
-from pipeline.kinds.base import Item, Outcome, Success
+from pipeline.kinds.base import Item
+from pipeline.outcomes import Outcome, Success
 from pipeline.templates import Template, as_text, compile_template
 from pipeline.tokens import estimate_tokens
 

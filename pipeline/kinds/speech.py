@@ -19,7 +19,8 @@ from pipeline.api import Call
 from pipeline.errors import JobError, RejectedApiError, RowError, TransientApiError
 from pipeline.http import Answer
 from pipeline.job import JobSpec
-from pipeline.kinds.base import Failure, Item, Outcome, Success
+from pipeline.kinds.base import Item
+from pipeline.outcomes import Failure, Outcome, Success
 from pipeline.templates import Template, as_text, compile_template
 from pipeline.textsplit import SPEECH_INPUT_LIMIT, split_text
 from pipeline.tokens import estimate_tokens
