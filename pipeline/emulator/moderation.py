@@ -15,13 +15,12 @@ from aiohttp import web
 
 from pipeline.emulator.batcher import MicroBatcher
 from pipeline.emulator.config import EmulatorConfig
+from pipeline.emulator.facts import CATEGORIES, estimate_tokens
 from pipeline.emulator.limits import admit
 from pipeline.emulator.replies import invalid_request, json_response, json_type, new_id
 from pipeline.emulator.replies import read_json_object as read_body
 from pipeline.emulator.scoring import IMAGE_CATEGORIES, THRESHOLD, Scores, load_engine
 from pipeline.emulator.stats import STATS
-from pipeline.kinds.moderation import CATEGORIES  # the 13 of CreateModerationResponse
-from pipeline.tokens import estimate_tokens
 
 PATH: Final[str] = "/v1/moderations"
 _KNOWN_KEYS: Final[frozenset[str]] = frozenset({"input", "model"})
@@ -164,7 +163,8 @@ def moderation_result(scores: Scores, applied: dict[str, list[str]]) -> dict[str
 
 
 def register(app: web.Application, config: EmulatorConfig) -> None:
-    """Add POST /v1/moderations and its scorer to ``app``; JobError if the engine is missing."""
+    """Add POST /v1/moderations and its scorer to ``app``; EmulatorError if its engine is not
+    installed."""
     engine = load_engine(config.engine)
     stats = app[STATS]
     batcher: MicroBatcher[Scores] = MicroBatcher(

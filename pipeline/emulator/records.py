@@ -15,10 +15,10 @@ from typing import Any, Final
 import orjson
 
 from pipeline.emulator.checks import NOTE
+from pipeline.emulator.facts import estimate_tokens
 from pipeline.emulator.lifecycle import Lifecycle
 from pipeline.emulator.replies import ApiReply, error_body
 from pipeline.emulator.responder import Answer, Prompt
-from pipeline.tokens import estimate_tokens
 
 RUN_DEFAULTS: Final[dict[str, Any]] = {
     "temperature": 1.0,

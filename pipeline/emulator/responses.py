@@ -35,6 +35,7 @@ from aiohttp import web
 
 from pipeline.emulator import checks
 from pipeline.emulator.config import EmulatorConfig, skewed_clock
+from pipeline.emulator.facts import estimate_tokens
 from pipeline.emulator.lifecycle import ACTIVE, Lifecycle, OutcomeDraw
 from pipeline.emulator.limits import admit
 from pipeline.emulator.records import object_id
@@ -42,7 +43,6 @@ from pipeline.emulator.replies import ApiReply, error_body, json_response, read_
 from pipeline.emulator.responder import RESPONDER, Answer, Prompt, Responder
 from pipeline.emulator.response_requests import check_response, input_turns
 from pipeline.emulator.stats import STATS
-from pipeline.tokens import estimate_tokens
 
 PATH: Final[str] = "/v1/responses"
 _NOTE: Final[str] = checks.NOTE

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from pipeline.emulator import checks
 from pipeline.emulator.config import EmulatorConfig
+from pipeline.emulator.facts import estimate_tokens
 from pipeline.emulator.limits import admit
 from pipeline.emulator.records import Run
 from pipeline.emulator.replies import ApiReply, error_body, json_response, read_json_object
@@ -37,7 +38,6 @@ from pipeline.emulator.run_requests import (
 from pipeline.emulator.run_stream import stream_run
 from pipeline.emulator.runs import RunStore
 from pipeline.emulator.stats import STATS
-from pipeline.tokens import estimate_tokens
 
 PREFIX: Final[str] = "/v1/threads"
 BETA: Final[str] = "assistants=v2"
