@@ -16,7 +16,7 @@ Lists (messages, runs) take ``limit`` (1-100, default 20), ``order`` (``desc`` b
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from aiohttp import web
@@ -230,10 +230,6 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
     app[STORE] = store
     app[STATS].add_gauge("runs_by_status", store.statuses)
 
-    async def tasks(_: web.Application) -> AsyncIterator[None]:
-        yield
-        await store.close()
-
     def route(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             check_beta(request)
@@ -241,6 +237,6 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
 
         return handle
 
-    app.cleanup_ctx.append(tasks)
+    app.cleanup_ctx.append(store.answering.cleanup)
     for method, path, handler in _ROUTES:
         app.router.add_route(method, PREFIX + path, route(handler))
