@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from pipeline.emulator import encoder, tts
+from pipeline.emulator import checks, encoder, tts
 from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.facts import SPEECH_FORMATS, estimate_tokens
 from pipeline.emulator.limits import admit
@@ -48,7 +48,7 @@ _KNOWN_KEYS: Final[frozenset[str]] = frozenset(
 )
 _REQUIRED: Final[tuple[str, ...]] = ("model", "input", "voice")
 _INSTRUCTIONS_NOTE: Final[str] = "instructions are not followed offline; the voice is eSpeak's"
-_NOTE = "(local emulator)"
+_NOTE = checks.NOTE
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,8 @@ class SpeechRequest:
 
 def parse_request(body: dict[str, Any]) -> SpeechRequest:
     """Validate a CreateSpeechRequest body; raises ApiReply (400) naming what is wrong."""
-    unknown = sorted(set(body) - _KNOWN_KEYS)
-    if unknown:
-        raise invalid_request(
-            f"Unrecognized request argument supplied: {', '.join(unknown)} {_NOTE}",
-            param=unknown[0],
-        )
-    for name in _REQUIRED:
-        if name not in body:
-            raise invalid_request(f"Missing required parameter: '{name}'. {_NOTE}", param=name)
+    checks.known(body, _KNOWN_KEYS)
+    checks.present(body, _REQUIRED)
     model = _string(body, "model")
     text = _string(body, "input", max_length=MAX_CHARS)
     if not text:
