@@ -41,13 +41,8 @@ from pipeline.emulator.stores import Answering, Bounded
 class RunStore:
     """All threads of one emulator; lives on its event loop (``statuses`` excepted)."""
 
-    def __init__(
-        self,
-        config: EmulatorConfig,
-        responder: Responder,
-    ) -> None:
+    def __init__(self, config: EmulatorConfig, responder: Responder) -> None:
         self.config = config
-        self.responder = responder
         self.clock = skewed_clock(config)
         self._threads: Bounded[Thread] = Bounded(config.max_stored)
         self._draw = OutcomeDraw(config.run_outcomes, config.seed, "runs")
