@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import math
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -48,6 +49,23 @@ def test_no_emulator_module_imports_client_code() -> None:
     imports = {path.name: [m for m in _imported_modules(path) if _is_client(m)] for path in modules}
 
     assert {name: found for name, found in imports.items() if found} == {}
+
+
+def test_a_running_emulator_loads_no_client_module() -> None:
+    script = (
+        "import sys\n"
+        "from pipeline.emulator import EmulatorConfig, start_emulator\n"
+        "with start_emulator(EmulatorConfig(engine='wordlist')) as emulator:\n"
+        "    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pipeline'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+
+    loaded = ast.literal_eval(done.stdout.strip())
+    assert [m for m in loaded if _is_client(m) and m != "pipeline"] == []  # the parent package
+    assert "pipeline.emulator.speech" in loaded  # the whole app was built
 
 
 def test_the_import_check_catches_every_spelling(tmp_path: Path) -> None:
