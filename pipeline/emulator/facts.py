@@ -1,8 +1,10 @@
 """The API facts the emulator serves, its own copy: moderation categories, speech formats, and
 the token estimate it charges a TPM bucket with.
 
-The client keeps its own copy of the same facts; ``tests/emulator/test_standalone.py`` checks
-that the two agree, so a mistake on one side is caught by the other instead of shared.
+The voices live with the speech engine that maps them (``tts.VOICES``), a route's request
+limits with its checks (``speech.MAX_CHARS``). The client keeps its own copy of the same facts;
+``tests/emulator/test_standalone.py`` checks that the two agree, so a mistake on one side is
+caught by the other instead of shared.
 """
 
 from __future__ import annotations
