@@ -303,6 +303,7 @@ def serve(
     """Serve the local OpenAI-compatible emulator (loopback only unless --allow-remote)."""
     from pipeline.emulator import EmulatorConfig
     from pipeline.emulator import serve as serve_emulator
+    from pipeline.emulator.errors import EmulatorError
 
     try:
         config = EmulatorConfig(
@@ -325,6 +326,8 @@ def serve(
         raise click.UsageError(str(error)) from None
     try:
         serve_emulator(config, host=host, port=port, allow_remote=allow_remote)
+    except EmulatorError as error:  # a missing extra or a remote host: the user's to fix
+        raise JobError(error.message) from None
     except OSError as error:  # the port is taken or not ours: the user's to fix, not a bug
         raise JobError(
             f"cannot listen on {host}:{port} ({error.strerror or error}); "

@@ -102,8 +102,13 @@ def run(job_path: str, options: RunOptions) -> RunResult:
 @contextmanager
 def _local_emulator() -> Iterator[str]:
     from pipeline.emulator import EmulatorConfig, start_emulator
+    from pipeline.emulator.errors import EmulatorError
 
-    with start_emulator(EmulatorConfig()) as emulator:
+    try:
+        started = start_emulator(EmulatorConfig())
+    except EmulatorError as error:  # the `local` extra is missing: exit 2, naming the fix
+        raise JobError(error.message) from None
+    with started as emulator:
         log.info("local emulator listening on %s", emulator.base_url)
         yield emulator.base_url
 

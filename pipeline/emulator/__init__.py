@@ -1,15 +1,20 @@
 """The local OpenAI-compatible emulator: real HTTP on loopback, offline engines, labelled local.
 
-Modules: ``config`` (EmulatorConfig), ``app`` (the aiohttp app and the middleware every route
-shares), ``limits`` (RPM/TPM buckets and headers), ``faults`` (fault injection), ``replies``
-(error bodies, JSON), ``stats`` (counters), ``server`` (thread and blocking runners), and one
-module per endpoint: ``moderation`` (with ``scoring``, ``wordlists`` and ``batcher``),
-``speech`` (with ``tts``, eSpeak NG; audio encoding is ``pipeline.audio``, shared with the client),
-``threads`` (the Assistants API: threads, messages, runs, with ``runs`` and ``records`` for the
-state, ``run_requests`` for the bodies, ``run_stream`` for server-sent events) and ``responses``
-(POST /v1/responses, with ``response_requests``). Runs and responses share ``lifecycle`` (status
-as a function of the clock, injected outcomes), ``responder`` (the deterministic local answer,
-or a chat-completions delegate) and ``checks`` (request checks with OpenAI error bodies).
+It is the test oracle, so it stands alone: it imports no client module and keeps its own copy
+of the API facts it serves (``facts``: categories, speech formats, the token estimate).
+
+Modules: ``config`` (EmulatorConfig), ``errors`` (EmulatorError: it cannot start), ``app`` (the
+aiohttp app and the middleware every route shares), ``limits`` (RPM/TPM buckets and headers),
+``faults`` (fault injection), ``replies`` (error bodies, JSON), ``stats`` (counters), ``server``
+(thread and blocking runners), and one module per endpoint: ``moderation`` (with ``scoring``,
+``wordlists`` and ``batcher``), ``speech`` (with ``tts``, eSpeak NG, and ``encoder``, the six
+audio formats), ``threads`` (the Assistants API: threads, messages, runs, with ``runs`` and
+``records`` for the state, ``run_requests`` for the bodies, ``run_stream`` for server-sent
+events) and ``responses`` (POST /v1/responses, with ``response_requests``). Runs and responses
+share ``lifecycle`` (status as a function of the clock, injected outcomes), ``stores`` (records
+kept up to ``max_stored``, answers made at once or delegated in a task), ``responder`` (the
+deterministic local answer, or a chat-completions delegate) and ``checks`` (request checks with
+OpenAI error bodies).
 """
 
 from __future__ import annotations

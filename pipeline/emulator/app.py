@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 def create_app(config: EmulatorConfig) -> web.Application:
-    """The emulator as an aiohttp application; raises JobError if an engine is not installed."""
+    """The emulator as an aiohttp application; EmulatorError if an engine is not installed."""
     app = web.Application(middlewares=[_openai_middleware], client_max_size=_MAX_BODY_BYTES)
     app[CONFIG] = config
     app[STATS] = Stats()

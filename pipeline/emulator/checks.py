@@ -41,20 +41,30 @@ def wrong_type(path: str, expected: str, value: Any) -> ApiReply:
 
 def body(value: dict[str, Any], fields: Mapping[str, Check], required: Collection[str]) -> None:
     """Check a request body: no unknown fields, the required ones present, each field valid."""
-    unknown = sorted(set(value) - set(fields))
+    known(value, fields)
+    _fields(value, fields, required, "")
+
+
+def known(value: dict[str, Any], names: Collection[str]) -> None:
+    """400 naming the first field of a request body that is not one of ``names``."""
+    unknown = sorted(set(value) - set(names))
     if unknown:
         raise fail(
             unknown[0], f"Unrecognized request argument supplied: {', '.join(unknown)}", None
         )
-    _fields(value, fields, required, "")
+
+
+def present(value: dict[str, Any], names: Collection[str], at: str = "") -> None:
+    """400 naming the first of ``names`` that ``value`` lacks (``at``: its path, ``"x."``)."""
+    for name in names:
+        if name not in value:
+            raise fail(at + name, f"Missing required parameter: '{at + name}'.", None)
 
 
 def _fields(
     value: dict[str, Any], fields: Mapping[str, Check], required: Collection[str], at: str
 ) -> None:
-    for name in required:
-        if name not in value:
-            raise fail(at + name, f"Missing required parameter: '{at + name}'.", None)
+    present(value, required, at)
     for name, check in fields.items():
         if name in value:
             check(value[name], at + name)

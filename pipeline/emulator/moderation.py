@@ -13,20 +13,20 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from pipeline.emulator import checks
 from pipeline.emulator.batcher import MicroBatcher
 from pipeline.emulator.config import EmulatorConfig
+from pipeline.emulator.facts import CATEGORIES, estimate_tokens
 from pipeline.emulator.limits import admit
 from pipeline.emulator.replies import invalid_request, json_response, json_type, new_id
 from pipeline.emulator.replies import read_json_object as read_body
 from pipeline.emulator.scoring import IMAGE_CATEGORIES, THRESHOLD, Scores, load_engine
 from pipeline.emulator.stats import STATS
-from pipeline.kinds.moderation import CATEGORIES  # the 13 of CreateModerationResponse
-from pipeline.tokens import estimate_tokens
 
 PATH: Final[str] = "/v1/moderations"
 _KNOWN_KEYS: Final[frozenset[str]] = frozenset({"input", "model"})
 _IMAGE_NOTE: Final[str] = "images are not scored offline; scores come from the text parts only"
-_NOTE = "(local emulator)"
+_NOTE = checks.NOTE
 
 _TEXT_ONLY: Final[dict[str, list[str]]] = {c: ["text"] for c in CATEGORIES}
 _TEXT_AND_IMAGE: Final[dict[str, list[str]]] = {
@@ -58,20 +58,14 @@ class ModerationInput:
 
 def parse_input(body: dict[str, Any]) -> ModerationInput:
     """Validate a CreateModerationRequest body; raises ApiReply (400) naming what is wrong."""
-    unknown = sorted(set(body) - _KNOWN_KEYS)
-    if unknown:
-        raise invalid_request(
-            f"Unrecognized request argument supplied: {', '.join(unknown)} {_NOTE}",
-            param=unknown[0],
-        )
+    checks.known(body, _KNOWN_KEYS)
     if "model" in body and not isinstance(body["model"], str):
         raise invalid_request(
             f"Invalid type for 'model': expected a string, but got {json_type(body['model'])} "
             f"instead. {_NOTE}",
             param="model",
         )
-    if "input" not in body:
-        raise invalid_request(f"Missing required parameter: 'input'. {_NOTE}", param="input")
+    checks.present(body, ("input",))
     value = body["input"]
     if isinstance(value, str):
         return ModerationInput([value], [value], has_text=True, has_image=False)
@@ -164,7 +158,8 @@ def moderation_result(scores: Scores, applied: dict[str, list[str]]) -> dict[str
 
 
 def register(app: web.Application, config: EmulatorConfig) -> None:
-    """Add POST /v1/moderations and its scorer to ``app``; JobError if the engine is missing."""
+    """Add POST /v1/moderations and its scorer to ``app``; EmulatorError if its engine is not
+    installed."""
     engine = load_engine(config.engine)
     stats = app[STATS]
     batcher: MicroBatcher[Scores] = MicroBatcher(

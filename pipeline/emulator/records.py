@@ -15,10 +15,11 @@ from typing import Any, Final
 import orjson
 
 from pipeline.emulator.checks import NOTE
+from pipeline.emulator.facts import estimate_tokens
 from pipeline.emulator.lifecycle import Lifecycle
 from pipeline.emulator.replies import ApiReply, error_body
 from pipeline.emulator.responder import Answer, Prompt
-from pipeline.tokens import estimate_tokens
+from pipeline.emulator.stores import apply_answer
 
 RUN_DEFAULTS: Final[dict[str, Any]] = {
     "temperature": 1.0,
@@ -105,6 +106,11 @@ class Run:
     tool_calls: list[dict[str, Any]] | None = None
     message: dict[str, Any] | None = None  # the assistant's answer, once settled
     task: asyncio.Task[None] | None = None
+
+    def take(self, answer: Answer) -> None:
+        apply_answer(self, answer)
+        if answer.error is None and self.life.outcome == "incomplete":  # the answer was cut
+            self.incomplete = "max_completion_tokens"
 
     def usage(self) -> dict[str, int] | None:
         if self.answer is None and self.incomplete != "max_prompt_tokens":

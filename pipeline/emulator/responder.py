@@ -5,7 +5,7 @@ local, and is the same for the same question every time. With ``chat_completions
 ``{model, messages}`` (and temperature / top_p when given) are POSTed to that chat-completions
 endpoint and its first choice is the answer; any failure there (connection, status, shape)
 becomes a failed answer with a RunObject ``last_error`` code. Either way the answer is cut at
-the request's token limit (``pipeline.tokens`` rule: four characters a token), and says so.
+the request's token limit (``facts.estimate_tokens``: four characters a token), and says so.
 """
 
 from __future__ import annotations

@@ -23,10 +23,7 @@ can be read back and continued with ``previous_response_id``: its input and outp
 from __future__ import annotations
 
 import asyncio
-import itertools
-import threading
-from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -35,6 +32,7 @@ from aiohttp import web
 
 from pipeline.emulator import checks
 from pipeline.emulator.config import EmulatorConfig, skewed_clock
+from pipeline.emulator.facts import estimate_tokens
 from pipeline.emulator.lifecycle import ACTIVE, Lifecycle, OutcomeDraw
 from pipeline.emulator.limits import admit
 from pipeline.emulator.records import object_id
@@ -42,7 +40,7 @@ from pipeline.emulator.replies import ApiReply, error_body, json_response, read_
 from pipeline.emulator.responder import RESPONDER, Answer, Prompt, Responder
 from pipeline.emulator.response_requests import check_response, input_turns
 from pipeline.emulator.stats import STATS
-from pipeline.tokens import estimate_tokens
+from pipeline.emulator.stores import Answering, Bounded, apply_answer
 
 PATH: Final[str] = "/v1/responses"
 _NOTE: Final[str] = checks.NOTE
@@ -74,14 +72,7 @@ class Stored:
         return [*self.prompt.messages, *answer]
 
     def take(self, answer: Answer) -> None:
-        if answer.error is not None:
-            self.life.outcome, self.error = "failed", answer.error
-            return
-        if self.life.outcome == "incomplete" and not answer.truncated:  # injected: cut in half
-            answer = Answer(answer.text[: len(answer.text) // 2], truncated=True)
-        if answer.truncated:
-            self.life.outcome = "incomplete"
-        self.answer = answer
+        apply_answer(self, answer)
 
     def object(self, now: float, status: str | None = None) -> dict[str, Any]:
         """The Response object at ``now`` (or as it was when it entered ``status``)."""
@@ -178,10 +169,9 @@ class ResponseStore:
         self.config = config
         self.responder = responder
         self.clock = skewed_clock(config)
-        self._stored: OrderedDict[str, Stored] = OrderedDict()
-        self._lock = threading.Lock()  # guards _stored against statuses() from other threads
+        self._stored: Bounded[Stored] = Bounded(config.max_stored)
         self._draw = OutcomeDraw(config.run_outcomes, config.seed, "responses")
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.answering = Answering(responder, self.clock)
 
     def get(self, response_id: str) -> Stored:
         found = self._stored.get(response_id)
@@ -244,37 +234,10 @@ class ResponseStore:
     def needs_answer(self, stored: Stored) -> bool:
         return stored.life.outcome in ("completed", "incomplete") and stored.call is None
 
-    def answer_later(self, stored: Stored) -> None:
-        """A background response's answer: at once locally, else in a task."""
-        if not self.responder.delegating:
-            stored.take(self.responder.local(stored.prompt))
-            return
-        stored.life.ready = None
-
-        async def delegate() -> None:
-            try:
-                answer = await self.responder.answer(stored.prompt)
-            except Exception as exc:  # a bug must fail the response, not leave it in progress
-                answer = Answer(error=("server_error", f"The responder failed: {exc!r} {_NOTE}"))
-            stored.take(answer)
-            stored.life.ready = self.clock()
-
-        stored.task = asyncio.get_running_loop().create_task(delegate())
-        self._tasks.add(stored.task)
-        stored.task.add_done_callback(self._tasks.discard)
-
     def keep(self, stored: Stored) -> None:
         """Store it; past ``max_stored``, drop the oldest finished ones."""
         now = self.clock()
-        with self._lock:
-            self._stored[stored.id] = stored
-            excess = len(self._stored) - self.config.max_stored
-            if excess <= 0:
-                return
-            oldest = list(itertools.islice(self._stored.items(), 32))
-            finished = [key for key, old in oldest if old.life.status(now) not in ACTIVE]
-            for key in finished[:excess]:
-                del self._stored[key]
+        self._stored.keep(stored.id, stored, lambda old: old.life.status(now) not in ACTIVE)
 
     def cancel(self, stored: Stored) -> None:
         if not stored.background:
@@ -289,14 +252,7 @@ class ResponseStore:
 
     def statuses(self) -> dict[str, int]:
         now = self.clock()
-        with self._lock:
-            stored = list(self._stored.values())
-        return dict(Counter(item.life.status(now) for item in stored))
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        return dict(Counter(item.life.status(now) for item in self._stored.snapshot()))
 
 
 def _function_call(tools: list[dict[str, Any]], question: str) -> dict[str, Any]:
@@ -320,10 +276,6 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
     app[RESPONSES] = store
     app[STATS].add_gauge("responses_by_status", store.statuses)
 
-    async def tasks(_: web.Application) -> AsyncIterator[None]:
-        yield
-        await store.close()
-
     async def create(request: web.Request) -> web.StreamResponse:
         body = await read_json_object(request)
         check_response(body)
@@ -333,7 +285,7 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
         store.plan(stored)
         if stored.background:
             if store.needs_answer(stored):
-                store.answer_later(stored)
+                store.answering.answer_later(stored)
             store.keep(stored)
             return json_response(stored.object(stored.life.begin, "queued"))
         if store.needs_answer(stored):
@@ -355,7 +307,7 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
         store.cancel(stored)
         return json_response(stored.object(store.clock()))
 
-    app.cleanup_ctx.append(tasks)
+    app.cleanup_ctx.append(store.answering.cleanup)
     app.router.add_post(PATH, create)
     app.router.add_get(PATH + "/{response_id}", get)
     app.router.add_post(PATH + "/{response_id}/cancel", cancel)

@@ -2,24 +2,22 @@
 
 There is no assistant store: any ``assistant_id`` is accepted, and a run's model, instructions
 and tools come from the run request alone (model ``local/responder`` unless given). A run's
-answer is made when it is created (after tool outputs, when they arrive), locally and at once, or
-by the delegate in one task; its status then follows the clock (``lifecycle``). A thread is
-*settled* whenever it is touched: runs that reached their end add their assistant message then,
-dated when they ended. A thread with an active run refuses new messages and runs, like the API.
+answer is made when it is created (after tool outputs, when they arrive), locally and at once,
+or by the delegate in one task (``stores.Answering``); its status then follows the clock
+(``lifecycle``). A thread is *settled* whenever it is touched: runs that reached their end add
+their assistant message then, dated when they ended. A thread with an active run refuses new
+messages and runs, like the API.
 
-At most ``max_stored`` threads are kept; past it the oldest without an active run are dropped.
-``statuses`` counts runs by current status for the stats snapshot; it may be called from any
-thread (a lock guards the dictionaries the event loop inserts into).
+At most ``max_stored`` threads are kept (``stores.Bounded``); past it the oldest without an
+active run are dropped. ``statuses`` counts runs by current status for the stats snapshot; it
+may be called from any thread (the store's lock guards what the event loop inserts into).
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import replace
-from typing import Any, Final
+from typing import Any
 
 from pipeline.emulator.checks import NOTE
 from pipeline.emulator.config import EmulatorConfig, skewed_clock
@@ -36,26 +34,19 @@ from pipeline.emulator.records import (
     tool_call,
 )
 from pipeline.emulator.replies import invalid_request
-from pipeline.emulator.responder import MODEL, Answer, Prompt, Responder
-
-_EVICTION_SCAN: Final[int] = 32
+from pipeline.emulator.responder import MODEL, Prompt, Responder
+from pipeline.emulator.stores import Answering, Bounded
 
 
 class RunStore:
     """All threads of one emulator; lives on its event loop (``statuses`` excepted)."""
 
-    def __init__(
-        self,
-        config: EmulatorConfig,
-        responder: Responder,
-    ) -> None:
+    def __init__(self, config: EmulatorConfig, responder: Responder) -> None:
         self.config = config
-        self.responder = responder
         self.clock = skewed_clock(config)
-        self._threads: OrderedDict[str, Thread] = OrderedDict()
-        self._lock = threading.Lock()
+        self._threads: Bounded[Thread] = Bounded(config.max_stored)
         self._draw = OutcomeDraw(config.run_outcomes, config.seed, "runs")
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.answering = Answering(responder, self.clock)
 
     # threads and messages
 
@@ -66,9 +57,7 @@ class RunStore:
         )
         for message in body.get("messages") or ():
             self.add_message(thread, message)
-        with self._lock:
-            self._threads[thread.id] = thread
-        self._evict(now)
+        self._threads.keep(thread.id, thread, lambda old: self._idle(old, now))
         return thread
 
     def thread(self, thread_id: str) -> Thread:
@@ -184,7 +173,7 @@ class RunStore:
             tokens,
             int(now),
         )
-        with self._lock:
+        with self._threads.lock:  # statuses() reads the runs from another thread
             thread.runs[run.id] = run
         thread.open.append(run)
         if outcome in ("completed", "incomplete") and not fits:
@@ -195,36 +184,8 @@ class RunStore:
         elif outcome == "requires_action":
             run.tool_calls = [tool_call(run.tools, prompt.question)]
         elif outcome in ("completed", "incomplete"):
-            self._make_answer(run)
+            self.answering.answer_later(run)
         return run
-
-    def _make_answer(self, run: Run) -> None:
-        if not self.responder.delegating:
-            self._take(run, self.responder.local(run.prompt))
-            return
-        run.life.ready = None
-
-        async def delegate() -> None:
-            try:
-                answer = await self.responder.answer(run.prompt)
-            except Exception as exc:  # a bug must fail the run, not leave it in progress
-                answer = Answer(error=("server_error", f"The responder failed: {exc!r} {NOTE}"))
-            self._take(run, answer)
-            run.life.ready = self.clock()
-
-        run.task = asyncio.get_running_loop().create_task(delegate())
-        self._tasks.add(run.task)
-        run.task.add_done_callback(self._tasks.discard)
-
-    def _take(self, run: Run, answer: Answer) -> None:
-        if answer.error is not None:
-            run.life.outcome, run.error = "failed", answer.error
-            return
-        if run.life.outcome == "incomplete" and not answer.truncated:  # injected: cut in half
-            answer = Answer(answer.text[: len(answer.text) // 2], truncated=True)
-        if answer.truncated:
-            run.life.outcome, run.incomplete = "incomplete", "max_completion_tokens"
-        run.answer = answer
 
     def run(self, thread: Thread, run_id: str) -> Run:
         run = thread.runs.get(run_id)
@@ -259,7 +220,7 @@ class RunStore:
         run.prompt = replace(run.prompt, tool_outputs=texts)
         run.tool_calls = None
         run.life.restart(self.clock())
-        self._make_answer(run)
+        self.answering.answer_later(run)
 
     def run_object(
         self, run: Run, at: float | None = None, status: str | None = None
@@ -301,26 +262,12 @@ class RunStore:
     def statuses(self) -> dict[str, int]:
         """Runs by current status (any thread may call this)."""
         now = self.clock()
-        with self._lock:
-            runs = [run for thread in self._threads.values() for run in thread.runs.values()]
+        threads = self._threads.snapshot()
+        with self._threads.lock:
+            runs = [run for thread in threads for run in thread.runs.values()]
         return dict(Counter(run.life.status(now) for run in runs))
 
-    def _evict(self, now: float) -> None:
-        excess = len(self._threads) - self.config.max_stored
-        if excess <= 0:
-            return
-        doomed: list[str] = []
-        for thread_id, thread in itertools.islice(self._threads.items(), _EVICTION_SCAN):
-            self.settle(thread)
-            if not any(run.life.status(now) in ACTIVE for run in thread.open):
-                doomed.append(thread_id)
-                if len(doomed) == excess:
-                    break
-        with self._lock:
-            for thread_id in doomed:
-                del self._threads[thread_id]
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    def _idle(self, thread: Thread, now: float) -> bool:
+        """Whether ``thread`` (settled first) has no active run: it may be forgotten."""
+        self.settle(thread)
+        return not any(run.life.status(now) in ACTIVE for run in thread.open)

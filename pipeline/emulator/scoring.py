@@ -15,8 +15,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 
+from pipeline.emulator.errors import EmulatorError
 from pipeline.emulator.wordlists import SIGNALS
-from pipeline.errors import JobError
 
 # the categories whose category_applied_input_types may contain "image" (per the schema)
 IMAGE_CATEGORIES: Final[frozenset[str]] = frozenset(
@@ -169,13 +169,13 @@ class ProfanityEngine:
 
 
 def load_engine(name: str) -> Engine:
-    """The engine called ``name``; raises JobError when the profanity engine is not installed."""
+    """The engine called ``name``; EmulatorError when the profanity engine is not installed."""
     if name == "wordlist":
         return WordlistEngine()
     if name == "profanity":
         try:
             from profanity_check import predict_prob
         except ImportError as exc:
-            raise JobError(MISSING_EXTRA) from exc
+            raise EmulatorError(MISSING_EXTRA) from exc
         return ProfanityEngine(predict_prob)
     raise ValueError(f"unknown moderation engine {name!r}")

@@ -16,8 +16,8 @@ from aiohttp import web
 
 from pipeline.emulator.app import create_app
 from pipeline.emulator.config import EmulatorConfig
+from pipeline.emulator.errors import EmulatorError
 from pipeline.emulator.stats import STATS
-from pipeline.errors import JobError
 
 _SHUTDOWN_TIMEOUT_S: Final[float] = 0.5  # in-flight answers get this long, then are cancelled
 _DEFAULT_CONFIG: Final[EmulatorConfig] = EmulatorConfig()
@@ -35,7 +35,7 @@ def is_loopback(host: str) -> bool:
 
 def _check_host(host: str, allow_remote: bool) -> None:
     if not allow_remote and not is_loopback(host):
-        raise JobError(
+        raise EmulatorError(
             f"the emulator binds loopback only (127.0.0.1, ::1, localhost), not {host!r}; "
             "add --allow-remote (pipeline serve --allow-remote) if you mean to serve other machines"
         )
@@ -146,7 +146,7 @@ def start_emulator(
 ) -> RunningEmulator:
     """Start an emulator in a daemon thread; returns once it accepts connections.
 
-    Port 0 picks a free port (see ``base_url``). Raises JobError when the engine's extra is
+    Port 0 picks a free port (see ``base_url``). Raises EmulatorError when the engine's extra is
     not installed or ``host`` is not loopback, OSError when the port cannot be bound.
     """
     _check_host(host, allow_remote=False)
@@ -161,7 +161,7 @@ def serve(
     """Serve until SIGINT or SIGTERM, for ``pipeline serve``; blocks.
 
     Prints ``pipeline emulator listening on http://HOST:PORT/v1`` to stdout once listening.
-    Raises JobError for a host that is not loopback unless ``allow_remote``, or when the
+    Raises EmulatorError for a host that is not loopback unless ``allow_remote``, or when the
     engine's extra is not installed.
     """
     _check_host(host, allow_remote)

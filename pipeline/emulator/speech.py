@@ -7,7 +7,7 @@ its 13 built-in voices (the schema's ``anyOf`` lets any string through; the API 
 A custom ``{"id": ...}`` voice is accepted and spoken by a built-in eSpeak voice chosen from the
 id. ``stream_format: "sse"`` is refused: the emulator answers only a whole audio body.
 
-eSpeak NG speaks it (``tts.py``) in a worker thread; ``pipeline.audio`` encodes the 24 kHz mono
+eSpeak NG speaks it (``tts.py``) in a worker thread; ``encoder.py`` encodes the 24 kHz mono
 result. Answers say they are local: ``x-emulator-model`` and ``x-emulator-voice`` name the engine
 and the eSpeak voice, and ``x-emulator-note`` says when ``instructions`` were not followed.
 """
@@ -23,14 +23,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from pipeline import audio
-from pipeline.emulator import tts
+from pipeline.emulator import checks, encoder, tts
 from pipeline.emulator.config import EmulatorConfig
+from pipeline.emulator.facts import SPEECH_FORMATS, estimate_tokens
 from pipeline.emulator.limits import admit
 from pipeline.emulator.replies import invalid_request, json_type
 from pipeline.emulator.replies import read_json_object as read_body
 from pipeline.emulator.stats import STATS
-from pipeline.tokens import estimate_tokens
 
 PATH: Final[str] = "/v1/audio/speech"
 CONTENT_TYPES: Final[Mapping[str, str]] = {
@@ -49,7 +48,7 @@ _KNOWN_KEYS: Final[frozenset[str]] = frozenset(
 )
 _REQUIRED: Final[tuple[str, ...]] = ("model", "input", "voice")
 _INSTRUCTIONS_NOTE: Final[str] = "instructions are not followed offline; the voice is eSpeak's"
-_NOTE = "(local emulator)"
+_NOTE = checks.NOTE
 
 
 @dataclass(frozen=True)
@@ -66,15 +65,8 @@ class SpeechRequest:
 
 def parse_request(body: dict[str, Any]) -> SpeechRequest:
     """Validate a CreateSpeechRequest body; raises ApiReply (400) naming what is wrong."""
-    unknown = sorted(set(body) - _KNOWN_KEYS)
-    if unknown:
-        raise invalid_request(
-            f"Unrecognized request argument supplied: {', '.join(unknown)} {_NOTE}",
-            param=unknown[0],
-        )
-    for name in _REQUIRED:
-        if name not in body:
-            raise invalid_request(f"Missing required parameter: '{name}'. {_NOTE}", param=name)
+    checks.known(body, _KNOWN_KEYS)
+    checks.present(body, _REQUIRED)
     model = _string(body, "model")
     text = _string(body, "input", max_length=MAX_CHARS)
     if not text:
@@ -87,7 +79,7 @@ def parse_request(body: dict[str, Any]) -> SpeechRequest:
     instructions = (
         _string(body, "instructions", max_length=MAX_CHARS) if "instructions" in body else None
     )
-    response_format = _choice(body, "response_format", audio.FORMATS) or "mp3"
+    response_format = _choice(body, "response_format", SPEECH_FORMATS) or "mp3"
     if _choice(body, "stream_format", ("sse", "audio")) == "sse":
         raise invalid_request(
             "The local emulator answers speech only with stream_format 'audio' (a whole audio "
@@ -202,11 +194,11 @@ def check_rejected(text: str, needle: str | None) -> None:
 def render(request: SpeechRequest) -> tuple[bytes, float]:
     """(the encoded audio, its length in seconds) for a validated request; blocking."""
     pcm, rate = tts.synthesize(request.input, tts.espeak_voice(request.voice), request.speed)
-    return audio.encode(pcm, request.response_format, sample_rate=rate), len(pcm) / 2 / rate
+    return encoder.encode(pcm, request.response_format, sample_rate=rate), len(pcm) / 2 / rate
 
 
 def register(app: web.Application, config: EmulatorConfig) -> None:
-    """Add POST /v1/audio/speech to ``app``; JobError if eSpeak NG (the extra) is missing."""
+    """Add POST /v1/audio/speech to ``app``; EmulatorError if eSpeak NG (the extra) is missing."""
     tts.check_installed()
     stats = app[STATS]
     workers: list[ThreadPoolExecutor] = []

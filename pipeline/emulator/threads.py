@@ -16,15 +16,16 @@ Lists (messages, runs) take ``limit`` (1-100, default 20), ``order`` (``desc`` b
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from aiohttp import web
 
 from pipeline.emulator import checks
 from pipeline.emulator.config import EmulatorConfig
+from pipeline.emulator.facts import estimate_tokens
 from pipeline.emulator.limits import admit
-from pipeline.emulator.records import Run
+from pipeline.emulator.records import Run, Thread
 from pipeline.emulator.replies import ApiReply, error_body, json_response, read_json_object
 from pipeline.emulator.responder import RESPONDER
 from pipeline.emulator.run_requests import (
@@ -37,7 +38,6 @@ from pipeline.emulator.run_requests import (
 from pipeline.emulator.run_stream import stream_run
 from pipeline.emulator.runs import RunStore
 from pipeline.emulator.stats import STATS
-from pipeline.tokens import estimate_tokens
 
 PREFIX: Final[str] = "/v1/threads"
 BETA: Final[str] = "assistants=v2"
@@ -157,10 +157,7 @@ async def create_run(request: web.Request, store: RunStore) -> web.StreamRespons
     thread = store.thread(request.match_info["thread_id"])
     store.check_idle(thread, "run")
     admit(request, text_tokens(body))
-    run = store.new_run(thread, body)
-    if body.get("stream"):
-        return await stream_run(request, store, run)
-    return json_response(store.run_object(run, run.life.begin, "queued"))
+    return await _queued(request, store, store.new_run(thread, body), body)
 
 
 async def create_thread_and_run(request: web.Request, store: RunStore) -> web.StreamResponse:
@@ -168,10 +165,7 @@ async def create_thread_and_run(request: web.Request, store: RunStore) -> web.St
     check_thread_and_run(body)
     admit(request, text_tokens(body))
     thread = store.new_thread(body.get("thread") or {})
-    run = store.new_run(thread, body)
-    if body.get("stream"):
-        return await stream_run(request, store, run, thread=thread)
-    return json_response(store.run_object(run, run.life.begin, "queued"))
+    return await _queued(request, store, store.new_run(thread, body), body, thread=thread)
 
 
 async def get_run(request: web.Request, store: RunStore) -> web.StreamResponse:
@@ -200,8 +194,21 @@ async def submit_tool_outputs(request: web.Request, store: RunStore) -> web.Stre
     run = _run(request, store)
     admit(request, text_tokens(body))
     store.submit_tool_outputs(run, body["tool_outputs"])
+    return await _queued(request, store, run, body, resumed=True)
+
+
+async def _queued(
+    request: web.Request,
+    store: RunStore,
+    run: Run,
+    body: Mapping[str, Any],
+    *,
+    thread: Thread | None = None,
+    resumed: bool = False,
+) -> web.StreamResponse:
+    """A run just queued (or queued again): its events if ``body`` streams, else the object."""
     if body.get("stream"):
-        return await stream_run(request, store, run, resumed=True)
+        return await stream_run(request, store, run, thread=thread, resumed=resumed)
     return json_response(store.run_object(run, run.life.begin, "queued"))
 
 
@@ -230,10 +237,6 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
     app[STORE] = store
     app[STATS].add_gauge("runs_by_status", store.statuses)
 
-    async def tasks(_: web.Application) -> AsyncIterator[None]:
-        yield
-        await store.close()
-
     def route(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             check_beta(request)
@@ -241,6 +244,6 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
 
         return handle
 
-    app.cleanup_ctx.append(tasks)
+    app.cleanup_ctx.append(store.answering.cleanup)
     for method, path, handler in _ROUTES:
         app.router.add_route(method, PREFIX + path, route(handler))

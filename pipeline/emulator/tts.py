@@ -28,8 +28,8 @@ import av
 import av.error
 import av.filter
 
+from pipeline.emulator.errors import EmulatorError
 from pipeline.emulator.scoring import MISSING_EXTRA
-from pipeline.errors import JobError
 
 MODEL: Final[str] = "local/espeak-ng"
 # OpenAI voice -> eSpeak voice ("language+variant"): distinct variants, genders as OpenAI's
@@ -120,7 +120,7 @@ def espeak_voice(voice: str | Mapping[str, Any]) -> str:
 
 
 def check_installed() -> None:
-    """Raise JobError (the ``local`` extra is missing) unless espeakng-loader can be imported."""
+    """EmulatorError (the ``local`` extra is missing) unless espeakng-loader can be imported."""
     _loader()
 
 
@@ -128,7 +128,7 @@ def _loader() -> Any:
     try:
         import espeakng_loader  # type: ignore[import-untyped]
     except ImportError as exc:
-        raise JobError(MISSING_EXTRA) from exc
+        raise EmulatorError(MISSING_EXTRA) from exc
     return espeakng_loader
 
 

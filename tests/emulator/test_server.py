@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 import pipeline.emulator
 from pipeline.cli import main
 from pipeline.emulator import EmulatorConfig, RunningEmulator, serve, start_emulator
-from pipeline.errors import JobError
+from pipeline.emulator.errors import EmulatorError
 from tests.emulator.conftest import StartEmulator
 from tests.emulator.helpers import FakeClock, post
 
@@ -112,7 +112,8 @@ def test_a_busy_port_raises_in_the_caller(start: StartEmulator) -> None:
 def test_missing_local_extra_is_reported_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "profanity_check", None)  # makes the import fail
 
-    with pytest.raises(JobError, match=r"needs the `local` extra: pip install 'pipeline\[local\]'"):
+    missing = r"needs the `local` extra: pip install 'pipeline\[local\]'"
+    with pytest.raises(EmulatorError, match=missing):
         start_emulator(EmulatorConfig(engine="profanity"))
     with start_emulator(EmulatorConfig(engine="wordlist")) as emulator:  # needs no extra
         assert emulator.base_url.startswith("http://127.0.0.1:")
@@ -121,9 +122,9 @@ def test_missing_local_extra_is_reported_at_start(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com"])
 def test_remote_hosts_are_refused_unless_allowed(host: str) -> None:
     config = EmulatorConfig(engine="wordlist")
-    with pytest.raises(JobError, match=r"loopback.*--allow-remote"):  # names the way out
+    with pytest.raises(EmulatorError, match=r"loopback.*--allow-remote"):  # names the way out
         serve(config, host=host, port=0)
-    with pytest.raises(JobError, match="loopback"):
+    with pytest.raises(EmulatorError, match="loopback"):
         start_emulator(config, host=host)
 
 

@@ -13,8 +13,8 @@ from jsonschema import Draft202012Validator
 
 from pipeline import audio
 from pipeline.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from pipeline.emulator.errors import EmulatorError
 from pipeline.emulator.tts import VOICES
-from pipeline.errors import JobError
 from tests.emulator.conftest import StartEmulator
 from tests.emulator.helpers import FakeClock, load_validator
 
@@ -308,5 +308,6 @@ def test_missing_local_extra_is_reported_when_the_app_is_made(
 ) -> None:
     monkeypatch.setitem(sys.modules, "espeakng_loader", None)  # makes the import fail
 
-    with pytest.raises(JobError, match=r"needs the `local` extra: pip install 'pipeline\[local\]'"):
+    missing = r"needs the `local` extra: pip install 'pipeline\[local\]'"
+    with pytest.raises(EmulatorError, match=missing):
         start_emulator(EmulatorConfig(engine="wordlist"))
