@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "tests" / "schemas"  # vendored: see tests/schemas/README.md
 FAKE_KEY = "sk-test-PIPELINE-FAKE-KEY-0123456789abcdef"
 
+StartEmulator = Callable[..., RunningEmulator]  # the `emulator` fixture: start(**config)
+
 
 @cache
 def schema_validator(name: str) -> jsonschema.Draft202012Validator:
@@ -33,7 +35,7 @@ def schema_validator(name: str) -> jsonschema.Draft202012Validator:
 
 
 @pytest.fixture
-def emulator() -> Iterator[Callable[..., RunningEmulator]]:
+def emulator() -> Iterator[StartEmulator]:
     """Start emulators with a config; each is closed after the test."""
     started: list[RunningEmulator] = []
 
