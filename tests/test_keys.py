@@ -9,19 +9,22 @@ import decimal
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
+from click.testing import Result
 
+from pipeline.emulator import RunningEmulator
 from pipeline.journal import JOURNAL_FILE, STATE_DIR
 from tests.conftest import StartEmulator, read_output, run_cli, write_job
 
 
-def sent(server) -> list[str]:
+def sent(server: RunningEmulator) -> list[str]:
     return [body["input"] for _, body in server.recorded_requests()]
 
 
-def run(job: Path, server, *extra: str):
+def run(job: Path, server: RunningEmulator, *extra: str) -> Result:
     return run_cli("run", job, "--base-url", server.base_url, "--quiet", *extra)
 
 
@@ -54,7 +57,11 @@ TEXTS = ["one", "two", "three"]
     ],
 )
 def test_a_key_column_of_a_refused_type_is_exit_2_before_anything_is_sent(
-    tmp_path: Path, emulator: StartEmulator, values, dtype, shown
+    tmp_path: Path,
+    emulator: StartEmulator,
+    values: list[Any],
+    dtype: pl.DataType | type[pl.DataType],
+    shown: str,
 ) -> None:
     server = emulator(engine="wordlist")
     data = pl.DataFrame({"id": pl.Series(values, dtype=dtype), "text": TEXTS})
@@ -78,7 +85,11 @@ def test_a_key_column_of_a_refused_type_is_exit_2_before_anything_is_sent(
     ],
 )
 def test_accepted_key_types_resume_and_results_keep_the_input_type(
-    tmp_path: Path, emulator: StartEmulator, values, dtype, stored
+    tmp_path: Path,
+    emulator: StartEmulator,
+    values: list[Any],
+    dtype: pl.DataType | type[pl.DataType],
+    stored: str,
 ) -> None:
     """Date keys used to crash every resumed run, uint64 ones to end in a traceback."""
     server = emulator(engine="wordlist")
@@ -108,7 +119,7 @@ def test_accepted_key_types_resume_and_results_keep_the_input_type(
     ],
 )
 def test_a_malformed_key_value_is_exit_2_naming_the_row(
-    tmp_path: Path, emulator: StartEmulator, bad, what
+    tmp_path: Path, emulator: StartEmulator, bad: str, what: str
 ) -> None:
     server = emulator(engine="wordlist")
     data = pl.DataFrame({"id": ["k1", bad, "k3"], "text": TEXTS})
@@ -128,7 +139,7 @@ def test_a_malformed_key_value_is_exit_2_naming_the_row(
     ],
 )
 def test_a_key_with_a_line_end_in_it_is_exit_2_not_error_rows(
-    tmp_path: Path, emulator: StartEmulator, name, content, shown
+    tmp_path: Path, emulator: StartEmulator, name: str, content: bytes, shown: str
 ) -> None:
     """Issue 10 item 10: such keys used to make every row an internal_error error row."""
     server = emulator(engine="wordlist")
@@ -207,7 +218,7 @@ def test_one_text_key_appended_to_integer_keys_is_a_new_key(
 
 @pytest.mark.parametrize("ambiguous", ["007", "+7", "-0", "7.0", "7e0"])
 def test_text_keys_that_would_read_as_another_integer_are_exit_2(
-    tmp_path: Path, emulator: StartEmulator, ambiguous
+    tmp_path: Path, emulator: StartEmulator, ambiguous: str
 ) -> None:
     server = emulator(engine="wordlist")
     pl.DataFrame({"id": [7, 8], "text": ["a", "b"]}).write_parquet(tmp_path / "input.parquet")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from tenacity import RetryCallState
+from tenacity import RetryCallState, Retrying
 
+from pipeline.emulator import RunningEmulator
 from pipeline.errors import FatalApiError, RejectedApiError, TransientApiError
 from pipeline.http import error_for, retry_after
 from pipeline.journal import Journal
@@ -43,7 +44,9 @@ def test_retry_after_prefers_milliseconds() -> None:
         (404, b"", RejectedApiError),
     ],
 )
-def test_errors_are_classified_by_status_and_code(status, body, expected) -> None:
+def test_errors_are_classified_by_status_and_code(
+    status: int, body: bytes, expected: type[Exception]
+) -> None:
     error = error_for(status, {"retry-after-ms": "1500"}, body)
     assert type(error) is expected
     assert error.http_status == status
@@ -77,7 +80,7 @@ async def test_headers_lower_the_rate_and_empty_the_bucket() -> None:
 def test_retry_after_is_waited_before_backoff() -> None:
     stopper = Stopper()
     policy = RetryPolicy(6, RateLimiter(None, None, stopper), RunStats(), stopper)
-    state = RetryCallState(None, None, (), {})
+    state = RetryCallState(Retrying(), None, (), {})
     state.attempt_number = 5
     state.set_exception((TransientApiError, TransientApiError("429", retry_after=2.0), None))
     assert 2.0 <= policy._wait(state) <= 2.06
@@ -109,7 +112,7 @@ async def test_a_429_pauses_everyone() -> None:
 
 
 @pytest.mark.parametrize("lie", ["-1e12", "nan", "inf", "-inf", "-0.5", "1e999"])
-async def test_headers_no_honest_server_sends_change_nothing(lie) -> None:
+async def test_headers_no_honest_server_sends_change_nothing(lie: str) -> None:
     """A lying x-ratelimit-remaining (negative: a debt of centuries) or limit must not stall
     the run or lift the job's own limit."""
     limiter = RateLimiter(rpm=600, tpm=6000, stopper=Stopper())
@@ -206,7 +209,7 @@ def _texts(sizes: dict[int, int]) -> pl.DataFrame:
     return pl.DataFrame({"id": list(range(n)), "text": texts})
 
 
-def _sent_inputs(server) -> list[str]:
+def _sent_inputs(server: RunningEmulator) -> list[str]:
     sent = []
     for path, body in server.recorded_requests():
         if path.endswith("/moderations"):

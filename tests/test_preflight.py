@@ -13,6 +13,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.emulator import RunningEmulator
 from tests.conftest import StartEmulator, pipeline_command, read_output, run_cli, write_job
 
 DATA = pl.DataFrame(
@@ -24,7 +25,7 @@ DATA = pl.DataFrame(
 )
 
 
-def refused(job: Path, server, *extra: str) -> str:
+def refused(job: Path, server: RunningEmulator, *extra: str) -> str:
     """Run the job; assert it stopped with exit 2 before any request; return its message."""
     result = run_cli("run", job, "--base-url", server.base_url, "--quiet", *extra)
     assert result.exit_code == 2, result.output
@@ -55,7 +56,7 @@ class TestKeepNames:
         ],
     )
     def test_a_keep_column_that_would_collide_is_exit_2(
-        self, tmp_path: Path, emulator: StartEmulator, keep, named
+        self, tmp_path: Path, emulator: StartEmulator, keep: list[str], named: str
     ) -> None:
         server = emulator()
         data = DATA.with_columns(flagged=pl.lit(True), error_type=pl.lit("x"))
@@ -84,7 +85,7 @@ class TestKeepTypes:
         ],
     )
     def test_a_type_the_outputs_cannot_hold_is_exit_2(
-        self, tmp_path: Path, emulator: StartEmulator, column, fmt
+        self, tmp_path: Path, emulator: StartEmulator, column: pl.Series, fmt: str
     ) -> None:
         server = emulator()
         data = pl.DataFrame({"id": ["a", "b", "c"], "text": ["x", "y", "z"]}).with_columns(column)
@@ -117,7 +118,7 @@ class TestOutputFolder:
 
     @pytest.mark.parametrize("ran_before", [False, True])
     def test_a_read_only_output_folder_is_exit_2_before_sending(
-        self, tmp_path: Path, emulator: StartEmulator, ran_before
+        self, tmp_path: Path, emulator: StartEmulator, ran_before: bool
     ) -> None:
         """A folder the run cannot write (read-only media, lost permissions): one line, exit 2,
         nothing sent, whether a run wrote there before or not."""
@@ -167,7 +168,7 @@ class TestOutputFolder:
         [("data", "data"), ("data", "data/out"), ("data/**/*.parquet", "data/sub/out")],
     )
     def test_outputs_the_input_would_read_back_are_exit_2(
-        self, tmp_path: Path, emulator: StartEmulator, path, out
+        self, tmp_path: Path, emulator: StartEmulator, path: str, out: str
     ) -> None:
         server = emulator()
         (tmp_path / "data").mkdir()
@@ -180,7 +181,7 @@ class TestOutputFolder:
 
     @pytest.mark.parametrize("name", ["results.parquet", "errors.parquet", "audio/a.parquet"])
     def test_an_input_file_where_outputs_are_written_is_exit_2(
-        self, tmp_path: Path, emulator: StartEmulator, name
+        self, tmp_path: Path, emulator: StartEmulator, name: str
     ) -> None:
         server = emulator()
         (tmp_path / "out" / "audio").mkdir(parents=True)
