@@ -70,7 +70,7 @@ def write_job(
     data: pl.DataFrame | None = None,
     *,
     input_name: str = "input.parquet",
-    **sections: dict[str, Any] | str,
+    **sections: dict[str, Any] | list[dict[str, Any]] | str,
 ) -> Path:
     """A job file in ``folder`` over ``data`` (written as ``input_name``); sections override."""
     if data is not None:

@@ -8,13 +8,15 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
+from pipeline.emulator import RunningEmulator
 from tests.conftest import StartEmulator, read_output, run_cli, signal_mid_run, write_job
 
 
-def sent_inputs(server) -> list[str]:
+def sent_inputs(server: RunningEmulator) -> list[str]:
     return [body["input"] for _, body in server.recorded_requests()]
 
 
@@ -157,7 +159,7 @@ def test_a_row_left_pending_then_edited_is_sent_as_recorded_and_counted_as_chang
 # --- an interrupted --redo-changed / --retry-failed ------------------------------------------
 
 
-def run_job(folder, data, **sections):
+def run_job(folder: Path, data: pl.DataFrame, **sections: Any) -> Path:
     """A run job (assistants protocol) over ``data``: one question a row."""
     return write_job(
         folder,
@@ -180,7 +182,7 @@ def questions(version: str, n: int = 6) -> pl.DataFrame:
     )
 
 
-def assert_new_answers(job, version: str, n: int = 6) -> None:
+def assert_new_answers(job: Path, version: str, n: int = 6) -> None:
     results = read_output(job, "results")
     assert sorted(results["id"]) == [f"q{i}" for i in range(n)], "one row per key"
     for key, text in zip(results["id"], results["output_text"], strict=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -35,7 +36,9 @@ DATA = pl.DataFrame({"id": ["a", "b", "c"], "text": ["one", "two", "three"]})
         ({"request": {"input": "{text", "model": "m"}}, "request.input"),
     ],
 )
-def test_bad_job_files_exit_2_naming_file_and_field(tmp_path: Path, sections, expected) -> None:
+def test_bad_job_files_exit_2_naming_file_and_field(
+    tmp_path: Path, sections: dict[str, Any], expected: str
+) -> None:
     job = write_job(tmp_path, DATA, **sections)
     result = run_cli("run", job, "--base-url", "http://127.0.0.1:9/v1")
     assert result.exit_code == 2, result.output
@@ -48,7 +51,9 @@ def test_bad_job_files_exit_2_naming_file_and_field(tmp_path: Path, sections, ex
     ("keys", "expected"),
     [(["a", "b", "a"], "duplicate"), (["a", None, "c"], "empty")],
 )
-def test_key_column_with_duplicates_or_nulls_is_unusable(tmp_path: Path, keys, expected) -> None:
+def test_key_column_with_duplicates_or_nulls_is_unusable(
+    tmp_path: Path, keys: list[str | None], expected: str
+) -> None:
     job = write_job(tmp_path, DATA.with_columns(pl.Series("id", keys)))
     result = run_cli("validate", job)
     assert result.exit_code == 2
@@ -127,12 +132,16 @@ def test_validate_counts_rows_requests_and_error_rows(tmp_path: Path) -> None:
     ],
 )
 def test_numbers_that_are_not_finite_are_exit_2_naming_the_field(
-    tmp_path: Path, emulator: StartEmulator, sections, number, field
+    tmp_path: Path, emulator: StartEmulator, sections: dict[str, Any], number: str, field: str
 ) -> None:
     server = emulator()
     job = write_job(tmp_path, DATA, **sections)
     job.write_text(job.read_text().replace('"NUMBER"', number))  # TOML's own inf and nan
-    for command in (["validate", job], ["run", job, "--base-url", server.base_url]):
+    commands: list[list[str | Path]] = [
+        ["validate", job],
+        ["run", job, "--base-url", server.base_url],
+    ]
+    for command in commands:
         result = run_cli(*command)
         assert result.exit_code == 2, result.output
         assert f"{job}: {field}: must be a finite number, got {number.lstrip('+')}" in result.output
