@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from tests.conftest import StartEmulator, read_output, run_cli, write_job
 
 
-def summary(folder) -> dict:
-    return json.loads((folder / "out" / "summary.json").read_text())
+def summary(folder: Path) -> dict[str, Any]:
+    read: dict[str, Any] = json.loads((folder / "out" / "summary.json").read_text())
+    return read
 
 
 def test_max_requests_stops_cleanly_and_the_next_run_finishes(

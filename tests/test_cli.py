@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from pipeline import runner
+from pipeline.api import Call
 from pipeline.journal import Journal, OutputLock
 from pipeline.kinds import moderation
+from pipeline.kinds.base import Item, Outcome
 from tests.conftest import (
     FAKE_KEY,
     StartEmulator,
@@ -168,7 +171,7 @@ def test_a_bug_while_sending_fails_only_its_rows_without_a_traceback(
     job = write_job(tmp_path, DATA, api={"concurrency": 1})
     real_send = moderation.Moderation.send
 
-    async def send(self, call, items):
+    async def send(self: moderation.Moderation, call: Call, items: Sequence[Item]) -> list[Outcome]:
         if any(item.key == "r007" for item in items):
             raise KeyError("a bug")
         return await real_send(self, call, items)
@@ -197,7 +200,7 @@ def test_serve_on_a_port_in_use_is_exit_2_naming_the_option(emulator: StartEmula
 
 @pytest.mark.parametrize("bad", ["\r", "\n", " ", "\u00a0", "\t"])
 def test_a_key_with_a_line_end_or_space_is_exit_2_without_echoing_it(
-    tmp_path: Path, emulator: StartEmulator, monkeypatch: pytest.MonkeyPatch, bad
+    tmp_path: Path, emulator: StartEmulator, monkeypatch: pytest.MonkeyPatch, bad: str
 ) -> None:
     """A key read from a Windows env file ends in \r: no header can carry it. The run stops
     before sending, and the message says where the bad character is, never the key."""

@@ -107,7 +107,7 @@ MATRIX = {
 
 @pytest.mark.parametrize("faults", MATRIX.values(), ids=MATRIX.keys())
 def test_each_fault_alone_and_mixed_ends_with_every_key_once(
-    tmp_path: Path, emulator: StartEmulator, faults
+    tmp_path: Path, emulator: StartEmulator, faults: dict[str, float]
 ) -> None:
     server = emulator(
         engine="wordlist",
@@ -133,7 +133,7 @@ def test_each_fault_alone_and_mixed_ends_with_every_key_once(
 
 @pytest.mark.parametrize("fault", ["quota", "401"])
 def test_fatal_answers_stop_with_exit_3_and_lose_nothing(
-    tmp_path: Path, emulator: StartEmulator, fault, api_key: str
+    tmp_path: Path, emulator: StartEmulator, fault: str, api_key: str
 ) -> None:
     server = emulator(engine="wordlist", faults={fault: 0.2}, seed=4)
     data = pl.DataFrame({"id": list(range(60)), "text": [f"text {i}" for i in range(60)]})

@@ -37,7 +37,7 @@ def bytes_under(folder: Path) -> dict[Path, bytes]:
 @pytest.mark.parametrize("log_format", ["text", "json"])
 @pytest.mark.parametrize(("fault", "exit_code"), [("echo_key", 1), ("echo_key_401", 3)])
 def test_a_key_echoed_by_the_server_is_in_no_output_log_or_journal_byte(
-    tmp_path: Path, emulator: StartEmulator, fault, exit_code, log_format
+    tmp_path: Path, emulator: StartEmulator, fault: str, exit_code: int, log_format: str
 ) -> None:
     server = emulator(engine="wordlist", faults={fault: 1.0})
     job = write_job(tmp_path, comments(6), api={"concurrency": 2, "max_attempts": 2})
@@ -83,7 +83,7 @@ def peak_rss_of(command: list[str]) -> tuple[int, int]:
 
 @pytest.mark.parametrize("fault", ["huge_body", "huge_chunked"])
 def test_a_huge_answer_is_an_error_row_and_memory_stays_bounded(
-    tmp_path: Path, emulator: StartEmulator, fault
+    tmp_path: Path, emulator: StartEmulator, fault: str
 ) -> None:
     server = emulator(engine="wordlist", faults={fault: 1.0}, huge_body_bytes=HUGE)
     job = write_job(tmp_path, comments(4), api={"concurrency": 2})
