@@ -25,6 +25,7 @@ SPEC = REPO / "tests" / "schemas"  # vendored: see tests/schemas/README.md
 FAKE_KEY = "sk-test-PIPELINE-FAKE-KEY-0123456789abcdef"
 
 StartEmulator = Callable[..., RunningEmulator]  # the `emulator` fixture: start(**config)
+PolarsType = pl.DataType | type[pl.DataType]  # a dtype as parametrized: pl.Int64 or pl.List(...)
 
 
 @cache

@@ -17,7 +17,7 @@ from click.testing import Result
 
 from pipeline.emulator import RunningEmulator
 from pipeline.journal import JOURNAL_FILE, STATE_DIR
-from tests.conftest import StartEmulator, read_output, run_cli, write_job
+from tests.conftest import PolarsType, StartEmulator, read_output, run_cli, write_job
 
 
 def sent(server: RunningEmulator) -> list[str]:
@@ -57,11 +57,7 @@ TEXTS = ["one", "two", "three"]
     ],
 )
 def test_a_key_column_of_a_refused_type_is_exit_2_before_anything_is_sent(
-    tmp_path: Path,
-    emulator: StartEmulator,
-    values: list[Any],
-    dtype: pl.DataType | type[pl.DataType],
-    shown: str,
+    tmp_path: Path, emulator: StartEmulator, values: list[Any], dtype: PolarsType, shown: str
 ) -> None:
     server = emulator(engine="wordlist")
     data = pl.DataFrame({"id": pl.Series(values, dtype=dtype), "text": TEXTS})
@@ -85,11 +81,7 @@ def test_a_key_column_of_a_refused_type_is_exit_2_before_anything_is_sent(
     ],
 )
 def test_accepted_key_types_resume_and_results_keep_the_input_type(
-    tmp_path: Path,
-    emulator: StartEmulator,
-    values: list[Any],
-    dtype: pl.DataType | type[pl.DataType],
-    stored: str,
+    tmp_path: Path, emulator: StartEmulator, values: list[Any], dtype: PolarsType, stored: str
 ) -> None:
     """Date keys used to crash every resumed run, uint64 ones to end in a traceback."""
     server = emulator(engine="wordlist")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,7 +13,14 @@ import polars as pl
 import pytest
 
 from pipeline.kinds.moderation import CATEGORIES, column_name
-from tests.conftest import StartEmulator, read_output, run_cli, schema_validator, write_job
+from tests.conftest import (
+    PolarsType,
+    StartEmulator,
+    read_output,
+    run_cli,
+    schema_validator,
+    write_job,
+)
 
 TEXTS = [
     "have a lovely day",
@@ -28,7 +36,7 @@ TEXTS = [
 ]
 
 
-def frame(n: int, texts: list[str | None] | None = None) -> pl.DataFrame:
+def frame(n: int, texts: Sequence[str | None] | None = None) -> pl.DataFrame:
     texts = texts or TEXTS
     return pl.DataFrame(
         {
@@ -39,7 +47,9 @@ def frame(n: int, texts: list[str | None] | None = None) -> pl.DataFrame:
     )
 
 
-def assert_conserved(job, keys: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def assert_conserved(
+    job: Path, keys: Sequence[str] | Sequence[int]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     results, errors = read_output(job, "results"), read_output(job, "errors")
     got = results["id"].to_list() + errors["id"].to_list()
     assert sorted(got) == sorted(keys), "every key exactly once in results or errors"
@@ -48,7 +58,7 @@ def assert_conserved(job, keys: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 @pytest.mark.parametrize("rows_per_request", [1, 4])
 def test_results_and_errors_hold_every_key_once(
-    tmp_path: Path, emulator: StartEmulator, rows_per_request
+    tmp_path: Path, emulator: StartEmulator, rows_per_request: int
 ) -> None:
     server = emulator()
     data = frame(40)
@@ -151,7 +161,7 @@ def test_packed_request_rejected_by_server_is_split_to_the_bad_row(
     ],
 )
 def test_numbers_are_sent_as_text_and_other_non_text_values_are_error_rows(
-    tmp_path: Path, emulator: StartEmulator, values, dtype
+    tmp_path: Path, emulator: StartEmulator, values: list[Any], dtype: PolarsType
 ) -> None:
     server = emulator()
     data = pl.DataFrame({"id": [1, 2, 3], "text": values}, schema={"id": pl.Int64, "text": dtype})
@@ -159,10 +169,11 @@ def test_numbers_are_sent_as_text_and_other_non_text_values_are_error_rows(
     result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
     assert result.exit_code == 1
     results, errors = assert_conserved(job, [1, 2, 3])
-    texts = {
+    texts_by_dtype: dict[object, dict[int, str]] = {
         pl.Int64: {1: "5", 3: "7"},  # a number is its text, as a CSV cell "5" is
         pl.Float64: {1: "2.5"},  # NaN and inf are not numbers a text can say
-    }.get(dtype, {})
+    }
+    texts = texts_by_dtype.get(dtype, {})
     assert sorted(results["id"]) == sorted(texts)
     assert sorted(body["input"] for _, body in server.recorded_requests()) == sorted(texts.values())
     assert len(errors) == 3 - len(texts)
@@ -175,7 +186,7 @@ def test_numbers_are_sent_as_text_and_other_non_text_values_are_error_rows(
 
 @pytest.mark.parametrize("input_name", ["input.jsonl", "input.csv"])
 def test_a_number_is_text_whatever_the_input_format(
-    tmp_path: Path, emulator: StartEmulator, input_name
+    tmp_path: Path, emulator: StartEmulator, input_name: str
 ) -> None:
     server = emulator()
     # one number among strings, and a column of numbers only, in JSONL and CSV alike
