@@ -9,6 +9,7 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -37,7 +38,7 @@ def questions(n: int) -> pl.DataFrame:
 
 
 def make(
-    folder: Path, data: pl.DataFrame, *messages: str, protocol: str = "assistants", **sections
+    folder: Path, data: pl.DataFrame, *messages: str, protocol: str = "assistants", **sections: Any
 ) -> Path:
     """A run job over ``data``: the messages (default "{question}"), the run, the assistant."""
     return write_job(
@@ -135,7 +136,7 @@ def test_every_ending_lands_in_results_or_errors_and_no_run_is_left_running(
 
 @pytest.mark.parametrize("skew_s", [-3600.0, 3600.0])
 def test_a_skewed_server_clock_neither_times_runs_out_nor_lets_them_run_forever(
-    tmp_path: Path, emulator: StartEmulator, skew_s
+    tmp_path: Path, emulator: StartEmulator, skew_s: float
 ) -> None:
     # the server's created_at is an hour off the client's clock, either way
     server = emulator(run_duration_s=0.05, clock_skew_s=skew_s, seed=3, run_outcomes={"stuck": 0.5})
@@ -151,14 +152,15 @@ def test_a_skewed_server_clock_neither_times_runs_out_nor_lets_them_run_forever(
     assert len(errors) > 0 and set(errors["error_type"]) == {"timeout"}, "stuck runs still end"
 
 
-def _post_json(url: str, body: object) -> dict:
+def _post_json(url: str, body: object) -> dict[str, Any]:
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", "OpenAI-Beta": "assistants=v2"},
     )
     with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read())
+        read: dict[str, Any] = json.loads(answer.read())
+        return read
 
 
 def test_bad_rows_are_error_rows_and_unknown_fields_stop_the_job(
@@ -190,7 +192,11 @@ def test_bad_rows_are_error_rows_and_unknown_fields_stop_the_job(
     ],
 )
 def test_a_bad_constant_stops_the_job_before_any_row(
-    tmp_path: Path, emulator: StartEmulator, section, fields, named
+    tmp_path: Path,
+    emulator: StartEmulator,
+    section: str,
+    fields: dict[str, Any] | list[dict[str, Any]],
+    named: str,
 ) -> None:
     server = emulator(run_duration_s=0.01)
     if section == "messages":
@@ -215,7 +221,9 @@ def test_a_bad_constant_stops_the_job_before_any_row(
     ("name", "value"),
     [("poll_interval_s", 0.001), ("poll_max_interval_s", 0), ("timeout_s", -1)],
 )
-def test_run_options_a_server_would_suffer_from_are_exit_2(tmp_path: Path, name, value) -> None:
+def test_run_options_a_server_would_suffer_from_are_exit_2(
+    tmp_path: Path, name: str, value: float
+) -> None:
     """A poll every millisecond per row only loads the server: refused when the job loads."""
     job = make(tmp_path, questions(2), run={name: value})
     result = run_cli("validate", job)
@@ -266,7 +274,8 @@ def test_both_protocols_give_the_same_columns(tmp_path: Path, emulator: StartEmu
         assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
         results = read_output(job, "results")
         columns[protocol] = results.columns
-        assert results["output_text"].str.len_chars().min() > 0
+        shortest = results["output_text"].str.len_chars().min()
+        assert isinstance(shortest, int) and shortest > 0
     assert columns["assistants"] == columns["responses"]
     sent = [body for path, body in server.recorded_requests() if path.endswith("/responses")]
     assert len(sent) == 3
