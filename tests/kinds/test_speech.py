@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -24,7 +25,7 @@ from tests.conftest import (
 SENTENCE = "The quick brown fox jumps over the lazy dog, and then it rests a while. "
 
 
-def speech_job(folder: Path, data: pl.DataFrame, **sections) -> Path:
+def speech_job(folder: Path, data: pl.DataFrame, **sections: Any) -> Path:
     request = {"model": "gpt-4o-mini-tts", "input": "{text}", "voice": "alloy"}
     request.update(sections.pop("request", {}))
     return write_job(folder, data, kind="speech", request=request, **sections)
@@ -117,12 +118,16 @@ def test_bad_values_become_error_rows_naming_field_and_allowed_values(
     [("speed", 9), ("voice", "darth"), ("response_format", "ogg"), ("model", "")],
 )
 def test_a_bad_constant_in_request_stops_the_job_before_any_row(
-    tmp_path: Path, emulator: StartEmulator, field, value
+    tmp_path: Path, emulator: StartEmulator, field: str, value: int | str
 ) -> None:
     server = emulator()
     data = pl.DataFrame({"id": ["a", "b"], "text": ["Hello there.", "Hi."]})
     job = speech_job(tmp_path, data, request={field: value})
-    for args in (["validate", job], ["run", job, "--base-url", server.base_url, "--quiet"]):
+    commands: list[list[str | Path]] = [
+        ["validate", job],
+        ["run", job, "--base-url", server.base_url, "--quiet"],
+    ]
+    for args in commands:
         result = run_cli(*args)
         assert result.exit_code == 2, result.output
         assert f"request.{field}" in result.output
