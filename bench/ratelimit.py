@@ -4,8 +4,8 @@ binding limit and 429s under 1 % of requests, whether or not the server sends x-
 headers.
 
 Data: rows whose ``text`` is ~100 characters (``bench.datagen --chars 100``: 100 characters and
-a `` #N`` suffix, 103-106 in all), one row a request at concurrency 16. Both the client and the
-emulator charge ``pipeline.tokens.estimate_tokens`` (ceil(len / 4)): 26-27 tokens a request. The
+a `` #N`` suffix, 103-106 in all), one row a request at concurrency 16. The client charges
+``pipeline.tokens.estimate_tokens`` (ceil(len / 4)), the emulator its own copy of that rule: 26-27 tokens a request. The
 bench reads the request bodies the data gives (``--bodies``) and takes their mean, m.
 
 Every case gets a fresh emulator (its buckets full): ``pipeline serve --rpm 1200 --tpm T
@@ -259,7 +259,7 @@ class Result:
 
 def mean_tokens(bodies: Path, rows: int) -> float:
     """Mean estimate_tokens of the first ``rows`` request bodies: what both sides charge."""
-    from pipeline.tokens import estimate_tokens  # standard library only: the shared rule
+    from pipeline.tokens import estimate_tokens  # standard library only: the client's rule
 
     with open(bodies, "rb") as lines:
         tokens = [estimate_tokens(json.loads(line)["input"]) for line in lines][:rows]

@@ -1,4 +1,5 @@
-"""Token estimates for rate limiting: the one rule shared by the client and the emulator."""
+"""Token estimates for rate limiting: the client's rule (the emulator keeps its own copy in
+``pipeline/emulator/facts.py``; a test checks that both charge the same)."""
 
 from __future__ import annotations
 

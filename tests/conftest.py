@@ -24,6 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "tests" / "schemas"  # vendored: see tests/schemas/README.md
 FAKE_KEY = "sk-test-PIPELINE-FAKE-KEY-0123456789abcdef"
 
+StartEmulator = Callable[..., RunningEmulator]  # the `emulator` fixture: start(**config)
+PolarsType = pl.DataType | type[pl.DataType]  # a dtype as parametrized: pl.Int64 or pl.List(...)
+
 
 @cache
 def schema_validator(name: str) -> jsonschema.Draft202012Validator:
@@ -33,7 +36,7 @@ def schema_validator(name: str) -> jsonschema.Draft202012Validator:
 
 
 @pytest.fixture
-def emulator() -> Iterator[Callable[..., RunningEmulator]]:
+def emulator() -> Iterator[StartEmulator]:
     """Start emulators with a config; each is closed after the test."""
     started: list[RunningEmulator] = []
 
@@ -68,7 +71,7 @@ def write_job(
     data: pl.DataFrame | None = None,
     *,
     input_name: str = "input.parquet",
-    **sections: dict[str, Any] | str,
+    **sections: dict[str, Any] | list[dict[str, Any]] | str,
 ) -> Path:
     """A job file in ``folder`` over ``data`` (written as ``input_name``); sections override."""
     if data is not None:

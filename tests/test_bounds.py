@@ -4,17 +4,22 @@ stop cleanly, resumably, and say what they left."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from tests.conftest import read_output, run_cli, write_job
+from tests.conftest import StartEmulator, read_output, run_cli, write_job
 
 
-def summary(folder) -> dict:
-    return json.loads((folder / "out" / "summary.json").read_text())
+def summary(folder: Path) -> dict[str, Any]:
+    read: dict[str, Any] = json.loads((folder / "out" / "summary.json").read_text())
+    return read
 
 
-def test_max_requests_stops_cleanly_and_the_next_run_finishes(tmp_path, emulator):
+def test_max_requests_stops_cleanly_and_the_next_run_finishes(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist")
     data = pl.DataFrame({"id": list(range(200)), "text": [f"row {i}" for i in range(200)]})
     job = write_job(tmp_path, data, api={"concurrency": 8})
@@ -29,7 +34,7 @@ def test_max_requests_stops_cleanly_and_the_next_run_finishes(tmp_path, emulator
     assert server.stats()["requests"] == 200, "nothing sent twice"
 
 
-def test_max_runtime_stops_cleanly(tmp_path, emulator):
+def test_max_runtime_stops_cleanly(tmp_path: Path, emulator: StartEmulator) -> None:
     server = emulator(engine="wordlist", latency_ms=50)
     data = pl.DataFrame({"id": list(range(400)), "text": [f"row {i}" for i in range(400)]})
     job = write_job(tmp_path, data, api={"concurrency": 2})
@@ -46,7 +51,7 @@ def test_max_runtime_stops_cleanly(tmp_path, emulator):
     assert bad.exit_code == 2 and "90s, 50m or 1h30m" in bad.output
 
 
-def test_max_characters_bounds_a_speech_job(tmp_path, emulator):
+def test_max_characters_bounds_a_speech_job(tmp_path: Path, emulator: StartEmulator) -> None:
     server = emulator()
     texts = [f"Sentence number {i} is spoken here." for i in range(6)]
     data = pl.DataFrame({"id": [f"s{i}" for i in range(6)], "text": texts})
@@ -72,8 +77,8 @@ def test_max_characters_bounds_a_speech_job(tmp_path, emulator):
 
 
 def test_a_limit_that_leaves_rows_unread_is_interrupted_and_the_next_run_goes_on(
-    tmp_path, emulator
-):
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist")
     data = pl.DataFrame({"id": list(range(50)), "text": [f"row {i}" for i in range(50)]})
     job = write_job(tmp_path, data)
@@ -96,7 +101,9 @@ def test_a_limit_that_leaves_rows_unread_is_interrupted_and_the_next_run_goes_on
     assert server.stats()["requests"] == 50, "nothing sent twice"
 
 
-def test_a_run_that_read_everything_has_no_unread_rows(tmp_path, emulator):
+def test_a_run_that_read_everything_has_no_unread_rows(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist")
     data = pl.DataFrame({"id": list(range(30)), "text": [f"row {i}" for i in range(30)]})
     job = write_job(tmp_path, data)
@@ -113,8 +120,8 @@ def test_a_run_that_read_everything_has_no_unread_rows(tmp_path, emulator):
 
 
 def test_unread_rows_are_counted_when_the_journal_holds_keys_that_left_the_input(
-    tmp_path, emulator
-):
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist")
     old = pl.DataFrame({"id": list(range(30)), "text": [f"row {i}" for i in range(30)]})
     job = write_job(tmp_path, old)

@@ -5,21 +5,35 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+from collections.abc import Sequence
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from pipeline import runner
+from pipeline.api import Call
 from pipeline.journal import Journal, OutputLock
 from pipeline.kinds import moderation
-from tests.conftest import FAKE_KEY, pipeline_command, read_output, run_cli, write_job
+from pipeline.kinds.base import Item
+from pipeline.outcomes import Outcome
+from tests.conftest import (
+    FAKE_KEY,
+    StartEmulator,
+    pipeline_command,
+    read_output,
+    run_cli,
+    write_job,
+)
 
 DATA = pl.DataFrame(
     {"id": [f"r{i:03d}" for i in range(50)], "text": [f"comment {i}" for i in range(50)]}
 )
 
 
-def test_second_run_on_the_same_folder_exits_75_naming_the_holder(tmp_path, emulator):
+def test_second_run_on_the_same_folder_exits_75_naming_the_holder(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator()
     job = write_job(tmp_path, DATA)
     holder = OutputLock(tmp_path / "out")
@@ -34,7 +48,9 @@ def test_second_run_on_the_same_folder_exits_75_naming_the_holder(tmp_path, emul
     assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
 
 
-def test_wrong_key_stops_with_exit_3_and_resumes_later(tmp_path, emulator, monkeypatch):
+def test_wrong_key_stops_with_exit_3_and_resumes_later(
+    tmp_path: Path, emulator: StartEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server = emulator(api_key="sk-the-right-one")
     job = write_job(tmp_path, DATA)
     result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
@@ -49,7 +65,7 @@ def test_wrong_key_stops_with_exit_3_and_resumes_later(tmp_path, emulator, monke
     assert sorted(read_output(job, "results")["id"]) == DATA["id"].to_list()
 
 
-def test_status_reports_the_folder(tmp_path, emulator):
+def test_status_reports_the_folder(tmp_path: Path, emulator: StartEmulator) -> None:
     server = emulator()
     job = write_job(tmp_path, DATA)
     run_cli("run", job, "--base-url", server.base_url, "--quiet", "--limit", "20")
@@ -59,7 +75,9 @@ def test_status_reports_the_folder(tmp_path, emulator):
     assert run_cli("status", tmp_path).exit_code == 2
 
 
-def test_csv_output_neutralises_formulas_and_jsonl_round_trips(tmp_path, emulator):
+def test_csv_output_neutralises_formulas_and_jsonl_round_trips(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator()
     data = pl.DataFrame(
         {
@@ -81,7 +99,9 @@ def test_csv_output_neutralises_formulas_and_jsonl_round_trips(tmp_path, emulato
     assert sorted(json.loads(line)["id"] for line in lines) == ["=1+1", "@SUM(A1)", "plain"]
 
 
-def test_the_key_never_reaches_outputs_logs_or_journal(tmp_path, emulator):
+def test_the_key_never_reaches_outputs_logs_or_journal(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator()
     job = write_job(tmp_path, DATA)
     result = run_cli("run", job, "--base-url", server.base_url, "--log-format", "json")
@@ -97,7 +117,7 @@ def test_the_key_never_reaches_outputs_logs_or_journal(tmp_path, emulator):
             assert FAKE_KEY.encode() not in path.read_bytes(), path
 
 
-def test_quiet_hides_progress_but_not_the_log(tmp_path, emulator):
+def test_quiet_hides_progress_but_not_the_log(tmp_path: Path, emulator: StartEmulator) -> None:
     server = emulator()
     job = write_job(tmp_path, DATA)
     args = ("run", job, "--base-url", server.base_url, "--quiet")
@@ -113,8 +133,8 @@ def test_quiet_hides_progress_but_not_the_log(tmp_path, emulator):
 
 
 def test_an_unexpected_error_is_exit_70_in_one_line_and_a_rerun_resumes(
-    tmp_path, emulator, monkeypatch
-):
+    tmp_path: Path, emulator: StartEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server = emulator()
     job = write_job(tmp_path, DATA)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the traceback file goes
@@ -146,13 +166,13 @@ def test_an_unexpected_error_is_exit_70_in_one_line_and_a_rerun_resumes(
 
 
 def test_a_bug_while_sending_fails_only_its_rows_without_a_traceback(
-    tmp_path, emulator, monkeypatch
-):
+    tmp_path: Path, emulator: StartEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server = emulator()
     job = write_job(tmp_path, DATA, api={"concurrency": 1})
     real_send = moderation.Moderation.send
 
-    async def send(self, call, items):
+    async def send(self: moderation.Moderation, call: Call, items: Sequence[Item]) -> list[Outcome]:
         if any(item.key == "r007" for item in items):
             raise KeyError("a bug")
         return await real_send(self, call, items)
@@ -170,7 +190,7 @@ def test_a_bug_while_sending_fails_only_its_rows_without_a_traceback(
     assert "first key 'r007': KeyError" in line
 
 
-def test_serve_on_a_port_in_use_is_exit_2_naming_the_option(emulator):
+def test_serve_on_a_port_in_use_is_exit_2_naming_the_option(emulator: StartEmulator) -> None:
     taken = emulator()
     result = run_cli("serve", "--port", str(taken.port))
     assert result.exit_code == 2, result.output
@@ -181,8 +201,8 @@ def test_serve_on_a_port_in_use_is_exit_2_naming_the_option(emulator):
 
 @pytest.mark.parametrize("bad", ["\r", "\n", " ", "\u00a0", "\t"])
 def test_a_key_with_a_line_end_or_space_is_exit_2_without_echoing_it(
-    tmp_path, emulator, monkeypatch, bad
-):
+    tmp_path: Path, emulator: StartEmulator, monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
     """A key read from a Windows env file ends in \r: no header can carry it. The run stops
     before sending, and the message says where the bad character is, never the key."""
     server = emulator(engine="wordlist")
@@ -197,8 +217,8 @@ def test_a_key_with_a_line_end_or_space_is_exit_2_without_echoing_it(
 
 
 def test_with_json_logs_an_error_that_stops_the_run_is_a_json_line_with_its_exit_code(
-    tmp_path, emulator
-):
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     """Cron reads the JSON log: the line saying why the run stopped must be JSON too."""
     server = emulator(engine="wordlist")
     job = write_job(tmp_path, pl.DataFrame({"id": ["a", "a"], "text": ["x", "y"]}))

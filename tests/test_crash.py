@@ -8,12 +8,14 @@ import random
 import signal
 import subprocess
 from collections import Counter
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from pipeline.journal import Journal
 from tests.conftest import (
+    StartEmulator,
     kill_mid_run,
     pipeline_command,
     read_output,
@@ -26,7 +28,7 @@ CONCURRENCY = 16
 
 
 @pytest.mark.slow
-def test_sigkill_mid_job_then_rerun(tmp_path, emulator):
+def test_sigkill_mid_job_then_rerun(tmp_path: Path, emulator: StartEmulator) -> None:
     server = emulator(engine="wordlist", latency_ms=20)
     n = 3000
     data = pl.DataFrame(
@@ -57,7 +59,9 @@ def test_sigkill_mid_job_then_rerun(tmp_path, emulator):
     assert all(count <= 2 for count in seen.values())
 
 
-def test_sigterm_drains_in_flight_requests_and_exits_4_resumable(tmp_path, emulator):
+def test_sigterm_drains_in_flight_requests_and_exits_4_resumable(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist", latency_ms=20)
     n = 2000
     data = pl.DataFrame({"id": list(range(n)), "text": [f"comment {i}" for i in range(n)]})
@@ -76,7 +80,9 @@ def test_sigterm_drains_in_flight_requests_and_exits_4_resumable(tmp_path, emula
     assert sorted(read_output(job, "results")["id"]) == list(range(n))
 
 
-def test_sighup_is_treated_as_sigterm_outputs_and_summary_written(tmp_path, emulator):
+def test_sighup_is_treated_as_sigterm_outputs_and_summary_written(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist", latency_ms=20)
     n = 500
     data = pl.DataFrame({"id": list(range(n)), "text": [f"comment {i}" for i in range(n)]})
@@ -92,7 +98,9 @@ def test_sighup_is_treated_as_sigterm_outputs_and_summary_written(tmp_path, emul
     assert sorted(read_output(job, "results")["id"]) == list(range(n))
 
 
-def test_a_second_signal_exits_at_once_and_the_journal_stays_consistent(tmp_path, emulator):
+def test_a_second_signal_exits_at_once_and_the_journal_stays_consistent(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist", latency_ms=3000)
     data = pl.DataFrame({"id": list(range(100)), "text": [f"comment {i}" for i in range(100)]})
     job = write_job(tmp_path, data, api={"concurrency": 8})
@@ -122,7 +130,9 @@ def test_a_second_signal_exits_at_once_and_the_journal_stays_consistent(tmp_path
 
 
 @pytest.mark.slow
-def test_kill_9_at_random_moments_then_finish_gives_the_uninterrupted_output(tmp_path, emulator):
+def test_kill_9_at_random_moments_then_finish_gives_the_uninterrupted_output(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist", latency_ms=5, record_requests=False)
     n, concurrency = 1500, 8
     data = pl.DataFrame(
@@ -156,7 +166,9 @@ def test_kill_9_at_random_moments_then_finish_gives_the_uninterrupted_output(tmp
     assert len(read_output(job, "errors")) == 0
 
 
-def test_the_drain_after_sigterm_is_bounded_by_the_grace_period(tmp_path, emulator):
+def test_the_drain_after_sigterm_is_bounded_by_the_grace_period(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist", faults={"slow": 1.0}, slow_s=60.0)
     data = pl.DataFrame({"id": list(range(20)), "text": [f"comment {i}" for i in range(20)]})
     job = write_job(tmp_path, data, api={"concurrency": 4, "timeout_s": 120})

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from pipeline.journal import Journal
-from tests.conftest import read_output, run_cli, write_job
+from tests.conftest import StartEmulator, read_output, run_cli, write_job
 
 
 @pytest.mark.slow
-def test_5000_rows_through_500s_429s_and_dropped_connections(tmp_path, emulator):
+def test_5000_rows_through_500s_429s_and_dropped_connections(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(
         engine="wordlist",
         faults={"500": 0.10, "429": 0.05, "drop": 0.02, "drop_body": 0.01, "503": 0.01},
@@ -44,7 +47,9 @@ def test_5000_rows_through_500s_429s_and_dropped_connections(tmp_path, emulator)
     journal.close()
 
 
-def test_rows_whose_retries_run_out_become_error_rows(tmp_path, emulator):
+def test_rows_whose_retries_run_out_become_error_rows(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(faults={"503": 1.0}, record_requests=False)
     data = pl.DataFrame({"id": ["a", "b"], "text": ["one", "two"]})
     job = write_job(tmp_path, data, api={"max_attempts": 2})
@@ -57,7 +62,7 @@ def test_rows_whose_retries_run_out_become_error_rows(tmp_path, emulator):
     assert server.stats()["requests"] == 4
 
 
-def test_insufficient_quota_stops_the_job(tmp_path, emulator):
+def test_insufficient_quota_stops_the_job(tmp_path: Path, emulator: StartEmulator) -> None:
     server = emulator(faults={"quota": 1.0})
     data = pl.DataFrame({"id": list(range(100)), "text": ["hi"] * 100})
     job = write_job(tmp_path, data, api={"concurrency": 4})
@@ -67,7 +72,7 @@ def test_insufficient_quota_stops_the_job(tmp_path, emulator):
     assert server.stats()["requests"] <= 4 + 4, "stopped at once, no retries burnt"
 
 
-def test_timeouts_are_retried(tmp_path, emulator):
+def test_timeouts_are_retried(tmp_path: Path, emulator: StartEmulator) -> None:
     server = emulator(faults={"slow": 0.3}, slow_s=5.0, seed=3)
     data = pl.DataFrame({"id": list(range(20)), "text": [f"t{i}" for i in range(20)]})
     job = write_job(tmp_path, data, api={"timeout_s": 0.5, "max_attempts": 10})
@@ -101,7 +106,9 @@ MATRIX = {
 
 
 @pytest.mark.parametrize("faults", MATRIX.values(), ids=MATRIX.keys())
-def test_each_fault_alone_and_mixed_ends_with_every_key_once(tmp_path, emulator, faults):
+def test_each_fault_alone_and_mixed_ends_with_every_key_once(
+    tmp_path: Path, emulator: StartEmulator, faults: dict[str, float]
+) -> None:
     server = emulator(
         engine="wordlist",
         faults=faults,
@@ -125,7 +132,9 @@ def test_each_fault_alone_and_mixed_ends_with_every_key_once(tmp_path, emulator,
 
 
 @pytest.mark.parametrize("fault", ["quota", "401"])
-def test_fatal_answers_stop_with_exit_3_and_lose_nothing(tmp_path, emulator, fault, api_key):
+def test_fatal_answers_stop_with_exit_3_and_lose_nothing(
+    tmp_path: Path, emulator: StartEmulator, fault: str, api_key: str
+) -> None:
     server = emulator(engine="wordlist", faults={fault: 0.2}, seed=4)
     data = pl.DataFrame({"id": list(range(60)), "text": [f"text {i}" for i in range(60)]})
     job = write_job(tmp_path, data, api={"concurrency": 4})
@@ -142,7 +151,9 @@ def test_fatal_answers_stop_with_exit_3_and_lose_nothing(tmp_path, emulator, fau
             assert api_key.encode() not in path.read_bytes(), path
 
 
-def test_a_100000_character_text_is_moderated_whole(tmp_path, emulator):
+def test_a_100000_character_text_is_moderated_whole(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator()
     long_text = ("All quiet on the comment front. " * 3200)[:100_000]
     data = pl.DataFrame({"id": [1, 2], "text": [long_text, "short"]})

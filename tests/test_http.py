@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from pipeline.journal import Journal
-from tests.conftest import FAKE_KEY, read_output, write_job
+from tests.conftest import FAKE_KEY, StartEmulator, read_output, write_job
 
 HUGE = 2**31  # what the huge faults send: 2 GiB
 
@@ -37,8 +37,8 @@ def bytes_under(folder: Path) -> dict[Path, bytes]:
 @pytest.mark.parametrize("log_format", ["text", "json"])
 @pytest.mark.parametrize(("fault", "exit_code"), [("echo_key", 1), ("echo_key_401", 3)])
 def test_a_key_echoed_by_the_server_is_in_no_output_log_or_journal_byte(
-    tmp_path, emulator, fault, exit_code, log_format
-):
+    tmp_path: Path, emulator: StartEmulator, fault: str, exit_code: int, log_format: str
+) -> None:
     server = emulator(engine="wordlist", faults={fault: 1.0})
     job = write_job(tmp_path, comments(6), api={"concurrency": 2, "max_attempts": 2})
     result = run_child(job, server.base_url, "--log-format", log_format)
@@ -82,7 +82,9 @@ def peak_rss_of(command: list[str]) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("fault", ["huge_body", "huge_chunked"])
-def test_a_huge_answer_is_an_error_row_and_memory_stays_bounded(tmp_path, emulator, fault):
+def test_a_huge_answer_is_an_error_row_and_memory_stays_bounded(
+    tmp_path: Path, emulator: StartEmulator, fault: str
+) -> None:
     server = emulator(engine="wordlist", faults={fault: 1.0}, huge_body_bytes=HUGE)
     job = write_job(tmp_path, comments(4), api={"concurrency": 2})
     command = [sys.executable, "-m", "pipeline", "run", str(job), "--base-url", server.base_url]
@@ -98,7 +100,7 @@ def test_a_huge_answer_is_an_error_row_and_memory_stays_bounded(tmp_path, emulat
         assert errors["message"].str.contains(f"{HUGE:,} bytes", literal=True).all()
 
 
-def test_a_huge_speech_answer_is_an_error_row(tmp_path, emulator):
+def test_a_huge_speech_answer_is_an_error_row(tmp_path: Path, emulator: StartEmulator) -> None:
     server = emulator(faults={"huge_chunked": 1.0}, huge_body_bytes=HUGE)
     data = pl.DataFrame({"id": ["a", "b"], "text": ["Hello there.", "A second line."]})
     job = write_job(

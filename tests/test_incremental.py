@@ -7,17 +7,22 @@ import json
 import os
 import signal
 import subprocess
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from tests.conftest import read_output, run_cli, signal_mid_run, write_job
+from pipeline.emulator import RunningEmulator
+from tests.conftest import StartEmulator, read_output, run_cli, signal_mid_run, write_job
 
 
-def sent_inputs(server) -> list[str]:
+def sent_inputs(server: RunningEmulator) -> list[str]:
     return [body["input"] for _, body in server.recorded_requests()]
 
 
-def test_a_grown_input_sends_only_new_keys_and_results_keep_one_row_per_key(tmp_path, emulator):
+def test_a_grown_input_sends_only_new_keys_and_results_keep_one_row_per_key(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist")
     first = pl.DataFrame({"id": list(range(20)), "text": [f"comment {i}" for i in range(20)]})
     job = write_job(tmp_path, first)
@@ -29,7 +34,9 @@ def test_a_grown_input_sends_only_new_keys_and_results_keep_one_row_per_key(tmp_
     assert sorted(read_output(job, "results")["id"]) == list(range(30))
 
 
-def test_edited_rows_are_reported_then_redone_on_request(tmp_path, emulator):
+def test_edited_rows_are_reported_then_redone_on_request(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist")
     data = pl.DataFrame({"id": list(range(10)), "text": [f"comment {i}" for i in range(10)]})
     job = write_job(tmp_path, data)
@@ -63,7 +70,9 @@ def test_edited_rows_are_reported_then_redone_on_request(tmp_path, emulator):
     assert summary["rows_changed_since_done"] == 0, "an integer, present when none changed"
 
 
-def test_retry_failed_sends_the_keys_in_errors_again_and_only_those(tmp_path, emulator):
+def test_retry_failed_sends_the_keys_in_errors_again_and_only_those(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist", reject_substring="BAD")
     data = pl.DataFrame(
         {"id": list(range(6)), "text": ["fine", "BAD one", "fine too", "", "BAD two", "ok"]}
@@ -85,7 +94,9 @@ def test_retry_failed_sends_the_keys_in_errors_again_and_only_those(tmp_path, em
     assert sorted(results["id"]) == [0, 1, 2, 5]
 
 
-def test_limit_reads_only_what_it_needs_and_checks_the_keys_it_reads(tmp_path, emulator):
+def test_limit_reads_only_what_it_needs_and_checks_the_keys_it_reads(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     """--limit N checks the keys only as far as the run can read (N more rows than the journal
     holds), so a trial on a huge input does not read every key first: a duplicate past that
     does not stop it; one within it is exit 2 before anything is sent."""
@@ -109,7 +120,9 @@ def test_limit_reads_only_what_it_needs_and_checks_the_keys_it_reads(tmp_path, e
     assert "'k3'" in result.output
 
 
-def test_a_null_key_among_the_rows_a_limited_run_reads_is_exit_2(tmp_path, emulator):
+def test_a_null_key_among_the_rows_a_limited_run_reads_is_exit_2(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist")
     data = pl.DataFrame({"id": ["a", None, "c"], "text": ["x", "y", "z"]})
     job = write_job(tmp_path, data)
@@ -120,8 +133,8 @@ def test_a_null_key_among_the_rows_a_limited_run_reads_is_exit_2(tmp_path, emula
 
 
 def test_a_row_left_pending_then_edited_is_sent_as_recorded_and_counted_as_changed(
-    tmp_path, emulator
-):
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     """Only requests built by an earlier run are compared with the input (a fresh run's are
     built from it); one left pending by a stopped run and edited since counts as changed."""
     server = emulator(engine="wordlist")
@@ -146,7 +159,7 @@ def test_a_row_left_pending_then_edited_is_sent_as_recorded_and_counted_as_chang
 # --- an interrupted --redo-changed / --retry-failed ------------------------------------------
 
 
-def run_job(folder, data, **sections):
+def run_job(folder: Path, data: pl.DataFrame, **sections: Any) -> Path:
     """A run job (assistants protocol) over ``data``: one question a row."""
     return write_job(
         folder,
@@ -169,14 +182,16 @@ def questions(version: str, n: int = 6) -> pl.DataFrame:
     )
 
 
-def assert_new_answers(job, version: str, n: int = 6) -> None:
+def assert_new_answers(job: Path, version: str, n: int = 6) -> None:
     results = read_output(job, "results")
     assert sorted(results["id"]) == [f"q{i}" for i in range(n)], "one row per key"
     for key, text in zip(results["id"], results["output_text"], strict=True):
         assert f"{version} question {key[1:]}" in text, f"{key} shows the old answer: {text}"
 
 
-def test_a_redo_stopped_by_a_bound_then_a_plain_run_gives_the_new_answers(tmp_path, emulator):
+def test_a_redo_stopped_by_a_bound_then_a_plain_run_gives_the_new_answers(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     """The requeued rows the stopped run never reached used to keep their old thread/run ids:
     the next run picked the old answers up again and counted nothing as changed."""
     server = emulator(run_duration_s=0.0)
@@ -197,7 +212,9 @@ def test_a_redo_stopped_by_a_bound_then_a_plain_run_gives_the_new_answers(tmp_pa
     assert summary["rows_changed_since_done"] == 0
 
 
-def test_a_redo_killed_then_a_plain_run_gives_the_new_answers(tmp_path, emulator):
+def test_a_redo_killed_then_a_plain_run_gives_the_new_answers(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(run_duration_s=0.3)
     job = run_job(tmp_path, questions("old"), api={"concurrency": 2})
     assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
@@ -210,7 +227,9 @@ def test_a_redo_killed_then_a_plain_run_gives_the_new_answers(tmp_path, emulator
     assert_new_answers(job, "new")
 
 
-def test_a_retry_stopped_by_a_bound_forgets_the_failed_run(tmp_path, emulator):
+def test_a_retry_stopped_by_a_bound_forgets_the_failed_run(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     """A failed row's recorded run must not be picked up again by the retry's next run."""
     server = emulator(run_duration_s=0.0, run_outcomes={"failed": 1.0})
     job = run_job(tmp_path, questions("old"), api={"concurrency": 1})

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import polars as pl
 import pytest
 
-from tests.conftest import run_cli, write_job
+from tests.conftest import StartEmulator, run_cli, write_job
 
 DATA = pl.DataFrame({"id": ["a", "b", "c"], "text": ["one", "two", "three"]})
 
@@ -33,7 +36,9 @@ DATA = pl.DataFrame({"id": ["a", "b", "c"], "text": ["one", "two", "three"]})
         ({"request": {"input": "{text", "model": "m"}}, "request.input"),
     ],
 )
-def test_bad_job_files_exit_2_naming_file_and_field(tmp_path, sections, expected):
+def test_bad_job_files_exit_2_naming_file_and_field(
+    tmp_path: Path, sections: dict[str, Any], expected: str
+) -> None:
     job = write_job(tmp_path, DATA, **sections)
     result = run_cli("run", job, "--base-url", "http://127.0.0.1:9/v1")
     assert result.exit_code == 2, result.output
@@ -46,7 +51,9 @@ def test_bad_job_files_exit_2_naming_file_and_field(tmp_path, sections, expected
     ("keys", "expected"),
     [(["a", "b", "a"], "duplicate"), (["a", None, "c"], "empty")],
 )
-def test_key_column_with_duplicates_or_nulls_is_unusable(tmp_path, keys, expected):
+def test_key_column_with_duplicates_or_nulls_is_unusable(
+    tmp_path: Path, keys: list[str | None], expected: str
+) -> None:
     job = write_job(tmp_path, DATA.with_columns(pl.Series("id", keys)))
     result = run_cli("validate", job)
     assert result.exit_code == 2
@@ -54,7 +61,7 @@ def test_key_column_with_duplicates_or_nulls_is_unusable(tmp_path, keys, expecte
     assert expected in result.output.lower()
 
 
-def test_not_toml_and_missing_file(tmp_path):
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("kind = moderation\n")
     result = run_cli("validate", bad)
@@ -63,7 +70,9 @@ def test_not_toml_and_missing_file(tmp_path):
     assert result.exit_code == 2 and "no such job file" in result.output
 
 
-def test_missing_key_for_a_real_url_is_exit_2(tmp_path, monkeypatch):
+def test_missing_key_for_a_real_url_is_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("OPENAI_API_KEY")
     job = write_job(tmp_path, DATA)
     result = run_cli("run", job, "--base-url", "https://api.example.invalid/v1")
@@ -71,7 +80,7 @@ def test_missing_key_for_a_real_url_is_exit_2(tmp_path, monkeypatch):
     assert "OPENAI_API_KEY is not set" in result.output
 
 
-def test_validate_counts_rows_requests_and_error_rows(tmp_path):
+def test_validate_counts_rows_requests_and_error_rows(tmp_path: Path) -> None:
     data = pl.DataFrame(
         {"id": [f"r{i}" for i in range(10)], "text": ["hello"] * 7 + ["", None, "  "]}
     )
@@ -123,12 +132,16 @@ def test_validate_counts_rows_requests_and_error_rows(tmp_path):
     ],
 )
 def test_numbers_that_are_not_finite_are_exit_2_naming_the_field(
-    tmp_path, emulator, sections, number, field
-):
+    tmp_path: Path, emulator: StartEmulator, sections: dict[str, Any], number: str, field: str
+) -> None:
     server = emulator()
     job = write_job(tmp_path, DATA, **sections)
     job.write_text(job.read_text().replace('"NUMBER"', number))  # TOML's own inf and nan
-    for command in (["validate", job], ["run", job, "--base-url", server.base_url]):
+    commands: list[list[str | Path]] = [
+        ["validate", job],
+        ["run", job, "--base-url", server.base_url],
+    ]
+    for command in commands:
         result = run_cli(*command)
         assert result.exit_code == 2, result.output
         assert f"{job}: {field}: must be a finite number, got {number.lstrip('+')}" in result.output
@@ -136,7 +149,7 @@ def test_numbers_that_are_not_finite_are_exit_2_naming_the_field(
     assert not (tmp_path / "out" / ".pipeline").exists(), "nothing started"
 
 
-def test_an_integer_beyond_64_bits_is_exit_2_naming_the_field(tmp_path):
+def test_an_integer_beyond_64_bits_is_exit_2_naming_the_field(tmp_path: Path) -> None:
     job = write_job(tmp_path, DATA, api={"max_attempts": "NUMBER"})
     job.write_text(job.read_text().replace('"NUMBER"', str(2**64)))
     result = run_cli("validate", job)

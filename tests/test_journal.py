@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -22,7 +21,7 @@ from click.testing import Result
 
 from pipeline.emulator import RunningEmulator
 from pipeline.journal import JOURNAL_FILE, STATE_DIR, Journal, NewRow, Settled
-from tests.conftest import run_cli, write_job
+from tests.conftest import StartEmulator, run_cli, write_job
 
 HELD = 20_000
 
@@ -84,7 +83,7 @@ def comments(n: int) -> pl.DataFrame:
 
 
 def test_a_speech_job_on_a_moderation_jobs_folder_is_exit_2_naming_both(
-    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+    tmp_path: Path, emulator: StartEmulator
 ) -> None:
     server = emulator(engine="wordlist", reject_substring="BAD")
     job = write_job(tmp_path, comments(3))
@@ -107,7 +106,7 @@ def test_a_speech_job_on_a_moderation_jobs_folder_is_exit_2_naming_both(
 
 
 def test_a_journal_from_before_identities_adopts_the_job_running_on_it(
-    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+    tmp_path: Path, emulator: StartEmulator
 ) -> None:
     server = emulator(engine="wordlist", reject_substring="BAD")
     job = write_job(tmp_path, comments(3))
@@ -126,7 +125,7 @@ def test_a_journal_from_before_identities_adopts_the_job_running_on_it(
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
 def test_outputs_without_a_journal_are_exit_2_or_adopted_with_rebuild_journal(
-    tmp_path: Path, emulator: Callable[..., RunningEmulator], fmt: str
+    tmp_path: Path, emulator: StartEmulator, fmt: str
 ) -> None:
     server = emulator(engine="wordlist", reject_substring="BAD")
     job = write_job(tmp_path, comments(4), input={"keep": ["author"]}, output={"format": fmt})
@@ -162,7 +161,7 @@ def read(path: Path) -> pl.DataFrame:
 
 
 def test_a_corrupt_journal_is_exit_2_for_run_and_status(
-    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+    tmp_path: Path, emulator: StartEmulator
 ) -> None:
     server = emulator(engine="wordlist", reject_substring="BAD")
     job = write_job(tmp_path, comments(3))
@@ -177,7 +176,7 @@ def test_a_corrupt_journal_is_exit_2_for_run_and_status(
 
 
 def test_status_works_on_read_only_media_without_the_wal_shm_file(
-    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+    tmp_path: Path, emulator: StartEmulator
 ) -> None:
     server = emulator(engine="wordlist", reject_substring="BAD")
     job = write_job(tmp_path, comments(3))
@@ -204,7 +203,7 @@ def test_status_works_on_read_only_media_without_the_wal_shm_file(
 
 
 def test_rebuild_journal_refuses_the_outputs_of_another_kind_of_job(
-    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+    tmp_path: Path, emulator: StartEmulator
 ) -> None:
     server = emulator(engine="wordlist", reject_substring="BAD")
     assert run(write_job(tmp_path, comments(3)), server).exit_code == 1
@@ -222,7 +221,7 @@ def test_rebuild_journal_refuses_the_outputs_of_another_kind_of_job(
 
 
 def test_rebuild_journal_from_csv_reads_back_what_was_written_before_neutralising(
-    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+    tmp_path: Path, emulator: StartEmulator
 ) -> None:
     """CSV cells that looked like formulas (or began with an apostrophe) were written with a
     leading apostrophe; the rebuilt journal holds the values themselves, so the outputs it writes
@@ -253,7 +252,7 @@ def test_rebuild_journal_from_csv_reads_back_what_was_written_before_neutralisin
 
 
 def test_a_journal_left_empty_by_a_killed_rebuild_still_asks_for_the_rebuild(
-    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+    tmp_path: Path, emulator: StartEmulator
 ) -> None:
     """kill -9 during --rebuild-journal leaves a journal with no row (the adoption is one
     transaction): the next plain run must not take it for a fresh start and send every row."""
@@ -272,7 +271,7 @@ def test_a_journal_left_empty_by_a_killed_rebuild_still_asks_for_the_rebuild(
 
 
 def test_an_empty_input_reruns_without_asking_for_a_rebuild(
-    tmp_path: Path, emulator: Callable[..., RunningEmulator]
+    tmp_path: Path, emulator: StartEmulator
 ) -> None:
     server = emulator(engine="wordlist")
     job = write_job(tmp_path, comments(0).cast({"id": pl.Int64, "text": pl.String}))

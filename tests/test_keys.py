@@ -9,19 +9,22 @@ import decimal
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
+from click.testing import Result
 
+from pipeline.emulator import RunningEmulator
 from pipeline.journal import JOURNAL_FILE, STATE_DIR
-from tests.conftest import read_output, run_cli, write_job
+from tests.conftest import PolarsType, StartEmulator, read_output, run_cli, write_job
 
 
-def sent(server) -> list[str]:
+def sent(server: RunningEmulator) -> list[str]:
     return [body["input"] for _, body in server.recorded_requests()]
 
 
-def run(job: Path, server, *extra: str):
+def run(job: Path, server: RunningEmulator, *extra: str) -> Result:
     return run_cli("run", job, "--base-url", server.base_url, "--quiet", *extra)
 
 
@@ -54,8 +57,8 @@ TEXTS = ["one", "two", "three"]
     ],
 )
 def test_a_key_column_of_a_refused_type_is_exit_2_before_anything_is_sent(
-    tmp_path, emulator, values, dtype, shown
-):
+    tmp_path: Path, emulator: StartEmulator, values: list[Any], dtype: PolarsType, shown: str
+) -> None:
     server = emulator(engine="wordlist")
     data = pl.DataFrame({"id": pl.Series(values, dtype=dtype), "text": TEXTS})
     job = write_job(tmp_path, data)
@@ -78,8 +81,8 @@ def test_a_key_column_of_a_refused_type_is_exit_2_before_anything_is_sent(
     ],
 )
 def test_accepted_key_types_resume_and_results_keep_the_input_type(
-    tmp_path, emulator, values, dtype, stored
-):
+    tmp_path: Path, emulator: StartEmulator, values: list[Any], dtype: PolarsType, stored: str
+) -> None:
     """Date keys used to crash every resumed run, uint64 ones to end in a traceback."""
     server = emulator(engine="wordlist")
     data = pl.DataFrame({"id": pl.Series(values, dtype=dtype), "text": TEXTS})
@@ -107,7 +110,9 @@ def test_accepted_key_types_resume_and_results_keep_the_input_type(
         ("k" * 513, "longer than 512"),
     ],
 )
-def test_a_malformed_key_value_is_exit_2_naming_the_row(tmp_path, emulator, bad, what):
+def test_a_malformed_key_value_is_exit_2_naming_the_row(
+    tmp_path: Path, emulator: StartEmulator, bad: str, what: str
+) -> None:
     server = emulator(engine="wordlist")
     data = pl.DataFrame({"id": ["k1", bad, "k3"], "text": TEXTS})
     job = write_job(tmp_path, data)
@@ -126,8 +131,8 @@ def test_a_malformed_key_value_is_exit_2_naming_the_row(tmp_path, emulator, bad,
     ],
 )
 def test_a_key_with_a_line_end_in_it_is_exit_2_not_error_rows(
-    tmp_path, emulator, name, content, shown
-):
+    tmp_path: Path, emulator: StartEmulator, name: str, content: bytes, shown: str
+) -> None:
     """Issue 10 item 10: such keys used to make every row an internal_error error row."""
     server = emulator(engine="wordlist")
     (tmp_path / name).write_bytes(content)
@@ -138,7 +143,9 @@ def test_a_key_with_a_line_end_in_it_is_exit_2_not_error_rows(
     assert sent(server) == []
 
 
-def test_a_key_of_512_characters_with_inner_spaces_is_a_key(tmp_path, emulator):
+def test_a_key_of_512_characters_with_inner_spaces_is_a_key(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist")
     long = "k " * 255 + "k2"
     data = pl.DataFrame({"id": ["k1", long], "text": TEXTS[:2]})
@@ -150,7 +157,9 @@ def test_a_key_of_512_characters_with_inner_spaces_is_a_key(tmp_path, emulator):
 # --- key type drift between runs -------------------------------------------------------------
 
 
-def test_csv_then_parquet_on_one_folder_sends_nothing_twice(tmp_path, emulator):
+def test_csv_then_parquet_on_one_folder_sends_nothing_twice(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     """The int 7 of a Parquet file and the "7" of a CSV are one key."""
     server = emulator(engine="wordlist")
     data = pl.DataFrame({"id": [1, 2, 3, 4], "text": ["a", "b", "c", "d"]})
@@ -166,7 +175,9 @@ def test_csv_then_parquet_on_one_folder_sends_nothing_twice(tmp_path, emulator):
     assert sorted(results["id"].to_list()) == [1, 2, 3, 4]
 
 
-def test_parquet_then_csv_on_one_folder_sends_nothing_twice(tmp_path, emulator):
+def test_parquet_then_csv_on_one_folder_sends_nothing_twice(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist")
     data = pl.DataFrame({"id": [1, 2, 3, 4], "text": ["a", "b", "c", "d"]})
     data.head(2).write_parquet(tmp_path / "input.parquet")
@@ -183,7 +194,9 @@ def test_parquet_then_csv_on_one_folder_sends_nothing_twice(tmp_path, emulator):
     assert summary["rows"]["done"] == 4
 
 
-def test_one_text_key_appended_to_integer_keys_is_a_new_key(tmp_path, emulator):
+def test_one_text_key_appended_to_integer_keys_is_a_new_key(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist")
     pl.DataFrame({"id": [1, 2], "text": ["a", "b"]}).write_parquet(tmp_path / "input.parquet")
     job = write_job(tmp_path)
@@ -196,7 +209,9 @@ def test_one_text_key_appended_to_integer_keys_is_a_new_key(tmp_path, emulator):
 
 
 @pytest.mark.parametrize("ambiguous", ["007", "+7", "-0", "7.0", "7e0"])
-def test_text_keys_that_would_read_as_another_integer_are_exit_2(tmp_path, emulator, ambiguous):
+def test_text_keys_that_would_read_as_another_integer_are_exit_2(
+    tmp_path: Path, emulator: StartEmulator, ambiguous: str
+) -> None:
     server = emulator(engine="wordlist")
     pl.DataFrame({"id": [7, 8], "text": ["a", "b"]}).write_parquet(tmp_path / "input.parquet")
     job = write_job(tmp_path)
@@ -211,7 +226,9 @@ def test_text_keys_that_would_read_as_another_integer_are_exit_2(tmp_path, emula
     assert sent(server) == ["a", "b"]
 
 
-def test_integer_keys_against_a_journal_of_zero_padded_text_keys_are_exit_2(tmp_path, emulator):
+def test_integer_keys_against_a_journal_of_zero_padded_text_keys_are_exit_2(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist")
     pl.DataFrame({"id": ["007", "008"], "text": ["a", "b"]}).write_parquet(
         tmp_path / "input.parquet"
@@ -226,7 +243,7 @@ def test_integer_keys_against_a_journal_of_zero_padded_text_keys_are_exit_2(tmp_
     assert sorted(read_output(job, "results")["id"].to_list()) == ["007", "008"]
 
 
-def test_integer_keys_then_date_keys_is_exit_2(tmp_path, emulator):
+def test_integer_keys_then_date_keys_is_exit_2(tmp_path: Path, emulator: StartEmulator) -> None:
     server = emulator(engine="wordlist")
     pl.DataFrame({"id": [1, 2], "text": ["a", "b"]}).write_parquet(tmp_path / "input.parquet")
     job = write_job(tmp_path)
@@ -275,7 +292,9 @@ def make_v1(journal: Path, *, text_twin: int | None = None) -> None:
     db.close()
 
 
-def test_a_journal_with_integer_keys_is_migrated_once_and_nothing_is_sent_again(tmp_path, emulator):
+def test_a_journal_with_integer_keys_is_migrated_once_and_nothing_is_sent_again(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist")
     data = pl.DataFrame({"id": [1, 2, 3], "text": TEXTS})
     job = write_job(tmp_path, data)
@@ -295,8 +314,8 @@ def test_a_journal_with_integer_keys_is_migrated_once_and_nothing_is_sent_again(
 
 
 def test_keys_held_from_an_earlier_input_that_do_not_fit_its_type_are_still_written(
-    tmp_path, emulator
-):
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     """Int64 keys then an Int8 input, Enum keys then an Enum without one of them: the earlier
     keys stay in the results (the output writes a type that holds them all)."""
     server = emulator(engine="wordlist")
@@ -326,7 +345,9 @@ def test_keys_held_from_an_earlier_input_that_do_not_fit_its_type_are_still_writ
     assert sorted(sent(server)) == ["a", "a", "b", "b", "c", "c"]
 
 
-def test_a_journal_holding_an_int_key_and_its_text_twice_is_migrated_to_one_key(tmp_path, emulator):
+def test_a_journal_holding_an_int_key_and_its_text_twice_is_migrated_to_one_key(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist")
     data = pl.DataFrame({"id": [1, 2], "text": TEXTS[:2]})
     job = write_job(tmp_path, data)

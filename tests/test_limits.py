@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import polars as pl
 import pytest
-from tenacity import RetryCallState
+from tenacity import RetryCallState, Retrying
 
+from pipeline.emulator import RunningEmulator
 from pipeline.errors import FatalApiError, RejectedApiError, TransientApiError
 from pipeline.http import error_for, retry_after
 from pipeline.journal import Journal
 from pipeline.limits import RateLimiter, RetryPolicy, Stopped, Stopper
 from pipeline.stats import RunStats
-from tests.conftest import read_output, run_cli, write_job
+from tests.conftest import StartEmulator, read_output, run_cli, write_job
 
 
-def test_retry_after_prefers_milliseconds():
+def test_retry_after_prefers_milliseconds() -> None:
     assert retry_after({"retry-after-ms": "250", "retry-after": "1"}) == 0.25
     assert retry_after({"retry-after": "3"}) == 3.0
     assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) is None
@@ -42,19 +44,21 @@ def test_retry_after_prefers_milliseconds():
         (404, b"", RejectedApiError),
     ],
 )
-def test_errors_are_classified_by_status_and_code(status, body, expected):
+def test_errors_are_classified_by_status_and_code(
+    status: int, body: bytes, expected: type[Exception]
+) -> None:
     error = error_for(status, {"retry-after-ms": "1500"}, body)
     assert type(error) is expected
     assert error.http_status == status
     assert error.retry_after == 1.5
 
 
-def test_the_servers_x_should_retry_wins():
+def test_the_servers_x_should_retry_wins() -> None:
     assert type(error_for(500, {"x-should-retry": "false"}, b"")) is RejectedApiError
     assert type(error_for(400, {"x-should-retry": "true"}, b"")) is TransientApiError
 
 
-async def test_headers_lower_the_rate_and_empty_the_bucket():
+async def test_headers_lower_the_rate_and_empty_the_bucket() -> None:
     limiter = RateLimiter(rpm=600, tpm=None, stopper=Stopper())
     limiter.observe(
         {
@@ -73,10 +77,10 @@ async def test_headers_lower_the_rate_and_empty_the_bucket():
     assert limiter.buckets["requests"].per_minute == 600
 
 
-def test_retry_after_is_waited_before_backoff():
+def test_retry_after_is_waited_before_backoff() -> None:
     stopper = Stopper()
     policy = RetryPolicy(6, RateLimiter(None, None, stopper), RunStats(), stopper)
-    state = RetryCallState(None, None, (), {})
+    state = RetryCallState(Retrying(), None, (), {})
     state.attempt_number = 5
     state.set_exception((TransientApiError, TransientApiError("429", retry_after=2.0), None))
     assert 2.0 <= policy._wait(state) <= 2.06
@@ -84,7 +88,7 @@ def test_retry_after_is_waited_before_backoff():
     assert 4.0 <= policy._wait(state) <= 8.5, "backoff doubles from 0.5 s, plus jitter"
 
 
-async def test_a_stopped_run_wakes_waiters_at_once():
+async def test_a_stopped_run_wakes_waiters_at_once() -> None:
     stopper = Stopper()
     limiter = RateLimiter(rpm=1, tpm=None, stopper=stopper)
     await limiter.acquire(1)  # the one token of the first minute
@@ -95,7 +99,7 @@ async def test_a_stopped_run_wakes_waiters_at_once():
         await waiter
 
 
-async def test_a_429_pauses_everyone():
+async def test_a_429_pauses_everyone() -> None:
     stopper = Stopper()
     limiter = RateLimiter(rpm=None, tpm=None, stopper=stopper)
     limiter.pause(60)
@@ -108,7 +112,7 @@ async def test_a_429_pauses_everyone():
 
 
 @pytest.mark.parametrize("lie", ["-1e12", "nan", "inf", "-inf", "-0.5", "1e999"])
-async def test_headers_no_honest_server_sends_change_nothing(lie):
+async def test_headers_no_honest_server_sends_change_nothing(lie: str) -> None:
     """A lying x-ratelimit-remaining (negative: a debt of centuries) or limit must not stall
     the run or lift the job's own limit."""
     limiter = RateLimiter(rpm=600, tpm=6000, stopper=Stopper())
@@ -129,7 +133,7 @@ async def test_headers_no_honest_server_sends_change_nothing(lie):
         assert 0 <= bucket.tokens <= before[name] + 1e-6, name
 
 
-async def test_the_first_request_goes_alone_until_it_is_answered():
+async def test_the_first_request_goes_alone_until_it_is_answered() -> None:
     limiter = RateLimiter(rpm=None, tpm=None, stopper=Stopper())
     await limiter.acquire(1)  # the probe
     second = asyncio.create_task(limiter.acquire(1))
@@ -142,7 +146,7 @@ async def test_the_first_request_goes_alone_until_it_is_answered():
     assert limiter.buckets["requests"].tokens < 2.1, "follows what the server says is left"
 
 
-async def test_a_call_retries_transient_failures_then_succeeds_and_counts_every_attempt():
+async def test_a_call_retries_transient_failures_then_succeeds_and_counts_every_attempt() -> None:
     """The first attempt runs outside tenacity; a transient failure then goes through it with
     the waits it asks for (here retry-after of 10 ms), and every attempt is counted once."""
     stopper = Stopper()
@@ -166,7 +170,7 @@ async def test_a_call_retries_transient_failures_then_succeeds_and_counts_every_
     assert stats.tokens == 9 and stats.rate_limited == 1
 
 
-async def test_a_call_gives_up_after_max_attempts_and_never_retries_a_rejection():
+async def test_a_call_gives_up_after_max_attempts_and_never_retries_a_rejection() -> None:
     stopper = Stopper()
     stats = RunStats()
     policy = RetryPolicy(3, RateLimiter(None, None, stopper), stats, stopper)
@@ -205,7 +209,7 @@ def _texts(sizes: dict[int, int]) -> pl.DataFrame:
     return pl.DataFrame({"id": list(range(n)), "text": texts})
 
 
-def _sent_inputs(server) -> list[str]:
+def _sent_inputs(server: RunningEmulator) -> list[str]:
     sent = []
     for path, body in server.recorded_requests():
         if path.endswith("/moderations"):
@@ -214,7 +218,9 @@ def _sent_inputs(server) -> list[str]:
     return sent
 
 
-def test_a_row_over_the_configured_tpm_is_an_error_row_and_blocks_no_other(tmp_path, emulator):
+def test_a_row_over_the_configured_tpm_is_an_error_row_and_blocks_no_other(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist")
     data = _texts({3: 30_000})  # 7,500 estimated tokens, over 6,000 a minute
     job = write_job(tmp_path, data, api={"concurrency": 4, "tokens_per_minute": 6000})
@@ -232,7 +238,9 @@ def test_a_row_over_the_configured_tpm_is_an_error_row_and_blocks_no_other(tmp_p
     assert "over_token_limit" in shown.output and "row 3" in shown.output
 
 
-def test_a_limit_learnt_from_headers_refuses_a_row_over_it(tmp_path, emulator):
+def test_a_limit_learnt_from_headers_refuses_a_row_over_it(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(engine="wordlist", tokens_per_minute=6000)  # x-ratelimit-limit-tokens
     data = _texts({0: 30_000, 4: 30_000})  # the first is sent before any header is known
     job = write_job(tmp_path, data, api={"concurrency": 2, "max_attempts": 3})
@@ -246,7 +254,7 @@ def test_a_limit_learnt_from_headers_refuses_a_row_over_it(tmp_path, emulator):
     assert _sent_inputs(server).count("x" * 30_000) == 1, "only the blind first attempt went"
 
 
-def test_packs_never_exceed_the_tpm_limit(tmp_path, emulator):
+def test_packs_never_exceed_the_tpm_limit(tmp_path: Path, emulator: StartEmulator) -> None:
     server = emulator(engine="wordlist")
     data = pl.DataFrame({"id": list(range(5)), "text": ["y" * 8000] * 5})  # 2,000 tokens each
     job = write_job(

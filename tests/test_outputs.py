@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tests.conftest import pipeline_command, read_output, run_cli, write_job
+from tests.conftest import StartEmulator, pipeline_command, read_output, run_cli, write_job
 
 EVIL = "=cmd|' /C calc'!A0"
 
@@ -40,7 +40,9 @@ def limited_to(size: int) -> Callable[[], None]:
 
 
 class TestTemporaries:
-    def test_start_up_cleans_only_its_own_temporary_folder(self, tmp_path, emulator):
+    def test_start_up_cleans_only_its_own_temporary_folder(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         server = emulator()
         data = pl.DataFrame(
             {"id": ["k1", "k2"], "name": ["a.tmp-3", "b"], "text": ["Hello there.", "Hi."]}
@@ -70,7 +72,9 @@ class TestTemporaries:
             "audio/b.mp3",
         ]
 
-    def test_no_temporary_is_made_beside_the_outputs(self, tmp_path, emulator):
+    def test_no_temporary_is_made_beside_the_outputs(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         server = emulator()
         data = pl.DataFrame({"id": [f"r{i}" for i in range(30)], "text": ["some text"] * 30})
         job = write_job(tmp_path, data, output={"format": "csv"})
@@ -80,7 +84,9 @@ class TestTemporaries:
 
 
 class TestFormatChange:
-    def test_a_new_output_format_replaces_the_old_files(self, tmp_path, emulator):
+    def test_a_new_output_format_replaces_the_old_files(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         """A reader of results.parquet must not see an earlier run's rows as if current once
         the job writes CSV: the old format's files go, the new ones hold every row."""
         server = emulator(engine="wordlist")
@@ -97,7 +103,9 @@ class TestFormatChange:
 
 
 class TestCsvFormulas:
-    def test_every_string_like_column_and_header_is_neutralised(self, tmp_path, emulator):
+    def test_every_string_like_column_and_header_is_neutralised(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         server = emulator()
         table = pa.table(
             {
@@ -134,7 +142,9 @@ class TestCsvFormulas:
         rows = pl.read_csv(tmp_path / "out2" / "results.csv", infer_schema=False).sort("id")
         assert rows["level"].to_list() == ["'@SUM(A1)", "'-2"]
 
-    def test_time_and_nested_keep_values_survive_every_format(self, tmp_path, emulator):
+    def test_time_and_nested_keep_values_survive_every_format(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         server = emulator()
         data = pl.DataFrame(
             {
@@ -152,7 +162,9 @@ class TestCsvFormulas:
 
 
 class TestFullDisk:
-    def test_full_disk_mid_run_exits_74_keeps_answers_and_resumes(self, tmp_path, emulator):
+    def test_full_disk_mid_run_exits_74_keeps_answers_and_resumes(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         server = emulator()
         n = 3000
         data = pl.DataFrame(
@@ -180,7 +192,9 @@ class TestFullDisk:
         assert sorted(results["id"]) == data["id"].to_list()
         assert set(journal_states(out).values()) == {"done"}
 
-    def test_a_journal_that_cannot_be_created_is_exit_74_before_sending(self, tmp_path, emulator):
+    def test_a_journal_that_cannot_be_created_is_exit_74_before_sending(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         server = emulator()
         data = pl.DataFrame({"id": ["a", "b"], "text": ["one", "two"]})
         job = write_job(tmp_path, data)
@@ -193,7 +207,9 @@ class TestFullDisk:
         assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
         assert sorted(read_output(job, "results")["id"]) == ["a", "b"]
 
-    def test_results_that_cannot_be_written_at_the_end_exit_74(self, tmp_path, emulator):
+    def test_results_that_cannot_be_written_at_the_end_exit_74(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         server = emulator()
         n = 8000  # journal ~4.4 MB, results.jsonl ~7.8 MB: only the results pass the limit
         data = pl.DataFrame({"id": [f"r{i:05d}" for i in range(n)], "text": ["words"] * n})
@@ -215,7 +231,9 @@ class TestFullDisk:
         results = pl.read_ndjson(out / "results.jsonl")
         assert sorted(results["id"]) == data["id"].to_list()
 
-    def test_an_audio_file_that_cannot_be_written_stops_the_run(self, tmp_path, emulator):
+    def test_an_audio_file_that_cannot_be_written_stops_the_run(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         server = emulator()
         long = "The quick brown fox jumps over the lazy dog, and then it rests a while. " * 25
         data = pl.DataFrame({"id": [f"k{i}" for i in range(6)], "text": [long] * 6})

@@ -13,7 +13,8 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import pipeline_command, read_output, run_cli, write_job
+from pipeline.emulator import RunningEmulator
+from tests.conftest import StartEmulator, pipeline_command, read_output, run_cli, write_job
 
 DATA = pl.DataFrame(
     {
@@ -24,7 +25,7 @@ DATA = pl.DataFrame(
 )
 
 
-def refused(job: Path, server, *extra: str) -> str:
+def refused(job: Path, server: RunningEmulator, *extra: str) -> str:
     """Run the job; assert it stopped with exit 2 before any request; return its message."""
     result = run_cli("run", job, "--base-url", server.base_url, "--quiet", *extra)
     assert result.exit_code == 2, result.output
@@ -54,14 +55,18 @@ class TestKeepNames:
             (["author", "author"], "twice"),
         ],
     )
-    def test_a_keep_column_that_would_collide_is_exit_2(self, tmp_path, emulator, keep, named):
+    def test_a_keep_column_that_would_collide_is_exit_2(
+        self, tmp_path: Path, emulator: StartEmulator, keep: list[str], named: str
+    ) -> None:
         server = emulator()
         data = DATA.with_columns(flagged=pl.lit(True), error_type=pl.lit("x"))
         job = write_job(tmp_path, data, input={"keep": keep})
         message = refused(job, server)
         assert named in message and "input.keep" in message
 
-    def test_keep_columns_a_csv_header_neutralises_stay_two_columns(self, tmp_path, emulator):
+    def test_keep_columns_a_csv_header_neutralises_stay_two_columns(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         """``=x`` and ``'=x`` are written ``'=x`` and ``''=x``: neutralising never makes two
         header names one, so each value stays under its own column."""
         server = emulator()
@@ -85,7 +90,9 @@ class TestKeepTypes:
             (pl.Series("kept", [None, 1_000_000_001, 1]).cast(pl.Datetime("ns")), "parquet"),
         ],
     )
-    def test_a_type_the_outputs_cannot_hold_is_exit_2(self, tmp_path, emulator, column, fmt):
+    def test_a_type_the_outputs_cannot_hold_is_exit_2(
+        self, tmp_path: Path, emulator: StartEmulator, column: pl.Series, fmt: str
+    ) -> None:
         server = emulator()
         data = pl.DataFrame({"id": ["a", "b", "c"], "text": ["x", "y", "z"]}).with_columns(column)
         job = write_job(tmp_path, data, input={"keep": ["kept"]}, output={"format": fmt})
@@ -95,7 +102,7 @@ class TestKeepTypes:
 
 
 class TestValidate:
-    def test_validate_runs_the_same_checks_and_writes_nothing(self, tmp_path):
+    def test_validate_runs_the_same_checks_and_writes_nothing(self, tmp_path: Path) -> None:
         job = write_job(tmp_path, DATA, input={"keep": ["id"]})
         result = run_cli("validate", job)
         assert result.exit_code == 2, result.output
@@ -106,7 +113,9 @@ class TestValidate:
 
 
 class TestOutputFolder:
-    def test_an_output_path_that_is_a_file_is_exit_2(self, tmp_path, emulator):
+    def test_an_output_path_that_is_a_file_is_exit_2(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         server = emulator()
         (tmp_path / "out").write_text("not a folder")
         job = write_job(tmp_path, DATA)
@@ -115,8 +124,8 @@ class TestOutputFolder:
 
     @pytest.mark.parametrize("ran_before", [False, True])
     def test_a_read_only_output_folder_is_exit_2_before_sending(
-        self, tmp_path, emulator, ran_before
-    ):
+        self, tmp_path: Path, emulator: StartEmulator, ran_before: bool
+    ) -> None:
         """A folder the run cannot write (read-only media, lost permissions): one line, exit 2,
         nothing sent, whether a run wrote there before or not."""
         server = emulator()
@@ -142,13 +151,17 @@ class TestOutputFolder:
         assert len(done.stderr.strip().splitlines()) == 1, "one line, no traceback"
         assert len(server.recorded_requests()) == sent, "nothing sent"
 
-    def test_an_output_file_name_taken_by_a_folder_is_exit_2(self, tmp_path, emulator):
+    def test_an_output_file_name_taken_by_a_folder_is_exit_2(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         server = emulator()
         (tmp_path / "out" / "errors.parquet").mkdir(parents=True)
         job = write_job(tmp_path, DATA)
         assert "is a folder" in refused(job, server)
 
-    def test_an_output_folder_that_cannot_be_created_is_exit_2(self, tmp_path, emulator):
+    def test_an_output_folder_that_cannot_be_created_is_exit_2(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         server = emulator()
         job = write_job(tmp_path, DATA, output={"dir": "input.parquet/out"})
         result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
@@ -160,7 +173,9 @@ class TestOutputFolder:
         ("path", "out"),
         [("data", "data"), ("data", "data/out"), ("data/**/*.parquet", "data/sub/out")],
     )
-    def test_outputs_the_input_would_read_back_are_exit_2(self, tmp_path, emulator, path, out):
+    def test_outputs_the_input_would_read_back_are_exit_2(
+        self, tmp_path: Path, emulator: StartEmulator, path: str, out: str
+    ) -> None:
         server = emulator()
         (tmp_path / "data").mkdir()
         DATA.write_parquet(tmp_path / "data" / "part.parquet")
@@ -171,7 +186,9 @@ class TestOutputFolder:
         assert server.recorded_requests() == []
 
     @pytest.mark.parametrize("name", ["results.parquet", "errors.parquet", "audio/a.parquet"])
-    def test_an_input_file_where_outputs_are_written_is_exit_2(self, tmp_path, emulator, name):
+    def test_an_input_file_where_outputs_are_written_is_exit_2(
+        self, tmp_path: Path, emulator: StartEmulator, name: str
+    ) -> None:
         server = emulator()
         (tmp_path / "out" / "audio").mkdir(parents=True)
         DATA.write_parquet(tmp_path / "out" / name)
@@ -182,7 +199,9 @@ class TestOutputFolder:
         assert server.recorded_requests() == []
         assert pl.read_parquet(tmp_path / "out" / name).equals(DATA), "left as it was"
 
-    def test_a_data_file_kept_beside_the_outputs_runs(self, tmp_path, emulator):
+    def test_a_data_file_kept_beside_the_outputs_runs(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         server = emulator()
         (tmp_path / "out").mkdir()
         DATA.write_parquet(tmp_path / "out" / "part.parquet")
@@ -193,7 +212,9 @@ class TestOutputFolder:
         again = run_cli("run", job, "--base-url", server.base_url, "--quiet")
         assert again.exit_code == 0 and read_output(job, "results").height == DATA.height
 
-    def test_a_glob_that_cannot_reach_the_outputs_runs(self, tmp_path, emulator):
+    def test_a_glob_that_cannot_reach_the_outputs_runs(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         server = emulator()
         (tmp_path / "data").mkdir()
         DATA.write_parquet(tmp_path / "data" / "part.parquet")
@@ -204,7 +225,9 @@ class TestOutputFolder:
 
 
 class TestCorruptInput:
-    def test_a_parquet_corrupt_in_the_middle_is_exit_2_before_sending(self, tmp_path, emulator):
+    def test_a_parquet_corrupt_in_the_middle_is_exit_2_before_sending(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         server = emulator()
         job = write_job(tmp_path)
         rows = pl.DataFrame({"id": range(40_000), "text": ["some words"] * 40_000})
@@ -217,7 +240,9 @@ class TestCorruptInput:
         assert result.exit_code == 4, result.output  # rows left unread: resumable
         assert read_output(job, "results").height == 50
 
-    def test_a_file_that_breaks_mid_run_keeps_the_answers_and_resumes(self, tmp_path, emulator):
+    def test_a_file_that_breaks_mid_run_keeps_the_answers_and_resumes(
+        self, tmp_path: Path, emulator: StartEmulator
+    ) -> None:
         server = emulator(latency_ms=100)
         first = pl.DataFrame(
             {"id": [f"a{i:05d}" for i in range(20_000)], "text": ["some words"] * 20_000}

@@ -41,7 +41,7 @@ def screen(output: str) -> list[str]:
     return ["".join(line).rstrip() for line in lines]
 
 
-async def test_a_log_line_goes_above_the_bar_on_a_line_of_its_own():
+async def test_a_log_line_goes_above_the_bar_on_a_line_of_its_own() -> None:
     setup_logging("text")
     captured = io.StringIO()
     console = Console(file=captured, force_terminal=True, width=120, color_system=None)
@@ -61,6 +61,6 @@ async def test_a_log_line_goes_above_the_bar_on_a_line_of_its_own():
     assert re.fullmatch(r"running ━+ 100% 10/10 rows .*", lines[1]), "the bar, whole, below it"
 
 
-def test_quiet_turns_off_the_progress_display_in_both_formats():
+def test_quiet_turns_off_the_progress_display_in_both_formats() -> None:
     assert choose_mode(True, "text") == choose_mode(True, "json") == "off"
     assert choose_mode(False, "json") == "lines"  # not a terminal: a progress log line now and then

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -10,6 +10,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from pipeline.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from tests.conftest import StartEmulator as StartEmulator  # re-exported for the emulator tests
 from tests.emulator.helpers import load_validator
 
 
@@ -26,9 +27,6 @@ def request_schema() -> Draft202012Validator:
 @pytest.fixture(scope="session")
 def error_schema() -> Draft202012Validator:
     return load_validator("ErrorResponse")
-
-
-StartEmulator = Callable[..., RunningEmulator]
 
 
 @pytest.fixture

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import polars as pl
 import pytest
 
 from pipeline.kinds.moderation import CATEGORIES, column_name
-from tests.conftest import read_output, run_cli, schema_validator, write_job
+from tests.conftest import (
+    PolarsType,
+    StartEmulator,
+    read_output,
+    run_cli,
+    schema_validator,
+    write_job,
+)
 
 TEXTS = [
     "have a lovely day",
@@ -27,7 +36,7 @@ TEXTS = [
 ]
 
 
-def frame(n: int, texts: list[str | None] | None = None) -> pl.DataFrame:
+def frame(n: int, texts: Sequence[str | None] | None = None) -> pl.DataFrame:
     texts = texts or TEXTS
     return pl.DataFrame(
         {
@@ -38,7 +47,9 @@ def frame(n: int, texts: list[str | None] | None = None) -> pl.DataFrame:
     )
 
 
-def assert_conserved(job, keys: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def assert_conserved(
+    job: Path, keys: Sequence[str] | Sequence[int]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     results, errors = read_output(job, "results"), read_output(job, "errors")
     got = results["id"].to_list() + errors["id"].to_list()
     assert sorted(got) == sorted(keys), "every key exactly once in results or errors"
@@ -46,7 +57,9 @@ def assert_conserved(job, keys: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 @pytest.mark.parametrize("rows_per_request", [1, 4])
-def test_results_and_errors_hold_every_key_once(tmp_path, emulator, rows_per_request):
+def test_results_and_errors_hold_every_key_once(
+    tmp_path: Path, emulator: StartEmulator, rows_per_request: int
+) -> None:
     server = emulator()
     data = frame(40)
     job = write_job(
@@ -86,7 +99,7 @@ def test_results_and_errors_hold_every_key_once(tmp_path, emulator, rows_per_req
         assert sum(len(one) for one in inputs) == 32
 
 
-def test_multimodal_rows_send_text_and_image_parts(tmp_path, emulator):
+def test_multimodal_rows_send_text_and_image_parts(tmp_path: Path, emulator: StartEmulator) -> None:
     server = emulator()
     data = pl.DataFrame(
         {
@@ -122,7 +135,9 @@ def test_multimodal_rows_send_text_and_image_parts(tmp_path, emulator):
         assert [part["type"] for part in body["input"]] == ["text", "image_url"]
 
 
-def test_packed_request_rejected_by_server_is_split_to_the_bad_row(tmp_path, emulator):
+def test_packed_request_rejected_by_server_is_split_to_the_bad_row(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(reject_substring="FORBIDDEN")
     texts = [f"ordinary comment {i}" for i in range(16)]
     texts[5] = "this one is FORBIDDEN by the server"
@@ -146,18 +161,19 @@ def test_packed_request_rejected_by_server_is_split_to_the_bad_row(tmp_path, emu
     ],
 )
 def test_numbers_are_sent_as_text_and_other_non_text_values_are_error_rows(
-    tmp_path, emulator, values, dtype
-):
+    tmp_path: Path, emulator: StartEmulator, values: list[Any], dtype: PolarsType
+) -> None:
     server = emulator()
     data = pl.DataFrame({"id": [1, 2, 3], "text": values}, schema={"id": pl.Int64, "text": dtype})
     job = write_job(tmp_path, data)
     result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
     assert result.exit_code == 1
     results, errors = assert_conserved(job, [1, 2, 3])
-    texts = {
+    texts_by_dtype: dict[object, dict[int, str]] = {
         pl.Int64: {1: "5", 3: "7"},  # a number is its text, as a CSV cell "5" is
         pl.Float64: {1: "2.5"},  # NaN and inf are not numbers a text can say
-    }.get(dtype, {})
+    }
+    texts = texts_by_dtype.get(dtype, {})
     assert sorted(results["id"]) == sorted(texts)
     assert sorted(body["input"] for _, body in server.recorded_requests()) == sorted(texts.values())
     assert len(errors) == 3 - len(texts)
@@ -169,7 +185,9 @@ def test_numbers_are_sent_as_text_and_other_non_text_values_are_error_rows(
 
 
 @pytest.mark.parametrize("input_name", ["input.jsonl", "input.csv"])
-def test_a_number_is_text_whatever_the_input_format(tmp_path, emulator, input_name):
+def test_a_number_is_text_whatever_the_input_format(
+    tmp_path: Path, emulator: StartEmulator, input_name: str
+) -> None:
     server = emulator()
     # one number among strings, and a column of numbers only, in JSONL and CSV alike
     data = pl.DataFrame({"id": [1, 2], "text": [5, 6]})
@@ -184,7 +202,9 @@ def test_a_number_is_text_whatever_the_input_format(tmp_path, emulator, input_na
     assert sorted(sent) == ["5", "5", "6", "hello"]
 
 
-def test_a_null_in_a_whole_body_template_names_the_field(tmp_path, emulator):
+def test_a_null_in_a_whole_body_template_names_the_field(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator()
     data = pl.DataFrame({"id": [1, 2], "text": ["fine", None]})
     job = write_job(tmp_path, data)
@@ -193,7 +213,9 @@ def test_a_null_in_a_whole_body_template_names_the_field(tmp_path, emulator):
     assert message == "column 'text' is empty (null), needed for input"
 
 
-def test_second_run_sends_nothing_and_limit_takes_new_rows_only(tmp_path, emulator):
+def test_second_run_sends_nothing_and_limit_takes_new_rows_only(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator()
     data = frame(30, [f"comment number {i}" for i in range(30)])
     job = write_job(tmp_path, data)
@@ -239,7 +261,7 @@ class _LyingModerations(BaseHTTPRequestHandler):
         pass
 
 
-def test_answers_that_break_the_contract_are_bad_response_rows_not_guesses(tmp_path):
+def test_answers_that_break_the_contract_are_bad_response_rows_not_guesses(tmp_path: Path) -> None:
     """ "false" as a string must not become flagged = True; a score that is not a number is
     not a crash (internal_error) but an error row saying what the answer held."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _LyingModerations)

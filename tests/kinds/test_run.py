@@ -9,12 +9,20 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 
 from pipeline.journal import Journal
-from tests.conftest import kill_mid_run, read_output, run_cli, schema_validator, write_job
+from tests.conftest import (
+    StartEmulator,
+    kill_mid_run,
+    read_output,
+    run_cli,
+    schema_validator,
+    write_job,
+)
 
 TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete"}
 
@@ -30,7 +38,7 @@ def questions(n: int) -> pl.DataFrame:
 
 
 def make(
-    folder: Path, data: pl.DataFrame, *messages: str, protocol: str = "assistants", **sections
+    folder: Path, data: pl.DataFrame, *messages: str, protocol: str = "assistants", **sections: Any
 ) -> Path:
     """A run job over ``data``: the messages (default "{question}"), the run, the assistant."""
     return write_job(
@@ -55,7 +63,9 @@ def make(
     )
 
 
-def test_assistants_payloads_validate_and_answers_come_back(tmp_path, emulator):
+def test_assistants_payloads_validate_and_answers_come_back(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(run_duration_s=0.05)
     data = questions(6)
     job = make(
@@ -90,7 +100,9 @@ def test_assistants_payloads_validate_and_answers_come_back(tmp_path, emulator):
         assert body["additional_instructions"] == "Be brief." and body["temperature"] == 0.5
 
 
-def test_every_ending_lands_in_results_or_errors_and_no_run_is_left_running(tmp_path, emulator):
+def test_every_ending_lands_in_results_or_errors_and_no_run_is_left_running(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(
         run_duration_s=0.05,
         seed=5,
@@ -124,8 +136,8 @@ def test_every_ending_lands_in_results_or_errors_and_no_run_is_left_running(tmp_
 
 @pytest.mark.parametrize("skew_s", [-3600.0, 3600.0])
 def test_a_skewed_server_clock_neither_times_runs_out_nor_lets_them_run_forever(
-    tmp_path, emulator, skew_s
-):
+    tmp_path: Path, emulator: StartEmulator, skew_s: float
+) -> None:
     # the server's created_at is an hour off the client's clock, either way
     server = emulator(run_duration_s=0.05, clock_skew_s=skew_s, seed=3, run_outcomes={"stuck": 0.5})
     thread = _post_json(server.base_url + "/threads", {"messages": []})
@@ -140,17 +152,20 @@ def test_a_skewed_server_clock_neither_times_runs_out_nor_lets_them_run_forever(
     assert len(errors) > 0 and set(errors["error_type"]) == {"timeout"}, "stuck runs still end"
 
 
-def _post_json(url: str, body: object) -> dict:
+def _post_json(url: str, body: object) -> dict[str, Any]:
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", "OpenAI-Beta": "assistants=v2"},
     )
     with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read())
+        read: dict[str, Any] = json.loads(answer.read())
+        return read
 
 
-def test_bad_rows_are_error_rows_and_unknown_fields_stop_the_job(tmp_path, emulator):
+def test_bad_rows_are_error_rows_and_unknown_fields_stop_the_job(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(run_duration_s=0.01)
     data = questions(4).with_columns(
         pl.Series("temp", ["0.5", "3", "1", "1"]), pl.Series("tag", ["a", "b", "c" * 600, "d"])
@@ -176,7 +191,13 @@ def test_bad_rows_are_error_rows_and_unknown_fields_stop_the_job(tmp_path, emula
         ("messages", [{"role": "robot", "content": "{question}"}], "messages[0].role"),
     ],
 )
-def test_a_bad_constant_stops_the_job_before_any_row(tmp_path, emulator, section, fields, named):
+def test_a_bad_constant_stops_the_job_before_any_row(
+    tmp_path: Path,
+    emulator: StartEmulator,
+    section: str,
+    fields: dict[str, Any] | list[dict[str, Any]],
+    named: str,
+) -> None:
     server = emulator(run_duration_s=0.01)
     if section == "messages":
         job = write_job(
@@ -200,7 +221,9 @@ def test_a_bad_constant_stops_the_job_before_any_row(tmp_path, emulator, section
     ("name", "value"),
     [("poll_interval_s", 0.001), ("poll_max_interval_s", 0), ("timeout_s", -1)],
 )
-def test_run_options_a_server_would_suffer_from_are_exit_2(tmp_path, name, value):
+def test_run_options_a_server_would_suffer_from_are_exit_2(
+    tmp_path: Path, name: str, value: float
+) -> None:
     """A poll every millisecond per row only loads the server: refused when the job loads."""
     job = make(tmp_path, questions(2), run={name: value})
     result = run_cli("validate", job)
@@ -208,7 +231,7 @@ def test_run_options_a_server_would_suffer_from_are_exit_2(tmp_path, name, value
     assert f"run.{name}" in result.output and "seconds above" in result.output
 
 
-def test_validate_describes_the_responses_protocol_as_one_request_per_row(tmp_path):
+def test_validate_describes_the_responses_protocol_as_one_request_per_row(tmp_path: Path) -> None:
     job = make(tmp_path, questions(2), protocol="responses")
     result = run_cli("validate", job)
     assert result.exit_code == 0, result.output
@@ -219,7 +242,7 @@ def test_validate_describes_the_responses_protocol_as_one_request_per_row(tmp_pa
     assert shown["messages"][0]["content"] == "What is the answer to question 0?"
 
 
-def test_metadata_over_its_limits_is_an_error_row(tmp_path, emulator):
+def test_metadata_over_its_limits_is_an_error_row(tmp_path: Path, emulator: StartEmulator) -> None:
     server = emulator(run_duration_s=0.01)
     many = {f"k{i}": "{topic}" for i in range(17)}  # from a column: checked per row
     job = make(tmp_path, questions(1), request={"metadata": many})
@@ -235,7 +258,7 @@ def test_metadata_over_its_limits_is_an_error_row(tmp_path, emulator):
     )
 
 
-def test_both_protocols_give_the_same_columns(tmp_path, emulator):
+def test_both_protocols_give_the_same_columns(tmp_path: Path, emulator: StartEmulator) -> None:
     server = emulator(run_duration_s=0.01)
     data = questions(3)
     columns = {}
@@ -251,7 +274,8 @@ def test_both_protocols_give_the_same_columns(tmp_path, emulator):
         assert run_cli("run", job, "--base-url", server.base_url, "--quiet").exit_code == 0
         results = read_output(job, "results")
         columns[protocol] = results.columns
-        assert results["output_text"].str.len_chars().min() > 0
+        shortest = results["output_text"].str.len_chars().min()
+        assert isinstance(shortest, int) and shortest > 0
     assert columns["assistants"] == columns["responses"]
     sent = [body for path, body in server.recorded_requests() if path.endswith("/responses")]
     assert len(sent) == 3
@@ -261,7 +285,9 @@ def test_both_protocols_give_the_same_columns(tmp_path, emulator):
 
 
 @pytest.mark.slow
-def test_sigkill_then_rerun_never_starts_a_second_run_for_a_recorded_row(tmp_path, emulator):
+def test_sigkill_then_rerun_never_starts_a_second_run_for_a_recorded_row(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(run_duration_s=1.0)
     data = questions(24)
     job = make(tmp_path, data, api={"concurrency": 8})
@@ -292,11 +318,16 @@ def test_sigkill_then_rerun_never_starts_a_second_run_for_a_recorded_row(tmp_pat
     )
 
 
-def test_the_default_protocol_follows_the_base_url_the_run_uses(tmp_path):
+def test_the_default_protocol_follows_the_base_url_the_run_uses(tmp_path: Path) -> None:
     """The --base-url flag is resolved before the kind is built: a job written for the local
     emulator, pointed at api.openai.com, gets the responses protocol (Assistants is gone
     there), and the other way round. Nothing is sent: the plan alone decides."""
+    from pipeline.kinds.run import Run
     from pipeline.plan import make_plan
+
+    def protocol(plan_kind: object) -> str:
+        assert isinstance(plan_kind, Run)
+        return plan_kind.settings.protocol
 
     job = write_job(
         tmp_path,
@@ -307,7 +338,7 @@ def test_the_default_protocol_follows_the_base_url_the_run_uses(tmp_path):
         assistants={"asst_support": {"model": "gpt-4.1-mini"}},
         api={"base_url": "local"},
     )
-    assert make_plan(str(job)).kind.settings.protocol == "assistants"
+    assert protocol(make_plan(str(job)).kind) == "assistants"
     openai = make_plan(str(job), base_url="https://api.openai.com/v1")
-    assert openai.kind.settings.protocol == "responses"
+    assert protocol(openai.kind) == "responses"
     assert openai.base_url == "https://api.openai.com/v1"

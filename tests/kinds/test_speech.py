@@ -6,18 +6,26 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 
 from pipeline import audio
 from pipeline.textsplit import split_text
-from tests.conftest import kill_mid_run, read_output, run_cli, schema_validator, write_job
+from tests.conftest import (
+    StartEmulator,
+    kill_mid_run,
+    read_output,
+    run_cli,
+    schema_validator,
+    write_job,
+)
 
 SENTENCE = "The quick brown fox jumps over the lazy dog, and then it rests a while. "
 
 
-def speech_job(folder: Path, data: pl.DataFrame, **sections) -> Path:
+def speech_job(folder: Path, data: pl.DataFrame, **sections: Any) -> Path:
     request = {"model": "gpt-4o-mini-tts", "input": "{text}", "voice": "alloy"}
     request.update(sections.pop("request", {}))
     return write_job(folder, data, kind="speech", request=request, **sections)
@@ -27,7 +35,9 @@ def decoded_seconds(path: Path, fmt: str) -> float:
     return audio.duration_s(path.read_bytes(), fmt)
 
 
-def test_every_format_decodes_and_matches_its_manifest(tmp_path, emulator):
+def test_every_format_decodes_and_matches_its_manifest(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator()
     formats = list(audio.FORMATS)
     data = pl.DataFrame(
@@ -50,7 +60,9 @@ def test_every_format_decodes_and_matches_its_manifest(tmp_path, emulator):
         schema_validator("CreateSpeechRequest").validate(body)
 
 
-def test_a_10000_character_row_is_one_file_as_long_as_its_chunks(tmp_path, emulator):
+def test_a_10000_character_row_is_one_file_as_long_as_its_chunks(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator()
     long_text = (SENTENCE * 140)[:10_000]
     chunks = split_text(long_text, 4096)
@@ -71,7 +83,9 @@ def test_a_10000_character_row_is_one_file_as_long_as_its_chunks(tmp_path, emula
         schema_validator("CreateSpeechRequest").validate(body)
 
 
-def test_bad_values_become_error_rows_naming_field_and_allowed_values(tmp_path, emulator):
+def test_bad_values_become_error_rows_naming_field_and_allowed_values(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator()
     data = pl.DataFrame(
         {
@@ -103,11 +117,17 @@ def test_bad_values_become_error_rows_naming_field_and_allowed_values(tmp_path, 
     ("field", "value"),
     [("speed", 9), ("voice", "darth"), ("response_format", "ogg"), ("model", "")],
 )
-def test_a_bad_constant_in_request_stops_the_job_before_any_row(tmp_path, emulator, field, value):
+def test_a_bad_constant_in_request_stops_the_job_before_any_row(
+    tmp_path: Path, emulator: StartEmulator, field: str, value: int | str
+) -> None:
     server = emulator()
     data = pl.DataFrame({"id": ["a", "b"], "text": ["Hello there.", "Hi."]})
     job = speech_job(tmp_path, data, request={field: value})
-    for args in (["validate", job], ["run", job, "--base-url", server.base_url, "--quiet"]):
+    commands: list[list[str | Path]] = [
+        ["validate", job],
+        ["run", job, "--base-url", server.base_url, "--quiet"],
+    ]
+    for args in commands:
         result = run_cli(*args)
         assert result.exit_code == 2, result.output
         assert f"request.{field}" in result.output
@@ -115,7 +135,9 @@ def test_a_bad_constant_in_request_stops_the_job_before_any_row(tmp_path, emulat
     assert not (tmp_path / "out" / "errors.parquet").exists(), "no error row per row"
 
 
-def test_validate_prints_the_whole_first_request_as_json_with_long_texts_shortened(tmp_path):
+def test_validate_prints_the_whole_first_request_as_json_with_long_texts_shortened(
+    tmp_path: Path,
+) -> None:
     data = pl.DataFrame({"id": ["a"], "text": ["word " * 800]})  # 4,000 characters
     job = speech_job(
         tmp_path, data, request={"instructions": "Speak slowly.", "stream_format": "audio"}
@@ -128,7 +150,9 @@ def test_validate_prints_the_whole_first_request_as_json_with_long_texts_shorten
     assert shown["body"]["instructions"] == "Speak slowly." and shown["stem"] == "a"
 
 
-def test_hostile_file_names_stay_inside_audio_and_never_collide(tmp_path, emulator):
+def test_hostile_file_names_stay_inside_audio_and_never_collide(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator()
     names = ["../../x", "/etc/passwd", "a/b", "a_b", "CON", "n" * 300, "same", "same", ".."]
     data = pl.DataFrame(
@@ -163,7 +187,9 @@ def test_hostile_file_names_stay_inside_audio_and_never_collide(tmp_path, emulat
 
 
 @pytest.mark.slow
-def test_truncated_audio_and_sigkill_leave_one_complete_file_per_row(tmp_path, emulator):
+def test_truncated_audio_and_sigkill_leave_one_complete_file_per_row(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     server = emulator(faults={"truncate": 0.2}, seed=11, latency_ms=30)
     n = 60
     data = pl.DataFrame(
@@ -192,7 +218,9 @@ def test_truncated_audio_and_sigkill_leave_one_complete_file_per_row(tmp_path, e
     assert server.stats()["faults"].get("truncate", 0) > 0
 
 
-def test_a_file_nobody_claimed_is_never_overwritten(tmp_path, emulator):
+def test_a_file_nobody_claimed_is_never_overwritten(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     """A user's own file in audio/ with the name a row would get: the row takes the next name."""
     server = emulator()
     sections = {"request": {"response_format": "wav"}, "speech": {"file_name": "{title}"}}
@@ -209,7 +237,9 @@ def test_a_file_nobody_claimed_is_never_overwritten(tmp_path, emulator):
     assert paths == {"k0": "audio/prologue.wav", "k1": "audio/intro~2.wav"}
 
 
-def test_rebuild_journal_keeps_the_adopted_rows_audio_files(tmp_path, emulator):
+def test_rebuild_journal_keeps_the_adopted_rows_audio_files(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     """After --rebuild-journal, a new row whose name collides with an adopted row's file gets
     another name; the adopted file keeps its bytes and its row."""
     server = emulator()
@@ -233,7 +263,9 @@ def test_rebuild_journal_keeps_the_adopted_rows_audio_files(tmp_path, emulator):
     assert paths == {"k1": "audio/chapter.wav", "k2": "audio/chapter~2.wav"}
 
 
-def test_audio_left_without_journal_or_results_is_exit_2_unless_rebuilt(tmp_path, emulator):
+def test_audio_left_without_journal_or_results_is_exit_2_unless_rebuilt(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
     """Only audio/ survived: a run would narrate (and pay for) every row again; it says so
     first. With --rebuild-journal it goes on, and the old files are kept under their names."""
     server = emulator()
