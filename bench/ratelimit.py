@@ -5,8 +5,9 @@ headers.
 
 Data: rows whose ``text`` is ~100 characters (``bench.datagen --chars 100``: 100 characters and
 a `` #N`` suffix, 103-106 in all), one row a request at concurrency 16. The client charges
-``pipeline.tokens.estimate_tokens`` (ceil(len / 4)), the emulator its own copy of that rule: 26-27 tokens a request. The
-bench reads the request bodies the data gives (``--bodies``) and takes their mean, m.
+``pipeline.tokens.estimate_tokens`` (ceil(len / 4)), the emulator its own copy of that rule:
+26-27 tokens a request. The bench reads the request bodies the data gives (``--bodies``) and
+takes their mean, m.
 
 Every case gets a fresh emulator (its buckets full): ``pipeline serve --rpm 1200 --tpm T
 --latency-ms 50``, with ``--burst-s 1`` (each bucket holds one second's allowance: the quantised,

@@ -1,7 +1,8 @@
 """Audio in the six formats of OpenAI's speech endpoint: encode, decode, measure and join (PyAV).
 
 The speech client's: it checks and joins what the API sent (the emulator encodes with its own
-``pipeline/emulator/encoder.py``, so the check is not of its own output). The API answers 24 kHz mono audio as ``mp3``, ``opus`` (Ogg Opus), ``aac`` (ADTS),
+``pipeline/emulator/encoder.py``, so the check is not of its own output). The API answers
+24 kHz mono audio as ``mp3``, ``opus`` (Ogg Opus), ``aac`` (ADTS),
 ``flac``, ``wav`` or ``pcm`` (raw signed 16-bit little-endian, no header). Inside, audio is always
 that ``pcm``: ``decode`` returns it, ``encode`` takes it.
 
