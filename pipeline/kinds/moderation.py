@@ -178,30 +178,46 @@ def _columns(result: Any, model: str) -> Outcome:
     scores = result.get("category_scores", {}) if isinstance(result, dict) else None
     if not isinstance(flags, dict) or not isinstance(scores, dict):
         return Failure("response", "bad_response", "a result is not a moderation object")
-    columns: dict[str, Any] = {"flagged": result.get("flagged")}
-    for category, flag_column, score_column in _COLUMNS:
-        columns[flag_column] = flags.get(category)
-        columns[score_column] = scores.get(category)
-    for name, value in columns.items():
-        wanted = _unlike(name, value)
-        if wanted is not None:
-            message = f"the answer's {name} is {value!r}, not {wanted}"
-            return Failure("response", "bad_response", message)
-        if name.startswith("score_") and value is not None:
-            columns[name] = float(value)
-    columns["flagged"] = bool(columns["flagged"])
+    flagged = result.get("flagged")
+    flag_values = [flags.get(category) for category in CATEGORIES]
+    score_values = [scores.get(category) for category in CATEGORIES]
+    given = [score for score in score_values if score is not None]
+    honest = (  # the common case, checked in bulk: every answer takes this path
+        type(flagged) in _FLAG_TYPES
+        and all(type(flag) in _FLAG_TYPES for flag in flag_values)
+        and all(type(score) in _SCORE_TYPES for score in given)
+        and math.isfinite(math.fsum(given))
+    )
+    if not honest:
+        return _bad_value(flagged, flag_values, score_values)
+    columns: dict[str, Any] = {"flagged": bool(flagged)}
+    columns.update(zip(_FLAG_COLUMNS, flag_values, strict=True))
+    columns.update(
+        zip(_SCORE_COLUMNS, (None if s is None else float(s) for s in score_values), strict=True)
+    )
     columns["model"] = model
     return Success(columns)
 
 
-def _unlike(name: str, value: Any) -> str | None:
-    """What a result's value should have been, or None when it is that (or missing)."""
-    if value is None:
-        return None
-    if name.startswith("score_"):
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        return None if number and math.isfinite(value) else "a finite number"
-    return None if isinstance(value, bool) else "a boolean"
+_FLAG_TYPES = frozenset({bool, type(None)})
+_SCORE_TYPES = frozenset({float, int})
+_FLAG_COLUMNS = [flag for _, flag, _ in _COLUMNS]
+_SCORE_COLUMNS = [score for _, _, score in _COLUMNS]
+
+
+def _bad_value(flagged: Any, flags: list[Any], scores: list[Any]) -> Failure:
+    """The first value that is not what it should be, as a bad_response."""
+    named = [("flagged", flagged), *zip(_FLAG_COLUMNS, flags, strict=True)]
+    for name, value in named:
+        if type(value) not in _FLAG_TYPES:
+            return Failure(
+                "response", "bad_response", f"the answer's {name} is {value!r}, not a boolean"
+            )
+    for name, value in zip(_SCORE_COLUMNS, scores, strict=True):
+        if value is not None and (type(value) not in _SCORE_TYPES or not math.isfinite(value)):
+            message = f"the answer's {name} is {value!r}, not a finite number"
+            return Failure("response", "bad_response", message)
+    return Failure("response", "bad_response", "the scores add up to more than a float holds")
 
 
 def _nonblank(text: str, field: str) -> str:
