@@ -29,21 +29,14 @@ from pipeline.journal import (
     rows_held,
 )
 from pipeline.outcomes import ERROR_FIELDS
-from pipeline.writers import csv_cell_value, csv_header_name
+from pipeline.writers import csv_cell_value, csv_header_name, output_paths
 
 KEY_DTYPE = "key_dtype"  # meta: the key column type every key held fits (the last one written)
-OUTPUT_NAMES = ("results", "errors")
-OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
 
 
 def output_files(output_dir: Path) -> list[Path]:
     """The results and errors files a run wrote in ``output_dir``, in any format."""
-    return [
-        path
-        for name in OUTPUT_NAMES
-        for fmt in OUTPUT_FORMATS
-        if (path := output_dir / f"{name}.{fmt}").is_file()
-    ]
+    return [path for path in output_paths(output_dir) if path.is_file()]
 
 
 def check_journal_present(output_dir: Path, rebuild: bool) -> bool:

@@ -28,9 +28,8 @@ from pipeline.errors import JobError
 from pipeline.job import JobSpec
 from pipeline.kinds import Kind
 from pipeline.outcomes import ERROR_SCHEMA
-from pipeline.writers import probe_keep, temporary_folder
+from pipeline.writers import output_paths, probe_keep, temporary_folder
 
-_OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
 _WRITTEN_FOLDERS = ("audio", ".pipeline")  # what a run writes inside the output folder
 _SAMPLE_ROWS = 1_000
 
@@ -59,7 +58,7 @@ def check_output_folder(job: JobSpec, files: tuple[Path, ...], *, create: bool) 
     for name in (f"results.{fmt}", f"errors.{fmt}", "summary.json"):
         if (out / name).is_dir():
             _fail(job, f"{out / name} is a folder, so it cannot be replaced; move it away")
-    written = {out / f"{name}.{ext}" for name in ("results", "errors") for ext in _OUTPUT_FORMATS}
+    written = set(output_paths(out))
     for file in map(Path.resolve, files):  # a data file kept beside the outputs is fine
         if file in written or any(file.is_relative_to(out / sub) for sub in _WRITTEN_FOLDERS):
             _fail(
@@ -84,8 +83,7 @@ def _check_not_read_back(job: JobSpec, out: Path) -> None:
     if not target.is_absolute():
         target = job.base_dir / target
     if any(char in pattern for char in "*?["):
-        names = [f"{name}.{fmt}" for name in ("results", "errors") for fmt in _OUTPUT_FORMATS]
-        outputs = [out / name for name in names]
+        outputs = output_paths(out)
         absolute = os.path.normpath(target)  # "a/../b/*" as glob reads it
         hit = next((path for path in outputs if _glob_matches(absolute, path)), None)
         if hit is None:

@@ -40,6 +40,7 @@ from pipeline.outcomes import ERROR_FIELDS, ERROR_SCHEMA
 # A cell a spreadsheet would run gets a leading apostrophe; so does one that starts with an
 # apostrophe, so that --rebuild-journal can take exactly one off and read back what was written.
 log = logging.getLogger(__name__)
+OUTPUT_NAMES = ("results", "errors")  # each as results.<fmt>, errors.<fmt>
 _FORMULA_START = r"^['=+\-@\t\r]"
 _FORMULA_CHARS = ("'", "=", "+", "-", "@", "\t", "\r")
 TMP_FOLDER = "tmp"  # inside .pipeline: the only place temporaries are made, and cleaned
@@ -85,17 +86,20 @@ def write_outputs(
     return paths
 
 
+def output_paths(output_dir: Path) -> list[Path]:
+    """Every results and errors file a run may write in ``output_dir``, in any format."""
+    return [output_dir / f"{name}.{fmt}" for name in OUTPUT_NAMES for fmt in OUTPUT_FORMATS]
+
+
 def _remove_other_formats(output_dir: Path, fmt: OutputFormat) -> None:
     """The job's format changed: an earlier run's results.parquet would be read as if current."""
-    for name in ("results", "errors"):
-        for other in OUTPUT_FORMATS:
-            stale = output_dir / f"{name}.{other}"
-            if other != fmt and stale.is_file():
-                log.warning("output format is now %s: removing the stale %s", fmt, stale.name)
-                try:
-                    stale.unlink()
-                except OSError as exc:
-                    raise storage_error(stale, exc) from exc
+    for stale in output_paths(output_dir):
+        if stale.suffix != f".{fmt}" and stale.is_file():
+            log.warning("output format is now %s: removing the stale %s", fmt, stale.name)
+            try:
+                stale.unlink()
+            except OSError as exc:
+                raise storage_error(stale, exc) from exc
 
 
 class OutputFiles:
