@@ -29,13 +29,13 @@ from pipeline.errors import (
     RejectedApiError,
     TransientApiError,
 )
+from pipeline.logs import REDACTED, redact
 
 RETRIED_STATUSES = frozenset({408, 409, 429})  # and every 5xx
 FATAL_STATUSES = frozenset({401, 403})
 DEFAULT_MAX_ANSWER_BYTES = 8 * 2**20  # runs, responses, threads: a few MiB is plenty
 MAX_ERROR_BODY_BYTES = 2**20  # an error message longer than this is cut, not buffered
 READ_CHUNK_BYTES = 2**16
-REDACTED = "[redacted]"
 MIN_REDACTED_IN_BODY = 8  # a shorter key would match inside ordinary JSON; its echoes are
 # redacted in the error fields only
 
@@ -156,10 +156,8 @@ class Http:
         return Answer(status, answer_headers, parsed)
 
     def redact(self, text: str) -> str:
-        """``text`` with the API key replaced by [redacted]."""
-        if self._secret is None or self._secret not in text:
-            return text
-        return text.replace(self._secret, REDACTED)
+        """``text`` with this client's API key replaced by a mark."""
+        return redact(text, self._secret or "")
 
     def _redact_body(self, raw: bytes) -> bytes:
         secret = self._secret

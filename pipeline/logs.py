@@ -25,6 +25,9 @@ def bind(**fields: Any) -> None:
     _CONTEXT.update(fields)
 
 
+REDACTED = "[redacted]"  # what stands where the API key was
+
+
 class SecretFilter(logging.Filter):
     """Replace the API key, wherever it appears in a message, by a mark."""
 
@@ -33,16 +36,17 @@ class SecretFilter(logging.Filter):
         self.secret = secret
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secret and self.secret in record.getMessage():
-            record.msg = record.getMessage().replace(self.secret, "[redacted]")
-            record.args = None
+        message = record.getMessage()
+        if self.secret and self.secret in message:
+            record.msg, record.args = redact(message, self.secret), None
         return True
 
 
-def redact(text: str) -> str:
-    """``text`` with the API key (``OPENAI_API_KEY``), wherever it appears, replaced by a mark."""
-    secret = os.environ.get("OPENAI_API_KEY")
-    return text.replace(secret, "[redacted]") if secret else text
+def redact(text: str, secret: str | None = None) -> str:
+    """``text`` with ``secret`` (by default ``OPENAI_API_KEY``), wherever it appears, replaced
+    by a mark; the one place the key is taken out of text."""
+    secret = os.environ.get("OPENAI_API_KEY") if secret is None else secret
+    return text.replace(secret, REDACTED) if secret and secret in text else text
 
 
 def save_traceback(error: BaseException) -> Path | None:
