@@ -176,8 +176,8 @@ def count_unread(plan: Plan, journal: Journal, held: int) -> int:
         return plan.input.rows - held
     key = plan.job.input.key
     unread = 0
-    for batch in readers.iter_batches(plan.input.files, [key], READ_BATCH_ROWS):
-        names = keys.canonical(batch.get_column(key)).to_list()
+    for _, _, frame in readers.key_frames(plan.input.files, key, plan.input.schema[key]):
+        names = frame.to_list()
         known = journal.known(names)
         unread += sum(1 for name in names if name not in known)
     return unread

@@ -140,14 +140,11 @@ def _first_text_key(
     info: readers.InputInfo, key: str, pattern: str
 ) -> tuple[str, Path, int] | None:
     """The first input key that matches ``pattern``, with its file and data row."""
-    for file in info.files:
-        row = 0
-        for batch in readers.iter_batches((file,), [key], 100_000):
-            hits = keys.canonical(batch.get_column(key)).str.contains(pattern).fill_null(False)
-            if hits.any():
-                index = int(hits.arg_true()[0])
-                return str(batch.get_column(key)[index]), file, row + index + 1
-            row += batch.height
+    for file, start, names in readers.key_frames(info.files, key, info.schema[key]):
+        hits = names.str.contains(pattern).fill_null(False)
+        if hits.any():
+            index = int(hits.arg_true()[0])
+            return str(names[index]), file, start + index + 1
     return None
 
 

@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 from pipeline import keys as key_contract
 from pipeline.errors import JobError
 
-__all__ = ["InputInfo", "check_readable", "find_files", "inspect", "iter_batches"]
+__all__ = ["InputInfo", "check_readable", "find_files", "inspect", "iter_batches", "key_frames"]
 
 Format = Literal["csv", "tsv", "parquet", "jsonl"]
 _FORMATS: dict[str, Format] = {
@@ -143,7 +143,7 @@ def inspect(files: tuple[Path, ...], key: str, *, check_rows: int | None = None)
     rows = nulls = 0
     first_null: tuple[Path, int] | None = None
     malformed: dict[str, tuple[int, Path, int, str]] = {}  # what -> (rows, file, row, example)
-    for file, start, keys in _key_frames(files, key, dtype, check_rows):
+    for file, start, keys in key_frames(files, key, dtype, check_rows):
         rows += len(keys)
         for problem in key_contract.problems(keys):
             row = start + problem.first_index + 1
@@ -203,10 +203,11 @@ def _check_malformed(key: str, malformed: dict[str, tuple[int, Path, int, str]])
     )
 
 
-def _key_frames(
-    files: tuple[Path, ...], key: str, dtype: pl.DataType, max_rows: int | None
+def key_frames(
+    files: tuple[Path, ...], key: str, dtype: pl.DataType, max_rows: int | None = None
 ) -> Iterator[tuple[Path, int, pl.Series]]:
-    """(file, rows of that file before, canonical keys) over the first ``max_rows`` rows."""
+    """(file, rows of that file before, canonical keys) over the first ``max_rows`` rows (all:
+    None), streamed: the key column alone."""
     left = max_rows
     for file in files:
         start = 0
@@ -482,7 +483,7 @@ def _check_duplicates(
 ) -> None:
     """Second pass over the key column, only for the keys whose hashes collided."""
     suspects: list[pl.Series] = []
-    for _, _, keys in _key_frames(files, key, dtype, max_rows):
+    for _, _, keys in key_frames(files, key, dtype, max_rows):
         keys = keys.drop_nulls()
         suspects.append(keys.filter(keys.hash(seed=0).is_in(repeated.implode())))
     values = pl.concat(suspects)
