@@ -147,8 +147,8 @@ def inspect(files: tuple[Path, ...], key: str, *, check_rows: int | None = None)
         rows += len(keys)
         for problem in key_contract.problems(keys):
             row = start + problem.first_index + 1
-            count, *first = malformed.get(problem.what, (0, file, row, problem.example))
-            malformed[problem.what] = (count + problem.rows, *first)  # type: ignore[assignment]
+            count, at, line, example = malformed.get(problem.what, (0, file, row, problem.example))
+            malformed[problem.what] = (count + problem.rows, at, line, example)
         if keys.null_count():
             nulls += keys.null_count()
             if first_null is None:
