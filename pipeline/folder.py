@@ -35,8 +35,13 @@ KEY_DTYPE = "key_dtype"  # meta: the key column type every key held fits (the la
 
 
 def output_files(output_dir: Path) -> list[Path]:
-    """The results and errors files a run wrote in ``output_dir``, in any format."""
-    return [path for path in output_paths(output_dir) if path.is_file()]
+    """The results and errors a run wrote in ``output_dir``, in any format: files, and the
+    results.parquet folder of parts (or the single file an older version wrote)."""
+    return [
+        path
+        for path in output_paths(output_dir)
+        if path.is_file() or (path.suffix == ".parquet" and path.is_dir())
+    ]
 
 
 def check_journal_present(output_dir: Path, rebuild: bool) -> bool:
@@ -67,6 +72,8 @@ def check_journal_present(output_dir: Path, rebuild: bool) -> bool:
 def _holds_rows(path: Path) -> bool:
     """Whether an output file has a row (one that cannot be read counts: better to ask)."""
     try:
+        if path.is_dir():
+            return any(_holds_rows(part) for part in path.glob("*.parquet"))
         if path.suffix == ".parquet":
             return bool(pq.ParquetFile(path).metadata.num_rows)
         with path.open("rb") as handle:
@@ -179,9 +186,11 @@ def _key_dtype(journal: Journal, dtype: pl.DataType, mixed: bool) -> pl.DataType
 
 
 def adopt_outputs(journal: Journal, job: JobSpec, result_schema: pa.Schema) -> int:
-    """Record the keys of the results and errors files as done and failed, in one transaction;
-    returns how many. Files of the job's output format are read (else those of the format
-    found); on any error the new journal is deleted, so the folder is as it was."""
+    """Record the keys of the results and errors as done and failed, in one transaction;
+    returns how many. The results are held in the journal until the run flushes them again
+    (in this version's layout: a folder of parts is read as one table, an older single file
+    too). Files of the job's output format are read (else those of the format found); on any
+    error the new journal is deleted, so the folder is as it was."""
     found = output_files(job.output.dir)
     mine = [p for p in found if p.suffix == f".{job.output.format}"]
     paths = mine or [p for p in found if p.suffix == found[0].suffix]

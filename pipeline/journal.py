@@ -1,102 +1,46 @@
-"""Every byte of a job's state: the SQLite journal and the lock, in ``<output>/.pipeline/``.
+"""Every byte of a job's state: the SQLite journal, in ``<output>/.pipeline/`` (the lock is in
+``pipeline.lock``, the tables and migrations in ``pipeline.journal_schema``).
 
 A key's state is one of pending -> sent -> done | failed, changed only here. Rows are marked
 ``sent`` just before their request leaves and ``done``/``failed`` when the answer is recorded;
 both go through group commit (one transaction per event-loop tick) and the caller waits for the
-commit, so after ``kill -9`` what is sent again is at most what was in flight. Keys are stored
-as their canonical text (``pipeline.keys``); a journal of an older schema is migrated in one
-transaction when opened for writing. A file that is not a journal is a JobError.
+commit, so after ``kill -9`` what is sent again is at most what was in flight. A done row's
+values stay here only until ``pipeline.store`` flushes them into the results output
+(``journal_results``). Keys are stored as their canonical text (``pipeline.keys``); a journal of
+an older schema is migrated in one transaction when opened for writing. A file that is not a
+journal is a JobError.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import hashlib
-import json
-import os
 import re
-import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import quote
+from typing import Any
 
 import orjson
 
-from pipeline.errors import JobError, LockedError
+from pipeline.journal_records import NewRow, PendingRow, Settled, State, built, request_hash
+from pipeline.journal_results import RESULT_COLUMNS, STORE, ResultsLedger, Transaction
+from pipeline.journal_schema import SCHEMA, SCHEMA_VERSION, corrupt, migrate, open_readonly
+from pipeline.lock import LOCK_FILE, OutputLock
 
-State = Literal["pending", "sent", "done", "failed"]
+__all__ = ["LOCK_FILE", "RESULT_COLUMNS", "SCHEMA_VERSION", "STORE", "NewRow", "OutputLock"]
+__all__ += ["PendingRow", "Settled", "State", "request_hash"]
+
 STATE_DIR = ".pipeline"
 JOURNAL_FILE = "journal.sqlite"
-LOCK_FILE = "lock"
-RESULT_COLUMNS = "result_columns"  # meta: the names of the values in rows.result
 KEY_FAMILY = "key_family"  # meta: text | integer | date, the family of the keys held
 JOB_IDENTITY = "job"  # meta: the job this folder belongs to (kind, key column, name)
-SCHEMA_VERSION = 2  # 2: keys are TEXT in their canonical form (pipeline.keys)
-
-_ROWS = """
-CREATE TABLE IF NOT EXISTS {table} (
-    key TEXT PRIMARY KEY,          -- canonical text (pipeline.keys): int 7 and "7" are one key
-    seq INTEGER NOT NULL,          -- input order
-    state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'done', 'failed')),
-    payload BLOB,                  -- the row's part of a request (JSON) until it is settled
-    tokens INTEGER NOT NULL DEFAULT 1,
-    request_hash TEXT NOT NULL,    -- what was (or will be) sent, to spot edited rows later
-    keep BLOB,                     -- the keep columns (JSON)
-    result BLOB,                   -- result values (JSON array, meta result_columns order)
-    error BLOB,                    -- error fields (JSON) when failed
-    attempts INTEGER NOT NULL DEFAULT 0,
-    sends INTEGER NOT NULL DEFAULT 0,   -- requests that carried this row, over all runs
-    inflight INTEGER,              -- the request carrying it while state = 'sent'
-    resent INTEGER NOT NULL DEFAULT 0,  -- times found in flight after a crash and sent again
-    updated_at REAL NOT NULL,
-    progress BLOB                  -- what a workflow recorded before waiting (thread/run ids)
-);
-"""
-_NAMES = """
-CREATE TABLE IF NOT EXISTS {table} (    -- output file names claimed by keys (speech audio)
-    folded TEXT PRIMARY KEY,             -- lower case: unique on case-insensitive disks too
-    name TEXT NOT NULL,
-    key TEXT NOT NULL
-);
-"""
-_SCHEMA = f"""
-{_ROWS.format(table="rows")}
-CREATE INDEX IF NOT EXISTS rows_by_state ON rows (state, seq);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    started_at REAL NOT NULL,
-    finished_at REAL,
-    outcome TEXT,
-    resent_requests INTEGER NOT NULL DEFAULT 0,
-    resent_rows INTEGER NOT NULL DEFAULT 0,
-    summary BLOB
-);
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB);
-{_NAMES.format(table="names")}
-"""
-_ROW_COLUMNS = (
-    "key, seq, state, payload, tokens, request_hash, keep, result, error, attempts, sends, "
-    "inflight, resent, updated_at, progress"
-)
-
-
 ADOPTED = "adopted"  # request_hash of a key adopted from output files (--rebuild-journal)
+BACKLOG_ROWS = 100_000  # done rows held before the results are flushed mid-run
 
 
 def _regexp(pattern: str, value: Any) -> bool:
     return value is not None and re.search(pattern, str(value)) is not None
-
-
-def request_hash(payload: Any) -> str:
-    return hashlib.blake2b(
-        orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), digest_size=12
-    ).hexdigest()
 
 
 def rows_held(output_dir: Path) -> int:
@@ -104,7 +48,7 @@ def rows_held(output_dir: Path) -> int:
     path = output_dir / STATE_DIR / JOURNAL_FILE
     if not path.exists():
         return 0
-    db = _open_readonly(path)
+    db = open_readonly(path)
     try:
         return int(db.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
     except sqlite3.OperationalError:  # a journal created but not yet given its tables
@@ -113,84 +57,14 @@ def rows_held(output_dir: Path) -> int:
         db.close()
 
 
-def _open_readonly(path: Path) -> sqlite3.Connection:
-    """Open read-only; on read-only media without the WAL's -shm file, as immutable.
-
-    Raises JobError when the file is not a journal."""
-    uri = f"file:{quote(str(path))}?mode=ro"
-    try:
-        db = sqlite3.connect(uri, uri=True, isolation_level=None)
-        try:
-            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-            return db
-        except sqlite3.OperationalError:  # WAL without its -shm on read-only media
-            db.close()
-        db = sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None)
-        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        return db
-    except sqlite3.OperationalError as exc:
-        raise JobError(f"cannot read {path}: {exc}; check its permissions", path=str(path)) from exc
-    except sqlite3.DatabaseError as exc:
-        raise _corrupt(path, exc) from exc
-
-
-def _corrupt(path: Path, exc: sqlite3.DatabaseError) -> JobError:
-    return JobError(
-        f"{path} is not a readable journal ({exc}); move the folder {path.parent} away and run "
-        "again with --rebuild-journal to adopt the results already written, or use a new "
-        "output folder",
-        path=str(path),
-    )
-
-
-@dataclass(frozen=True)
-class NewRow:
-    key: Any
-    payload: Any  # None for a row that failed to build
-    tokens: int
-    keep: dict[str, Any]
-    error: dict[str, Any] | None = None
-
-
-def _built(row: NewRow) -> tuple[State, bytes | None, int, str, bytes, bytes | None]:
-    """A row as the journal stores what was built from it: state, payload, tokens,
-    request_hash, keep, error (pending with its request, or failed with its error)."""
-    failed = row.error is not None
-    return (
-        "failed" if failed else "pending",
-        None if failed else orjson.dumps(row.payload),
-        row.tokens,
-        request_hash(row.payload),
-        orjson.dumps(row.keep),
-        orjson.dumps(row.error) if failed else None,
-    )
-
-
-@dataclass(frozen=True)
-class PendingRow:
-    seq: int
-    key: Any
-    payload: Any
-    tokens: int
-    progress: Any = None
-
-
-@dataclass(frozen=True)
-class Settled:
-    key: Any
-    attempts: int
-    result: list[Any] | None = None  # done when set: values in result_columns order
-    error: dict[str, Any] | None = None  # failed when set
-
-
-class Journal:
+class Journal(ResultsLedger):
     """The SQLite journal of one output folder; all writes happen on the event loop's thread."""
 
     def __init__(self, output_dir: Path, *, readonly: bool = False) -> None:
         self.dir = output_dir / STATE_DIR
         path = self.dir / JOURNAL_FILE
         if readonly:
-            self._db = _open_readonly(path)
+            self._db = open_readonly(path)
         else:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None)
@@ -201,7 +75,7 @@ class Journal:
                 raise
             except sqlite3.DatabaseError as exc:
                 self._db.close()
-                raise _corrupt(path, exc) from exc
+                raise corrupt(path, exc) from exc
         self._db.create_function("regexp", 2, _regexp, deterministic=True)
         self._db.execute("PRAGMA busy_timeout=5000")
         self._ops: list[tuple[str, list[tuple[Any, ...]]]] = []
@@ -209,42 +83,31 @@ class Journal:
         self._next_seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM rows").fetchone()[
             0
         ]
+        self._on_backlog: Callable[[], None] | None = None
+        self.held = 0  # done rows whose values are still here, counted when a backlog is watched
+        self.errors_changed = 0  # bumped when the failed rows change: errors.<fmt> is stale
 
     def _open_writable(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL survives kill -9 either way
-        self._db.executescript(_SCHEMA)
-        columns = {row[1]: row[2] for row in self._db.execute("PRAGMA table_info(rows)")}
-        if "progress" not in columns:  # a journal from before workflows recorded progress
-            self._db.execute("ALTER TABLE rows ADD COLUMN progress BLOB")
-        if (self.meta("schema_version") or 1) < SCHEMA_VERSION:
-            with self._transaction():  # all or nothing: a kill mid-way leaves version 1
-                if columns["key"].upper() != "TEXT":
-                    self._keys_to_text()
-                self.set_meta("schema_version", SCHEMA_VERSION)
-
-    def _keys_to_text(self) -> None:
-        """Version 1 -> 2: keys kept their input type; now each is its canonical text."""
-        types = dict(self._db.execute("SELECT typeof(key), COUNT(*) FROM rows GROUP BY 1"))
-        if types:
-            self.set_meta(KEY_FAMILY, "integer" if set(types) == {"integer"} else "text")
-        # One statement at a time: executescript would commit the open transaction first.
-        for statement in (
-            _ROWS.format(table="rows_v2"),
-            # A NaN key was stored as NULL: it names no row and was never settled. The int 7
-            # and the text "7" held twice (the old type drift) become one key: its settled row.
-            f"INSERT OR IGNORE INTO rows_v2 ({_ROW_COLUMNS}) SELECT CAST(key AS TEXT), "
-            f"{_ROW_COLUMNS.removeprefix('key,')} FROM rows WHERE key IS NOT NULL ORDER BY "
-            "CASE state WHEN 'done' THEN 0 WHEN 'failed' THEN 1 ELSE 2 END, updated_at DESC",
-            "DROP TABLE rows",
-            "ALTER TABLE rows_v2 RENAME TO rows",
-            "CREATE INDEX rows_by_state ON rows (state, seq)",
-            _NAMES.format(table="names_v2"),
-            "INSERT INTO names_v2 SELECT folded, name, CAST(key AS TEXT) FROM names",
-            "DROP TABLE names",
-            "ALTER TABLE names_v2 RENAME TO names",
-        ):
-            self._db.execute(statement)
+        with self._transaction():  # all or nothing: a kill mid-way leaves the old version
+            old = self._db.execute("SELECT sql FROM sqlite_master WHERE name = 'rows'").fetchone()
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB)")
+            version = self.meta("schema_version") or (1 if old else SCHEMA_VERSION)
+            if old and version < SCHEMA_VERSION:
+                columns = {row[1]: row[2] for row in self._db.execute("PRAGMA table_info(rows)")}
+                if columns["key"].upper() != "TEXT":  # version 1: keys kept their input type
+                    types = dict(
+                        self._db.execute("SELECT typeof(key), COUNT(*) FROM rows GROUP BY 1")
+                    )
+                    if types:
+                        family = "integer" if set(types) == {"integer"} else "text"
+                        self.set_meta(KEY_FAMILY, family)
+                migrate(self._db)
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self.set_meta("schema_version", SCHEMA_VERSION)
 
     def close(self) -> None:
         self._db.close()
@@ -254,6 +117,12 @@ class Journal:
         self._db.close()
         for suffix in ("", "-wal", "-shm"):
             (self.dir / f"{JOURNAL_FILE}{suffix}").unlink(missing_ok=True)
+
+    def watch_backlog(self, flush: Callable[[], None]) -> None:
+        """Call ``flush`` (soon, on the event loop, between commits) whenever more than
+        BACKLOG_ROWS done rows hold their values here."""
+        self._on_backlog = flush
+        self.held = self.held_count()
 
     # -- runs and recovery -------------------------------------------------------------------
 
@@ -266,11 +135,11 @@ class Journal:
             # a row whose workflow recorded its progress is resumed, not sent again
             requests, rows = self._db.execute(
                 "SELECT COUNT(DISTINCT inflight), COUNT(*) FROM rows "
-                "WHERE state = 'sent' AND progress IS NULL"
+                "WHERE state = 'sent' AND part IS NULL AND progress IS NULL"
             ).fetchone()
             self._db.execute(
                 "UPDATE rows SET state = 'pending', inflight = NULL, "
-                "resent = resent + (progress IS NULL) WHERE state = 'sent'"
+                "resent = resent + (progress IS NULL) WHERE state = 'sent' AND part IS NULL"
             )
             run = self._db.execute(
                 "INSERT INTO runs (started_at, resent_requests, resent_rows) VALUES (?, ?, ?)",
@@ -294,39 +163,6 @@ class Journal:
     def set_meta(self, name: str, value: Any) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, orjson.dumps(value)))
 
-    def use_result_columns(self, names: Sequence[str], chunk: int = 10_000) -> int:
-        """Make the stored results follow ``names``, this version's result columns, by name: a
-        column new here is null in the rows answered before, one gone is dropped. Values are
-        never matched by position across versions. One transaction (a kill leaves the old
-        order and its names together); returns the rows rewritten."""
-        stored = self.meta(RESULT_COLUMNS)
-        if stored == list(names):
-            return 0
-        rewritten = 0
-        with self._transaction():
-            if stored is not None:
-                where = {name: index for index, name in enumerate(stored)}
-                picks = [where.get(name) for name in names]
-                last = 0
-                while rows := self._db.execute(
-                    "SELECT seq, key, result FROM rows WHERE state = 'done' AND seq > ? "
-                    "ORDER BY seq LIMIT ?",
-                    (last, chunk),
-                ).fetchall():
-                    last = rows[-1][0]
-                    updates = []
-                    for _, key, blob in rows:
-                        values = orjson.loads(blob)
-                        moved = [None if i is None else values[i] for i in picks]
-                        updates.append((orjson.dumps(moved), key))
-                    self._db.executemany("UPDATE rows SET result = ? WHERE key = ?", updates)
-                    rewritten += len(updates)
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                (RESULT_COLUMNS, orjson.dumps(list(names))),
-            )
-        return rewritten
-
     def meta(self, name: str) -> Any:
         row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
         return None if row is None else orjson.loads(row[0])
@@ -336,7 +172,7 @@ class Journal:
     def known(self, keys: Sequence[Any]) -> dict[Any, tuple[State, str]]:
         """The state and request hash of those of these keys the journal already holds."""
         return {
-            key: (state, digest)
+            key: (state, ADOPTED if digest is None else digest.hex())
             for key, state, digest in self._among(
                 keys, "SELECT key, state, request_hash FROM rows WHERE key IN ({})"
             )
@@ -353,7 +189,7 @@ class Journal:
         # Filtered here, not in SQL: with state and seq in the WHERE clause SQLite may pick the
         # (state, seq) index over the key, scanning every done row for each lookup.
         return {
-            key: digest
+            key: ADOPTED if digest is None else digest.hex()
             for key, state, seq, digest in self._among(
                 keys, "SELECT key, state, seq, request_hash FROM rows WHERE key IN ({})"
             )
@@ -370,14 +206,22 @@ class Journal:
         """Settled keys to send again (--retry-failed, --redo-changed), with their new request;
         a row that still cannot be built stays failed with its new error. Everything of the old
         request goes in the same transaction: its answer and the workflow progress (thread and
-        run ids) that would let a resumed run pick up the old answer again."""
-        now = time.time()
+        run ids) that would let a resumed run pick up the old answer again. A result already in
+        a results part is recorded in ``moved``: the store takes it out of its part before the
+        key's new outcome is written."""
+        records = [(*built(row), row.key) for row in rows]
+        self.errors_changed += 1
         with self._transaction():
             self._db.executemany(
+                "INSERT OR IGNORE INTO moved SELECT key, part FROM rows "
+                "WHERE key = ? AND part IS NOT NULL",
+                [(record[-1],) for record in records],
+            )
+            self._db.executemany(
                 "UPDATE rows SET state = ?, payload = ?, tokens = ?, request_hash = ?, keep = ?, "
-                "error = ?, result = NULL, progress = NULL, inflight = NULL, updated_at = ? "
+                "error = ?, result = NULL, progress = NULL, inflight = NULL, part = NULL "
                 "WHERE key = ?",
-                [(*_built(row), now, row.key) for row in rows],
+                records,
             )
 
     def first_key(self, condition: str, *params: Any) -> str | None:
@@ -397,48 +241,25 @@ class Journal:
         values = [int(row[0]) for row in (low, high) if row is not None]
         return min(values), max(values)
 
-    def adopt(self, rows: Iterable[tuple[str, State, dict[str, Any], Any, int]]) -> int:
-        """Insert settled keys found in output files whose journal was lost: (key, done or
-        failed, keep, result values or error fields, attempts), all in one transaction; a key
-        seen twice keeps its first row. Their request is unknown (hash ``ADOPTED``) until a run
-        builds it from the input. Returns how many keys were inserted."""
-        now = time.time()
-
-        def records() -> Iterator[tuple[Any, ...]]:
-            for key, state, keep, value, attempts in rows:
-                done = state == "done"
-                column = (orjson.dumps(value), None) if done else (None, orjson.dumps(value))
-                yield (key, self._next_seq, state, orjson.dumps(keep), *column, attempts, now)
-                self._next_seq += 1
-
-        before = self._db.total_changes
-        with self._transaction():  # all or nothing: a kill mid-way leaves an empty journal
-            self._db.executemany(
-                "INSERT OR IGNORE INTO rows (key, seq, state, request_hash, keep, result, error, "
-                f"attempts, updated_at) VALUES (?, ?, ?, '{ADOPTED}', ?, ?, ?, ?, ?)",
-                records(),
-            )
-        return self._db.total_changes - before
-
     def record_hashes(self, hashes: Sequence[tuple[str, Any]]) -> None:
         """Give adopted keys the hash of the request the input builds for them now."""
         with self._transaction():
             self._db.executemany(
-                f"UPDATE rows SET request_hash = ? WHERE key = ? AND request_hash = '{ADOPTED}'",
-                hashes,
+                "UPDATE rows SET request_hash = ? WHERE key = ? AND request_hash IS NULL",
+                [(bytes.fromhex(digest), key) for digest, key in hashes],
             )
 
     def add(self, rows: Iterable[NewRow]) -> None:
         """Insert new keys: pending, or failed when the row could not become a request."""
-        now = time.time()
         records = []
         for row in rows:
-            records.append((row.key, self._next_seq, *_built(row), now))
+            records.append((row.key, self._next_seq, *built(row)))
             self._next_seq += 1
+        self.errors_changed += 1
         with self._transaction():
             self._db.executemany(
-                "INSERT INTO rows (key, seq, state, payload, tokens, request_hash, keep, error,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO rows (key, seq, state, payload, tokens, request_hash, keep, error)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 records,
             )
 
@@ -454,7 +275,7 @@ class Journal:
             )
             for seq, key, payload, tokens, progress in self._db.execute(
                 "SELECT seq, key, payload, tokens, progress FROM rows "
-                "WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
+                "WHERE state = 'pending' AND part IS NULL AND seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             )
         ]
@@ -464,25 +285,25 @@ class Journal:
     async def mark_sent(self, keys: Sequence[Any], request_id: int) -> None:
         """Record that a request carrying these keys is about to leave; waits for the commit."""
         await self._submit(
-            "UPDATE rows SET state = 'sent', sends = sends + 1, inflight = ?, updated_at = ? "
-            "WHERE key = ?",
-            [(request_id, time.time(), key) for key in keys],
+            "UPDATE rows SET state = 'sent', sends = sends + 1, inflight = ? WHERE key = ?",
+            [(request_id, key) for key in keys],
         )
 
     async def settle(self, outcomes: Sequence[Settled]) -> None:
         """Record answers (done or failed); waits for the commit."""
-        now = time.time()
+        failed = sum(o.error is not None for o in outcomes)
+        self.held += len(outcomes) - failed
+        self.errors_changed += failed
         await self._submit(
             "UPDATE rows SET state = CASE WHEN ? IS NULL THEN 'done' ELSE 'failed' END, "
-            "result = ?, error = ?, attempts = attempts + ?, payload = NULL, inflight = NULL, "
-            "updated_at = ? WHERE key = ?",
+            "result = ?, error = ?, attempts = attempts + ?, payload = NULL, inflight = NULL "
+            "WHERE key = ?",
             [
                 (
                     None if o.error is None else 1,
                     None if o.result is None else orjson.dumps(o.result),
                     None if o.error is None else orjson.dumps(o.error),
                     o.attempts,
-                    now,
                     o.key,
                 )
                 for o in outcomes
@@ -492,28 +313,27 @@ class Journal:
     async def note(self, key: Any, progress: Any) -> None:
         """Record a workflow's progress (ids to find its work again); waits for the commit."""
         await self._submit(
-            "UPDATE rows SET progress = ?, updated_at = ? WHERE key = ?",
-            [(orjson.dumps(progress), time.time(), key)],
+            "UPDATE rows SET progress = ? WHERE key = ?", [(orjson.dumps(progress), key)]
         )
 
     async def unsend(self, keys: Sequence[Any], attempts: int) -> None:
         """Put rows back to pending: the run stopped before they got an answer."""
         await self._submit(
-            "UPDATE rows SET state = 'pending', inflight = NULL, attempts = attempts + ?, "
-            "updated_at = ? WHERE key = ? AND state IN ('pending', 'sent')",
-            [(attempts, time.time(), key) for key in keys],
+            "UPDATE rows SET state = 'pending', inflight = NULL, attempts = attempts + ? "
+            "WHERE key = ? AND state IN ('pending', 'sent')",
+            [(attempts, key) for key in keys],
         )
 
     async def _submit(self, sql: str, params: list[tuple[Any, ...]]) -> None:
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         if not self._waiters:
-            loop.call_soon(self._flush)
+            loop.call_soon(self._commit)
         self._ops.append((sql, params))
         self._waiters.append(waiter)
         await waiter
 
-    def _flush(self) -> None:
+    def _commit(self) -> None:
         ops, waiters = self._ops, self._waiters
         self._ops, self._waiters = [], []
         try:
@@ -528,9 +348,12 @@ class Journal:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        if self._on_backlog is not None and self.held > BACKLOG_ROWS:
+            self.held = 0  # counted again by the flush: scheduled once
+            asyncio.get_running_loop().call_soon(self._on_backlog)
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+    def _transaction(self) -> Transaction:
+        return Transaction(self._db)
 
     def claim_name(
         self, stem: str, suffix: str, key: Any, taken: Callable[[str], bool] = lambda _: False
@@ -551,14 +374,6 @@ class Journal:
                 return name
             attempt += 1
 
-    def adopt_names(self, names: Iterable[tuple[str, str]]) -> None:
-        """Record (key, file name) pairs found in adopted results as claimed by those keys."""
-        with self._transaction():
-            self._db.executemany(
-                "INSERT OR IGNORE INTO names VALUES (?, ?, ?)",
-                ((name.lower(), name, key) for key, name in names),
-            )
-
     # -- reading state -----------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
@@ -572,85 +387,3 @@ class Journal:
             "SELECT COALESCE(SUM(resent_requests), 0), COALESCE(SUM(resent_rows), 0) FROM runs"
         ).fetchone()
         return {"requests": requests, "rows": rows}
-
-    def settled(
-        self, state: Literal["done", "failed"], chunk: int = 10_000
-    ) -> Iterator[list[tuple[Any, dict[str, Any], Any, int]]]:
-        """(key, keep, result-or-error, attempts) of settled rows in input order, in chunks."""
-        column = "result" if state == "done" else "error"
-        last = 0
-        while True:
-            rows = self._db.execute(
-                f"SELECT seq, key, keep, {column}, attempts FROM rows "
-                "WHERE state = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (state, last, chunk),
-            ).fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
-            yield [
-                (key, orjson.loads(keep), orjson.loads(value), attempts)
-                for _, key, keep, value, attempts in rows
-            ]
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, *rest: object) -> None:
-        self._db.execute("ROLLBACK" if kind is not None else "COMMIT")
-
-
-class OutputLock:
-    """An exclusive flock on ``.pipeline/lock``: released by the kernel when the holder dies."""
-
-    def __init__(self, output_dir: Path) -> None:
-        self.path = output_dir / STATE_DIR / LOCK_FILE
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        """Take the lock at once or raise LockedError naming the holder."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            pid = holder.get("pid")
-            since = holder.get("started")
-            who = f"pid {pid}, started {since}" if pid else "another process"
-            raise LockedError(
-                f"another run ({who}) is using {self.path.parent.parent}; wait for it to finish "
-                "or stop it",
-                pid=pid if isinstance(pid, int) else None,
-            ) from None
-        os.ftruncate(fd, 0)
-        started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        os.write(
-            fd,
-            json.dumps(
-                {"pid": os.getpid(), "host": socket.gethostname(), "started": started}
-            ).encode(),
-        )
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
-
-
-def _read_holder(fd: int) -> dict[str, Any]:
-    try:
-        data = os.pread(fd, 4096, 0)
-        holder = json.loads(data) if data else {}
-        return holder if isinstance(holder, dict) else {}
-    except (OSError, ValueError):
-        return {}

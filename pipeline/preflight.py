@@ -55,12 +55,18 @@ def check_output_folder(job: JobSpec, files: tuple[Path, ...], *, create: bool) 
     if out.exists() and not out.is_dir():
         _fail(job, f"{out} is a file, not a folder; point output.dir at a folder (or move it)")
     fmt = job.output.format
-    for name in (f"results.{fmt}", f"errors.{fmt}", "summary.json"):
+    # results.parquet is a folder of parts; every other output is one file
+    files_written = [f"errors.{fmt}", "summary.json"] + (
+        [] if fmt == "parquet" else [f"results.{fmt}"]
+    )
+    for name in files_written:
         if (out / name).is_dir():
             _fail(job, f"{out / name} is a folder, so it cannot be replaced; move it away")
-    written = set(output_paths(out))
+    written = output_paths(out)  # results.parquet: the folder, and every part in it
     for file in map(Path.resolve, files):  # a data file kept beside the outputs is fine
-        if file in written or any(file.is_relative_to(out / sub) for sub in _WRITTEN_FOLDERS):
+        if any(file.is_relative_to(path) for path in written) or any(
+            file.is_relative_to(out / sub) for sub in _WRITTEN_FOLDERS
+        ):
             _fail(
                 job,
                 f"the input file {file} is where the pipeline writes its outputs in {out}: it "

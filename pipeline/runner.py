@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import folder, logs
+import polars as pl
+
+from pipeline import folder, keys, logs
 from pipeline.api import Session
-from pipeline.errors import JobError
+from pipeline.errors import JobError, StorageError
 from pipeline.feed import Scope, count_unread, feed
 from pipeline.http import Http
 from pipeline.job import LOCAL, resolve_api_key
@@ -31,6 +33,7 @@ from pipeline.plan import Plan, make_plan
 from pipeline.pool import Pool
 from pipeline.progress import Mode, report
 from pipeline.stats import RunStats
+from pipeline.store import ResultsStore
 from pipeline.summary import Outcome, build_summary
 from pipeline.writers import (
     OutputFiles,
@@ -38,7 +41,6 @@ from pipeline.writers import (
     out_of_storage,
     remove_stale_temporaries,
     write_json,
-    write_outputs,
 )
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,9 @@ async def _run(plan: Plan, base_url: str, api_key: str | None, options: RunOptio
             raise
         raise journal_error(job.output.dir, exc) from exc
     if moved := journal.use_result_columns(kind.result_schema.names):
-        log.info("result columns changed since the last run: %d stored row(s) moved", moved)
+        log.info("result columns changed since the last run: %d held row(s) moved", moved)
+    store = _results_store(plan, journal, key_family)
+    store.recover()
     if resent_requests:
         log.warning(
             "an earlier run stopped with %d request(s) (%d rows) in flight: sending them again",
@@ -157,6 +161,7 @@ async def _run(plan: Plan, base_url: str, api_key: str | None, options: RunOptio
             kind, session, journal, stats, stopper, job.api.concurrency, options.stop_grace_s
         )
         _on_signals(pool)
+        flush_failed = _watch_backlog(journal, store, pool)
         if options.max_runtime_s is not None:
             asyncio.get_running_loop().call_later(options.max_runtime_s, pool.stop, "max_runtime")
         done_event = asyncio.Event()
@@ -174,22 +179,12 @@ async def _run(plan: Plan, base_url: str, api_key: str | None, options: RunOptio
     for sig in STOP_SIGNALS:
         loop.remove_signal_handler(sig)
 
-    if pool.storage_error is not None:
-        journal.close()  # every committed answer is in it; the rerun writes the outputs
-        raise pool.storage_error
+    for error in (pool.storage_error, *flush_failed):
+        if error is not None:
+            journal.close()  # every committed answer not written yet is in it
+            raise error
     with _gc_paused():  # millions of short-lived, acyclic values: collecting finds nothing
-        paths = write_outputs(
-            journal,
-            job.output.dir,
-            job.output.format,
-            job.input.key,
-            {
-                **plan.input.schema,
-                job.input.key: folder.key_dtype(journal, plan.input, job.input.key, key_family),
-            },
-            job.input.keep,
-            kind.result_schema,
-        )
+        paths = store.flush(final=True)
     counts = journal.counts()
     read_all = options.limit is None and not feeder.cancelled()
     unread = 0 if read_all else count_unread(plan, journal, sum(counts.values()))
@@ -218,6 +213,37 @@ async def _run(plan: Plan, base_url: str, api_key: str | None, options: RunOptio
             field=input_error.field,
         )
     return RunResult(outcome, job.output.dir, summary)
+
+
+def _results_store(plan: Plan, journal: Journal, key_family: keys.Family) -> ResultsStore:
+    job = plan.job
+    key, keep = job.input.key, job.input.keep
+
+    def front() -> dict[str, pl.DataType]:
+        key_dtype = folder.key_dtype(journal, plan.input, key, key_family)
+        return {key: key_dtype, **{col: plan.input.schema[col] for col in keep}}
+
+    columns = (key, keep, plan.kind.result_schema)
+    return ResultsStore(journal, job.output.dir, job.output.format, columns, front)
+
+
+def _watch_backlog(journal: Journal, store: ResultsStore, pool: Pool) -> list[StorageError]:
+    """Flush the results whenever the journal holds too many (on the loop, between commits);
+    a flush that cannot write stops the run, and the error is returned in the list."""
+    failed: list[StorageError] = []
+
+    def flush() -> None:
+        if failed:
+            return
+        try:
+            with _gc_paused():
+                store.flush()
+        except StorageError as error:
+            failed.append(error)
+            pool.stop("storage_error")
+
+    journal.watch_backlog(flush)
+    return failed
 
 
 async def _feeder_error(feeder: asyncio.Task[None], output_dir: Path) -> JobError | None:

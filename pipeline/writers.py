@@ -4,7 +4,8 @@ Every temporary file is made in ``<output>/.pipeline/tmp/`` (same file system, s
 into place is atomic) under a unique name; start-up empties that folder and nothing else, so a
 user's own files under the output folder are never touched. A write that fails (disk full,
 permission lost, I/O error) raises ``StorageError`` naming the path: the journal keeps every
-answer, and a rerun rewrites the outputs.
+answer not written yet, and a rerun writes it. The layout of the results (a folder of parts, or
+one appended file) and its guarantees are ``pipeline.store``'s; this module writes the frames.
 
 Rows stream from the journal in chunks into the file, so memory does not grow with the job.
 CSV cells that a spreadsheet would run as a formula are neutralised with a leading apostrophe,
@@ -34,8 +35,8 @@ from pipeline import keys as key_contract
 from pipeline.errors import StorageError
 from pipeline.filenames import safe_stem
 from pipeline.job import OUTPUT_FORMATS, OutputFormat
-from pipeline.journal import JOURNAL_FILE, RESULT_COLUMNS, STATE_DIR, Journal
-from pipeline.outcomes import ERROR_FIELDS, ERROR_SCHEMA
+from pipeline.journal import JOURNAL_FILE, STATE_DIR, Journal
+from pipeline.outcomes import ERROR_FIELDS
 
 # A cell a spreadsheet would run gets a leading apostrophe; so does one that starts with an
 # apostrophe, so that --rebuild-journal can take exactly one off and read back what was written.
@@ -47,59 +48,46 @@ TMP_FOLDER = "tmp"  # inside .pipeline: the only place temporaries are made, and
 _serial = itertools.count(1)
 _STORAGE_CODES = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY}
 STORAGE_FIX = (
-    "free space or fix the permissions, then rerun: every answer is in the journal and the "
-    "outputs are rewritten"
+    "free space or fix the permissions, then rerun: every answer not written yet is in the "
+    "journal and the rerun writes it"
 )
 
 
-def write_outputs(
-    journal: Journal,
-    output_dir: Path,
-    fmt: OutputFormat,
+def result_frame(
+    chunk: list[tuple[Any, dict[str, Any], Any, int]],
     key: str,
-    input_schema: Mapping[str, pl.DataType],
     keep: tuple[str, ...],
-    result_schema: pa.Schema,
-) -> dict[str, Path]:
-    """Write results.<fmt> and errors.<fmt> from the journal; returns their paths."""
-    front = {key: input_schema[key], **{col: input_schema[col] for col in keep}}
-    results = _schema(front, result_schema)
-    errors = _schema(front, ERROR_SCHEMA)
-    stored = journal.meta(RESULT_COLUMNS) or result_schema.names
+    schema: pl.Schema,
+    stored: list[str],
+) -> pl.DataFrame:
+    """Held results (values in the journal's ``stored`` column order) as a frame of ``schema``:
+    the values are matched to columns by name, never by position."""
+    names = list(schema.names())[1 + len(keep) :]
 
-    def result_values(values: list[Any], _attempts: int) -> list[Any]:
-        if stored == result_schema.names:
-            return values
-        by_name = dict(zip(stored, values, strict=True))  # written by another version
-        return [by_name.get(name) for name in result_schema.names]
+    def values(row: list[Any], _attempts: int) -> list[Any]:
+        if stored == names:
+            return row
+        by_name = dict(zip(stored, row, strict=True))  # written by another version
+        return [by_name.get(name) for name in names]
 
-    def error_values(values: dict[str, Any], attempts: int) -> list[Any]:
-        return [*(values.get(name) for name in ERROR_FIELDS), attempts]
+    return _frame(chunk, key, keep, schema, values)
 
-    done = (_frame(chunk, key, keep, results, result_values) for chunk in journal.settled("done"))
-    failed = (_frame(chunk, key, keep, errors, error_values) for chunk in journal.settled("failed"))
-    paths = {
-        "results": _write(done, output_dir / f"results.{fmt}", fmt, results, output_dir),
-        "errors": _write(failed, output_dir / f"errors.{fmt}", fmt, errors, output_dir),
-    }
-    _remove_other_formats(output_dir, fmt)
-    return paths
+
+def error_frames(
+    journal: Journal, key: str, keep: tuple[str, ...], schema: pl.Schema
+) -> Iterator[pl.DataFrame]:
+    """The failed rows of the journal as frames of the errors ``schema``."""
+
+    def values(fields: dict[str, Any], attempts: int) -> list[Any]:
+        return [*(fields.get(name) for name in ERROR_FIELDS), attempts]
+
+    for chunk in journal.failed_rows():
+        yield _frame(chunk, key, keep, schema, values)
 
 
 def output_paths(output_dir: Path) -> list[Path]:
     """Every results and errors file a run may write in ``output_dir``, in any format."""
     return [output_dir / f"{name}.{fmt}" for name in OUTPUT_NAMES for fmt in OUTPUT_FORMATS]
-
-
-def _remove_other_formats(output_dir: Path, fmt: OutputFormat) -> None:
-    """The job's format changed: an earlier run's results.parquet would be read as if current."""
-    for stale in output_paths(output_dir):
-        if stale.suffix != f".{fmt}" and stale.is_file():
-            log.warning("output format is now %s: removing the stale %s", fmt, stale.name)
-            try:
-                stale.unlink()
-            except OSError as exc:
-                raise storage_error(stale, exc) from exc
 
 
 class OutputFiles:
@@ -120,7 +108,7 @@ class OutputFiles:
     def write(self, relative: str, data: bytes) -> Path:
         """Write to a temporary name, then replace: a reader never sees half a file."""
         path = self.output_dir / relative
-        with _storing(path, self.output_dir) as tmp:
+        with storing(path, self.output_dir) as tmp:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(data)
         return path
@@ -129,7 +117,7 @@ class OutputFiles:
 def write_json(output_dir: Path, name: str, data: Any) -> Path:
     """Write ``output_dir/name`` as JSON atomically; raises StorageError."""
     path = output_dir / name
-    with _storing(path, output_dir) as tmp:
+    with storing(path, output_dir) as tmp:
         tmp.write_bytes(
             orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
         )
@@ -153,7 +141,7 @@ def remove_stale_temporaries(output_dir: Path) -> None:
 
 
 @contextmanager
-def _storing(path: Path, output_dir: Path) -> Iterator[Path]:
+def storing(path: Path, output_dir: Path) -> Iterator[Path]:
     """A unique temporary to fill, replaced onto ``path`` on success; OSError -> StorageError."""
     tmp = temporary_folder(output_dir) / f"{os.getpid()}-{next(_serial)}{path.suffix}"
     try:
@@ -195,19 +183,19 @@ def probe_keep(column: str, dtype: pl.DataType, value: pl.Series, fmt: OutputFor
     except TypeError as exc:
         return f"the journal cannot store it ({exc})"
     probe_key = f"{column}_key"
-    schema = _schema({probe_key: pl.String(), column: dtype}, pa.schema([]))
+    schema = table_schema({probe_key: pl.String(), column: dtype}, pa.schema([]))
     try:
         frame = _frame([("probe", kept, None, 0)], probe_key, (column,), schema, lambda *_: [])
         back = frame.get_column(column)
         if not back.equals(value, check_dtypes=False, null_equal=True):
             return f"it comes back changed ({value.to_list()[0]!r} as {back.to_list()[0]!r})"
-        _fill(iter([frame]), io.BytesIO(), fmt, schema)
+        fill(iter([frame]), io.BytesIO(), fmt, schema)
     except Exception as exc:  # whatever fails here would fail the real write after sending
         return f"it cannot be rebuilt and written as {fmt} ({type(exc).__name__}: {str(exc)[:160]})"
     return None
 
 
-def _schema(front: Mapping[str, pl.DataType], kind_schema: pa.Schema) -> pl.Schema:
+def table_schema(front: Mapping[str, pl.DataType], kind_schema: pa.Schema) -> pl.Schema:
     columns = dict(front)
     for field in kind_schema:
         columns[field.name] = pl.Series(pa.array([], type=field.type)).dtype
@@ -252,19 +240,7 @@ def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
     return pl.Series(name, values, dtype=dtype, strict=False)
 
 
-def _write(
-    frames: Iterator[pl.DataFrame],
-    path: Path,
-    fmt: OutputFormat,
-    schema: pl.Schema,
-    output_dir: Path,
-) -> Path:
-    with _storing(path, output_dir) as tmp:
-        _fill(frames, tmp, fmt, schema)
-    return path
-
-
-def _fill(
+def fill(
     frames: Iterator[pl.DataFrame], tmp: Path | BinaryIO, fmt: OutputFormat, schema: pl.Schema
 ) -> None:
     """Write the frames into ``tmp`` (a file, or memory for the pre-flight probe)."""
@@ -281,13 +257,13 @@ def _fill(
         with tmp.open("wb") if isinstance(tmp, Path) else nullcontext(tmp) as out:
             first = True
             for frame in frames:
-                _write_text(frame, out, fmt, header=first)
+                write_text(frame, out, fmt, header=first)
                 first = False
             if first and fmt == "csv":
-                _write_text(empty, out, fmt, header=True)
+                write_text(empty, out, fmt, header=True)
 
 
-def _write_text(frame: pl.DataFrame, out: Any, fmt: OutputFormat, *, header: bool) -> None:
+def write_text(frame: pl.DataFrame, out: Any, fmt: OutputFormat, *, header: bool) -> None:
     if fmt == "jsonl":
         frame.write_ndjson(out)
         return
@@ -334,3 +310,30 @@ def csv_header_name(text: str) -> str:
 def csv_cell_value(text: str) -> str:
     """What a CSV cell (or header) written by this module held before it was neutralised."""
     return text[1:] if text[:1] == "'" else text
+
+
+def read_results(path: Path, fmt: OutputFormat, schema: pl.Schema) -> pl.DataFrame:
+    """A results file (a part, or the csv/jsonl file) written under ``schema``, read back with
+    its types: CSV cells lose the neutralising apostrophe, nested cells their JSON."""
+    if fmt == "parquet":
+        return pl.read_parquet(path)
+    if fmt == "jsonl":
+        return pl.read_ndjson(path, schema=schema)
+    text = pl.read_csv(path, infer_schema=False).rename(csv_cell_value)
+    columns = []
+    for name, dtype in schema.items():
+        raw = text.get_column(name)
+        cells = pl.select(
+            pl.when(raw.str.starts_with("'")).then(raw.str.slice(1)).otherwise(raw).alias(name)
+        ).to_series()
+        if dtype == pl.String:
+            columns.append(cells)
+        elif dtype.is_nested():
+            columns.append(cells.str.json_decode(dtype))
+        elif dtype == pl.Boolean:
+            columns.append(cells.replace_strict({"true": True, "false": False}, default=None))
+        elif dtype.is_temporal():
+            columns.append(_series(name, cells.to_list(), dtype))
+        else:
+            columns.append(cells.cast(dtype, strict=False))
+    return pl.DataFrame(columns)

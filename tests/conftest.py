@@ -125,6 +125,7 @@ def run_cli(*args: str | Path) -> Result:
 
 
 def read_output(job: Path, name: str) -> pl.DataFrame:
+    """results or errors of a parquet job, whatever their layout (results: a folder of parts)."""
     return pl.read_parquet(job.parent / "out" / f"{name}.parquet")
 
 

@@ -1,0 +1,204 @@
+"""The journal's side of the results output: which done rows still hold their values, which part
+holds each flushed result, and the results to take out of a part before a key's new one lands.
+
+``pipeline.store`` writes the files; every change of this state is one transaction here, made
+after the file it describes is in place (so after a crash the journal never names a part that
+is not there, and a part it does not name is a leftover to delete).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal
+
+import orjson
+
+RESULT_COLUMNS = "result_columns"  # meta: the names of the values in rows.result
+STORE = "results_store"  # meta: {format, bytes (csv/jsonl committed length), schema}
+
+
+class Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        self._db.execute("ROLLBACK" if kind is not None else "COMMIT")
+
+
+class ResultsLedger:
+    """Mixed into Journal: the statements about results held and results written."""
+
+    _db: sqlite3.Connection
+    _next_seq: int
+    errors_changed: int
+    held: int
+
+    def _transaction(self) -> Transaction:
+        return Transaction(self._db)
+
+    def held_count(self) -> int:
+        """Done rows whose values are still in the journal (not yet in the results output)."""
+        return int(
+            self._db.execute(
+                "SELECT COUNT(*) FROM rows WHERE state = 'done' AND part IS NULL"
+            ).fetchone()[0]
+        )
+
+    def held_results(
+        self, limit: int, chunk: int = 10_000
+    ) -> Iterator[list[tuple[Any, dict[str, Any], Any, int]]]:
+        """(key, keep, result values, attempts) of at most ``limit`` done rows still held, in
+        input order, in chunks."""
+        last, left = 0, limit
+        while left > 0:
+            rows = self._db.execute(
+                "SELECT seq, key, keep, result, attempts FROM rows "
+                "WHERE state = 'done' AND part IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+                (last, min(chunk, left)),
+            ).fetchall()
+            if not rows:
+                return
+            last, left = rows[-1][0], left - len(rows)
+            yield [
+                (key, orjson.loads(keep), orjson.loads(value), attempts)
+                for _, key, keep, value, attempts in rows
+            ]
+
+    def failed_rows(
+        self, chunk: int = 10_000
+    ) -> Iterator[list[tuple[Any, dict[str, Any], Any, int]]]:
+        """(key, keep, error fields, attempts) of failed rows in input order, in chunks."""
+        last = 0
+        while rows := self._db.execute(
+            "SELECT seq, key, keep, error, attempts FROM rows "
+            "WHERE state = 'failed' AND part IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+            (last, chunk),
+        ).fetchall():
+            last = rows[-1][0]
+            yield [
+                (key, orjson.loads(keep), orjson.loads(value), attempts)
+                for _, key, keep, value, attempts in rows
+            ]
+
+    def settled(
+        self, state: Literal["done", "failed"], chunk: int = 10_000
+    ) -> Iterator[list[tuple[Any, dict[str, Any], Any, int]]]:
+        """The settled rows whose values the journal holds: done ones not flushed yet."""
+        if state == "failed":
+            return self.failed_rows(chunk)
+        return self.held_results(1 << 62, chunk)
+
+    def commit_part(self, file: int, keys: Sequence[Any], store: dict[str, Any]) -> int:
+        """Record that the results of ``keys`` are now in ``file`` (in place already): their
+        values leave the journal, in one transaction with the store's new description."""
+        with self._transaction():
+            part = self._db.execute("INSERT INTO parts (file) VALUES (?)", (file,)).lastrowid
+            self._db.executemany(
+                "UPDATE rows SET part = ?, result = NULL, keep = NULL WHERE key = ?",
+                [(part, key) for key in keys],
+            )
+            self._set_store(store)
+        assert part is not None
+        return part
+
+    def set_store(self, store: dict[str, Any], merged: Iterable[int] = (), into: int = 0) -> None:
+        """Record the store's description; parts in the files ``merged`` are now in ``into``."""
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE parts SET file = ? WHERE file = ?", [(into, file) for file in merged]
+            )
+            self._set_store(store)
+
+    def _set_store(self, store: dict[str, Any]) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (STORE, orjson.dumps(store)))
+
+    def store(self) -> dict[str, Any] | None:
+        """The results store as last committed (None: nothing written by this version yet)."""
+        row = self._db.execute("SELECT value FROM meta WHERE name = ?", (STORE,)).fetchone()
+        return None if row is None else dict(orjson.loads(row[0]))
+
+    def part_files(self) -> set[int]:
+        """The files that hold flushed results."""
+        return {file for (file,) in self._db.execute("SELECT DISTINCT file FROM parts")}
+
+    def moved_out(self) -> dict[int, list[str]]:
+        """Per file, the keys whose old result must leave it before their new outcome is
+        written: those settled again since they were requeued."""
+        moved: dict[int, list[str]] = {}
+        for key, file in self._db.execute(
+            "SELECT moved.key, parts.file FROM moved JOIN parts ON parts.id = moved.part "
+            "JOIN rows ON rows.key = moved.key WHERE rows.state IN ('done', 'failed')"
+        ):
+            moved.setdefault(file, []).append(key)
+        return moved
+
+    def forget_moved(self, keys: Iterable[str]) -> None:
+        """Their old results are out of their parts."""
+        with self._transaction():
+            self._db.executemany("DELETE FROM moved WHERE key = ?", [(key,) for key in keys])
+
+    def use_result_columns(self, names: Sequence[str], chunk: int = 10_000) -> int:
+        """Make the held results follow ``names``, this version's result columns, by name: a
+        column new here is null in the rows answered before, one gone is dropped. Values are
+        never matched by position across versions (the results already written are converted
+        by the store, by name). One transaction; returns the rows rewritten."""
+        stored = self._meta(RESULT_COLUMNS)
+        if stored == list(names):
+            return 0
+        rewritten = 0
+        with self._transaction():
+            if stored is not None:
+                where = {name: index for index, name in enumerate(stored)}
+                picks = [where.get(name) for name in names]
+                for rows in self.held_results(1 << 62, chunk):
+                    updates = []
+                    for key, _, values, _ in rows:
+                        moved = [None if i is None else values[i] for i in picks]
+                        updates.append((orjson.dumps(moved), key))
+                    self._db.executemany("UPDATE rows SET result = ? WHERE key = ?", updates)
+                    rewritten += len(updates)
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                (RESULT_COLUMNS, orjson.dumps(list(names))),
+            )
+        return rewritten
+
+    def _meta(self, name: str) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else orjson.loads(row[0])
+
+    def adopt(self, rows: Iterable[tuple[str, str, dict[str, Any], Any, int]]) -> int:
+        """Insert settled keys found in output files whose journal was lost: (key, done or
+        failed, keep, result values or error fields, attempts), all in one transaction; a key
+        seen twice keeps its first row. They are held here until the run flushes them; their
+        request is unknown (no hash) until a run builds it from the input. Returns how many
+        keys were inserted."""
+
+        def records() -> Iterator[tuple[Any, ...]]:
+            for key, state, keep, value, attempts in rows:
+                done = state == "done"
+                column = (orjson.dumps(value), None) if done else (None, orjson.dumps(value))
+                yield (key, self._next_seq, state, orjson.dumps(keep), *column, attempts)
+                self._next_seq += 1
+
+        before = self._db.total_changes
+        with self._transaction():  # all or nothing: a kill mid-way leaves an empty journal
+            self._db.executemany(
+                "INSERT OR IGNORE INTO rows (key, seq, state, keep, result, error, attempts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                records(),
+            )
+        self.errors_changed += 1
+        return self._db.total_changes - before
+
+    def adopt_names(self, names: Iterable[tuple[str, str]]) -> None:
+        """Record (key, file name) pairs found in adopted results as claimed by those keys."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO names VALUES (?, ?, ?)",
+                ((name.lower(), name, key) for key, name in names),
+            )
