@@ -109,8 +109,9 @@ class ResultsStore:
             with self.results.open("r+b") as handle:
                 handle.truncate(store["bytes"])
         for name in OUTPUT_FORMATS:
-            if name != self.fmt:
-                _remove(self.dir / f"results.{name}", f"the output format is now {self.fmt}")
+            if name != self.fmt:  # errors are written whole from the journal at the end
+                for output in ("results", "errors"):
+                    _remove(self.dir / f"{output}.{name}", f"the output format is now {self.fmt}")
 
     def _part_paths(self) -> list[Path]:
         if not self.results.is_dir():
@@ -169,8 +170,11 @@ class ResultsStore:
                 os.fsync(out.fileno())
                 store["bytes"] = out.tell()
         except OSError as exc:
-            with suppress(OSError), self.results.open("r+b") as handle:
-                handle.truncate(size)  # what the journal does not record goes
+            with suppress(OSError):  # what the journal does not record goes
+                if size == 0:
+                    self.results.unlink()
+                else:
+                    os.truncate(self.results, size)
             raise storage_error(self.results, exc) from exc
         if written or self.journal.store() is None or store["bytes"] != size:
             self.journal.commit_part(0, written, store)
@@ -290,7 +294,9 @@ def schema_arrow(schema: pl.Schema) -> pa.Schema:
 def conformed(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
     """The frame with exactly ``schema``'s columns, matched by name and cast."""
     return frame.select(
-        frame[name].cast(dtype, strict=False) if name in frame.columns else pl.lit(None, dtype)
+        frame[name].cast(dtype, strict=False)
+        if name in frame.columns
+        else pl.lit(None, dtype).alias(name)
         for name, dtype in schema.items()
     )
 

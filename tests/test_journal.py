@@ -88,7 +88,8 @@ def test_a_speech_job_on_a_moderation_jobs_folder_is_exit_2_naming_both(
     server = emulator(engine="wordlist", reject_substring="BAD")
     job = write_job(tmp_path, comments(3))
     assert run(job, server).exit_code == 1
-    before = (tmp_path / "out" / "results.parquet").read_bytes()
+    part = tmp_path / "out" / "results.parquet" / "part-00001.parquet"
+    before = part.read_bytes()
     speech = write_job(
         tmp_path,
         kind="speech",
@@ -98,7 +99,7 @@ def test_a_speech_job_on_a_moderation_jobs_folder_is_exit_2_naming_both(
     assert result.exit_code == 2, result.output
     assert "moderation job 'job'" in result.output and "speech job 'job'" in result.output
     assert "new output folder" in result.output
-    assert (tmp_path / "out" / "results.parquet").read_bytes() == before, "left alone"
+    assert part.read_bytes() == before, "left alone"
     renamed = write_job(tmp_path, name="other")
     result = run(renamed, server)
     assert result.exit_code == 2 and 'name = "job"' in result.output
@@ -243,12 +244,8 @@ def test_rebuild_journal_from_csv_reads_back_what_was_written_before_neutralisin
     assert run(job, server, "--rebuild-journal").exit_code == 0
     assert (out / "results.csv").read_bytes() == written
     assert len(server.recorded_requests()) == 3, "nothing sent again"
-    journal = Journal(out)
-    try:
-        kept = {key: keep["author"] for key, keep, _, _ in next(journal.settled("done"))}
-    finally:
-        journal.close()
-    assert kept == {"=k1": "=1+1", "k2": "'quoted", "'k3": "-5"}
+    assert run(job, server).exit_code == 0
+    assert (out / "results.csv").read_bytes() == written, "no apostrophe added by a rerun"
 
 
 def test_a_journal_left_empty_by_a_killed_rebuild_still_asks_for_the_rebuild(

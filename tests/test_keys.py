@@ -16,8 +16,9 @@ import pytest
 from click.testing import Result
 
 from pipeline.emulator import RunningEmulator
-from pipeline.journal import JOURNAL_FILE, STATE_DIR
+from pipeline.journal import JOURNAL_FILE, SCHEMA_VERSION, STATE_DIR
 from tests.conftest import PolarsType, StartEmulator, read_output, run_cli, write_job
+from tests.oldversions import as_version_2
 
 
 def sent(server: RunningEmulator) -> list[str]:
@@ -267,6 +268,7 @@ _V1_ROWS = """CREATE TABLE rows_v1 (key PRIMARY KEY, seq INTEGER NOT NULL, state
 def make_v1(journal: Path, *, text_twin: int | None = None) -> None:
     """Turn a journal into the first version's: untyped keys, integers stored as integers, and
     a NaN key stored as NULL, never settled."""
+    as_version_2(journal.parent.parent)
     db = sqlite3.connect(journal, isolation_level=None)
     db.execute(_V1_ROWS)
     db.execute(
@@ -308,7 +310,7 @@ def test_a_journal_with_integer_keys_is_migrated_once_and_nothing_is_sent_again(
     version = db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
     family = db.execute("SELECT value FROM meta WHERE name = 'key_family'").fetchone()
     db.close()
-    assert json.loads(version[0]) == 2 and json.loads(family[0]) == "integer"
+    assert json.loads(version[0]) == SCHEMA_VERSION and json.loads(family[0]) == "integer"
     results = read_output(job, "results")
     assert results.schema["id"] == pl.Int64 and sorted(results["id"]) == [1, 2, 3]
 
