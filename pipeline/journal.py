@@ -68,6 +68,7 @@ class Journal(ResultsLedger):
         else:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None)
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a new file only: see reclaim
             try:
                 self._open_writable()
             except sqlite3.OperationalError:
@@ -218,10 +219,16 @@ class Journal(ResultsLedger):
                 [(record[-1],) for record in records],
             )
             self._db.executemany(
-                "UPDATE rows SET state = ?, payload = ?, tokens = ?, request_hash = ?, keep = ?, "
-                "error = ?, result = NULL, progress = NULL, inflight = NULL, part = NULL "
-                "WHERE key = ?",
-                records,
+                "UPDATE rows SET state = ?, tokens = ?, request_hash = ?, error = ?, "
+                "progress = NULL, inflight = NULL, part = NULL WHERE key = ?",
+                [
+                    (state, tokens, digest, error, key)
+                    for state, _, tokens, digest, _, error, key in records
+                ],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO held (key, payload, keep) VALUES (?, ?, ?)",
+                [(key, payload, keep) for _, payload, _, _, keep, _, key in records],
             )
 
     def first_key(self, condition: str, *params: Any) -> str | None:
@@ -258,9 +265,16 @@ class Journal(ResultsLedger):
         self.errors_changed += 1
         with self._transaction():
             self._db.executemany(
-                "INSERT INTO rows (key, seq, state, payload, tokens, request_hash, keep, error)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                records,
+                "INSERT INTO rows (key, seq, state, tokens, request_hash, error) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (k, seq, state, tokens, digest, error)
+                    for k, seq, state, _, tokens, digest, _, error in records
+                ],
+            )
+            self._db.executemany(
+                "INSERT INTO held (key, payload, keep) VALUES (?, ?, ?)",
+                [(k, payload, keep) for k, _, _, payload, _, _, keep, _ in records],
             )
 
     def pending(self, after_seq: int, limit: int) -> list[PendingRow]:
@@ -274,7 +288,7 @@ class Journal(ResultsLedger):
                 None if progress is None else orjson.loads(progress),
             )
             for seq, key, payload, tokens, progress in self._db.execute(
-                "SELECT seq, key, payload, tokens, progress FROM rows "
+                "SELECT seq, key, payload, tokens, progress FROM rows JOIN held USING (key) "
                 "WHERE state = 'pending' AND part IS NULL AND seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             )
@@ -285,8 +299,10 @@ class Journal(ResultsLedger):
     async def mark_sent(self, keys: Sequence[Any], request_id: int) -> None:
         """Record that a request carrying these keys is about to leave; waits for the commit."""
         await self._submit(
-            "UPDATE rows SET state = 'sent', sends = sends + 1, inflight = ? WHERE key = ?",
-            [(request_id, key) for key in keys],
+            (
+                "UPDATE rows SET state = 'sent', sends = sends + 1, inflight = ? WHERE key = ?",
+                [(request_id, key) for key in keys],
+            )
         )
 
     async def settle(self, outcomes: Sequence[Settled]) -> None:
@@ -295,41 +311,43 @@ class Journal(ResultsLedger):
         self.held += len(outcomes) - failed
         self.errors_changed += failed
         await self._submit(
-            "UPDATE rows SET state = CASE WHEN ? IS NULL THEN 'done' ELSE 'failed' END, "
-            "result = ?, error = ?, attempts = attempts + ?, payload = NULL, inflight = NULL "
-            "WHERE key = ?",
-            [
-                (
-                    None if o.error is None else 1,
-                    None if o.result is None else orjson.dumps(o.result),
-                    None if o.error is None else orjson.dumps(o.error),
-                    o.attempts,
-                    o.key,
-                )
-                for o in outcomes
-            ],
+            (
+                "UPDATE rows SET state = CASE WHEN ?1 IS NULL THEN 'done' ELSE 'failed' END, "
+                "error = ?1, attempts = attempts + ?2, inflight = NULL WHERE key = ?3",
+                [
+                    (None if o.error is None else orjson.dumps(o.error), o.attempts, o.key)
+                    for o in outcomes
+                ],
+            ),
+            (
+                "UPDATE held SET payload = NULL, result = ? WHERE key = ?",
+                [(None if o.result is None else orjson.dumps(o.result), o.key) for o in outcomes],
+            ),
         )
 
     async def note(self, key: Any, progress: Any) -> None:
         """Record a workflow's progress (ids to find its work again); waits for the commit."""
         await self._submit(
-            "UPDATE rows SET progress = ? WHERE key = ?", [(orjson.dumps(progress), key)]
+            ("UPDATE rows SET progress = ? WHERE key = ?", [(orjson.dumps(progress), key)])
         )
 
     async def unsend(self, keys: Sequence[Any], attempts: int) -> None:
         """Put rows back to pending: the run stopped before they got an answer."""
         await self._submit(
-            "UPDATE rows SET state = 'pending', inflight = NULL, attempts = attempts + ? "
-            "WHERE key = ? AND state IN ('pending', 'sent')",
-            [(attempts, key) for key in keys],
+            (
+                "UPDATE rows SET state = 'pending', inflight = NULL, attempts = attempts + ? "
+                "WHERE key = ? AND state IN ('pending', 'sent')",
+                [(attempts, key) for key in keys],
+            )
         )
 
-    async def _submit(self, sql: str, params: list[tuple[Any, ...]]) -> None:
+    async def _submit(self, *ops: tuple[str, list[tuple[Any, ...]]]) -> None:
+        """Run the statements in the next group commit (all in one transaction); wait for it."""
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         if not self._waiters:
             loop.call_soon(self._commit)
-        self._ops.append((sql, params))
+        self._ops.extend(ops)
         self._waiters.append(waiter)
         await waiter
 
@@ -354,25 +372,6 @@ class Journal(ResultsLedger):
 
     def _transaction(self) -> Transaction:
         return Transaction(self._db)
-
-    def claim_name(
-        self, stem: str, suffix: str, key: Any, taken: Callable[[str], bool] = lambda _: False
-    ) -> str:
-        """A file name for ``key``: ``stem + suffix``, or ``stem~N + suffix`` if another key has
-        it, or ``taken(name)`` says a file nobody claimed is there (a user's, or one adopted by
-        --rebuild-journal): never overwritten. The same key always gets the same name back."""
-        attempt = 1
-        while True:
-            name = f"{stem}{suffix}" if attempt == 1 else f"{stem}~{attempt}{suffix}"
-            row = self._db.execute(
-                "SELECT key FROM names WHERE folded = ?", (name.lower(),)
-            ).fetchone()
-            if row is None and not taken(name):
-                self._db.execute("INSERT INTO names VALUES (?, ?, ?)", (name.lower(), name, key))
-                return name
-            if row is not None and row[0] == key:
-                return name
-            attempt += 1
 
     # -- reading state -----------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""The journal's side of the results output: which done rows still hold their values, which part
-holds each flushed result, and the results to take out of a part before a key's new one lands.
+"""The journal's side of the outputs: which done rows still hold their values, which part holds
+each flushed result, the results to take out of a part before a key's new one lands, and the
+file names claimed by keys (speech audio).
 
 ``pipeline.store`` writes the files; every change of this state is one transaction here, made
 after the file it describes is in place (so after a crash the journal never names a part that
@@ -9,7 +10,7 @@ is not there, and a part it does not name is a leftover to delete).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 import orjson
@@ -56,7 +57,7 @@ class ResultsLedger:
         last, left = 0, limit
         while left > 0:
             rows = self._db.execute(
-                "SELECT seq, key, keep, result, attempts FROM rows "
+                "SELECT seq, key, keep, result, attempts FROM rows JOIN held USING (key) "
                 "WHERE state = 'done' AND part IS NULL AND seq > ? ORDER BY seq LIMIT ?",
                 (last, min(chunk, left)),
             ).fetchall()
@@ -74,13 +75,13 @@ class ResultsLedger:
         """(key, keep, error fields, attempts) of failed rows in input order, in chunks."""
         last = 0
         while rows := self._db.execute(
-            "SELECT seq, key, keep, error, attempts FROM rows "
+            "SELECT seq, key, keep, error, attempts FROM rows LEFT JOIN held USING (key) "
             "WHERE state = 'failed' AND part IS NULL AND seq > ? ORDER BY seq LIMIT ?",
             (last, chunk),
         ).fetchall():
             last = rows[-1][0]
             yield [
-                (key, orjson.loads(keep), orjson.loads(value), attempts)
+                (key, orjson.loads(keep or b"{}"), orjson.loads(value), attempts)
                 for _, key, keep, value, attempts in rows
             ]
 
@@ -98,12 +99,24 @@ class ResultsLedger:
         with self._transaction():
             part = self._db.execute("INSERT INTO parts (file) VALUES (?)", (file,)).lastrowid
             self._db.executemany(
-                "UPDATE rows SET part = ?, result = NULL, keep = NULL WHERE key = ?",
-                [(part, key) for key in keys],
+                "UPDATE rows SET part = ? WHERE key = ?", [(part, key) for key in keys]
             )
+            self._db.executemany("DELETE FROM held WHERE key = ?", [(key,) for key in keys])
             self._set_store(store)
         assert part is not None
         return part
+
+    def reclaim(self) -> None:
+        """Give the pages freed by flushed rows back to the file system. A journal made before
+        incremental vacuuming (migrated) is vacuumed once, when it is mostly free pages."""
+        if self._db.execute("PRAGMA auto_vacuum").fetchone()[0]:
+            self._db.executescript("PRAGMA incremental_vacuum")  # execute() frees one page
+            return
+        (free,) = self._db.execute("PRAGMA freelist_count").fetchone()
+        (pages,) = self._db.execute("PRAGMA page_count").fetchone()
+        if free > pages // 2:
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            self._db.execute("VACUUM")
 
     def set_store(self, store: dict[str, Any], merged: Iterable[int] = (), into: int = 0) -> None:
         """Record the store's description; parts in the files ``merged`` are now in ``into``."""
@@ -159,7 +172,7 @@ class ResultsLedger:
                     for key, _, values, _ in rows:
                         moved = [None if i is None else values[i] for i in picks]
                         updates.append((orjson.dumps(moved), key))
-                    self._db.executemany("UPDATE rows SET result = ? WHERE key = ?", updates)
+                    self._db.executemany("UPDATE held SET result = ? WHERE key = ?", updates)
                     rewritten += len(updates)
             self._db.execute(
                 "INSERT OR REPLACE INTO meta VALUES (?, ?)",
@@ -178,22 +191,43 @@ class ResultsLedger:
         request is unknown (no hash) until a run builds it from the input. Returns how many
         keys were inserted."""
 
-        def records() -> Iterator[tuple[Any, ...]]:
+        adopted = 0
+        with self._transaction():  # all or nothing: a kill mid-way leaves an empty journal
             for key, state, keep, value, attempts in rows:
                 done = state == "done"
-                column = (orjson.dumps(value), None) if done else (None, orjson.dumps(value))
-                yield (key, self._next_seq, state, orjson.dumps(keep), *column, attempts)
-                self._next_seq += 1
-
-        before = self._db.total_changes
-        with self._transaction():  # all or nothing: a kill mid-way leaves an empty journal
-            self._db.executemany(
-                "INSERT OR IGNORE INTO rows (key, seq, state, keep, result, error, attempts) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                records(),
-            )
+                inserted = self._db.execute(
+                    "INSERT OR IGNORE INTO rows (key, seq, state, error, attempts) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (key, self._next_seq, state, None if done else orjson.dumps(value), attempts),
+                ).rowcount
+                if inserted:
+                    self._db.execute(
+                        "INSERT INTO held (key, keep, result) VALUES (?, ?, ?)",
+                        (key, orjson.dumps(keep), orjson.dumps(value) if done else None),
+                    )
+                    self._next_seq += 1
+                    adopted += 1
         self.errors_changed += 1
-        return self._db.total_changes - before
+        return adopted
+
+    def claim_name(
+        self, stem: str, suffix: str, key: Any, taken: Callable[[str], bool] = lambda _: False
+    ) -> str:
+        """A file name for ``key``: ``stem + suffix``, or ``stem~N + suffix`` if another key has
+        it, or ``taken(name)`` says a file nobody claimed is there (a user's, or one adopted by
+        --rebuild-journal): never overwritten. The same key always gets the same name back."""
+        attempt = 1
+        while True:
+            name = f"{stem}{suffix}" if attempt == 1 else f"{stem}~{attempt}{suffix}"
+            row = self._db.execute(
+                "SELECT key FROM names WHERE folded = ?", (name.lower(),)
+            ).fetchone()
+            if row is None and not taken(name):
+                self._db.execute("INSERT INTO names VALUES (?, ?, ?)", (name.lower(), name, key))
+                return name
+            if row is not None and row[0] == key:
+                return name
+            attempt += 1
 
     def adopt_names(self, names: Iterable[tuple[str, str]]) -> None:
         """Record (key, file name) pairs found in adopted results as claimed by those keys."""

@@ -1,9 +1,11 @@
 """The journal's tables, opening a journal file, and migrating one written by an older version.
 
-Version 3 keeps a settled done row's values only until they are flushed into the results
-output (``pipeline.store``); from then on the row holds state, hash, counters and the part its
-result lives in, about 60 bytes (``WITHOUT ROWID`` keyed by the key, the request hash as 12
-bytes, the index only over rows not yet written). Older journals are migrated in one
+Version 3 keeps a row's bulky values (request payload, keep columns, result) in ``held`` only
+until its result is flushed into the results output (``pipeline.store``); ``rows`` holds state,
+hash, counters and the part its result lives in, about 60 bytes a row that never grows, so its
+pages stay full (``WITHOUT ROWID`` keyed by the key, the request hash as 12 bytes, the index
+only over rows not yet written). A new journal vacuums incrementally: the pages ``held`` frees
+go back to the file system after a flush. Older journals are migrated in one
 transaction when opened for writing: a kill mid-way leaves the old version, whole.
 """
 
@@ -18,15 +20,12 @@ from pipeline.errors import JobError
 SCHEMA_VERSION = 3  # 2: keys are TEXT in their canonical form; 3: results leave once flushed
 
 ROWS = """
-CREATE TABLE IF NOT EXISTS {table} (
+CREATE TABLE IF NOT EXISTS {table} (   -- small and of a steady size: pages stay full
     key TEXT PRIMARY KEY,          -- canonical text (pipeline.keys): int 7 and "7" are one key
     seq INTEGER NOT NULL,          -- input order
     state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'done', 'failed')),
-    payload BLOB,                  -- the row's part of a request (JSON) until it is settled
     tokens INTEGER NOT NULL DEFAULT 1,
     request_hash BLOB,             -- 12 bytes: what was sent (NULL: adopted, not known yet)
-    keep BLOB,                     -- the keep columns (JSON) until the result is flushed
-    result BLOB,                   -- result values (JSON array, meta result_columns order)
     error BLOB,                    -- error fields (JSON) when failed
     attempts INTEGER NOT NULL DEFAULT 0,
     sends INTEGER NOT NULL DEFAULT 0,   -- requests that carried this row, over all runs
@@ -34,6 +33,14 @@ CREATE TABLE IF NOT EXISTS {table} (
     resent INTEGER NOT NULL DEFAULT 0,  -- times found in flight after a crash and sent again
     progress BLOB,                 -- what a workflow recorded before waiting (thread/run ids)
     part INTEGER                   -- the results part holding its result, once flushed
+) WITHOUT ROWID;
+"""
+HELD = """
+CREATE TABLE IF NOT EXISTS {table} (   -- a row's bulky values, until its result is flushed:
+    key TEXT PRIMARY KEY,          -- then deleted (freed pages are reused, or vacuumed)
+    payload BLOB,                  -- the row's part of a request (JSON) until it is settled
+    keep BLOB,                     -- the keep columns (JSON)
+    result BLOB                    -- result values (JSON array, meta result_columns order)
 ) WITHOUT ROWID;
 """
 # Flushed done rows, nearly all of a large job, are not in the index: it stays small.
@@ -48,6 +55,7 @@ CREATE TABLE IF NOT EXISTS {table} (    -- output file names claimed by keys (sp
 SCHEMA = f"""
 {ROWS.format(table="rows")}
 {OPEN_INDEX};
+{HELD.format(table="held")}
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     started_at REAL NOT NULL,
@@ -68,8 +76,12 @@ CREATE TABLE IF NOT EXISTS moved (      -- results to take out of their part bef
     part INTEGER NOT NULL               -- --retry-failed): never two rows for one key
 ) WITHOUT ROWID;
 """
-_OLD_COLUMNS = (
-    "seq, state, payload, tokens, keep, result, error, attempts, sends, inflight, resent, progress"
+_OLD_COLUMNS = "seq, state, tokens, error, attempts, sends, inflight, resent, progress"
+# A NaN key was stored as NULL: it names no row and was never settled. The int 7 and the text
+# "7" held twice (version 1's type drift) become one key: its settled row, in both tables.
+_WINNER_FIRST = (
+    "FROM rows WHERE key IS NOT NULL ORDER BY "
+    "CASE state WHEN 'done' THEN 0 WHEN 'failed' THEN 1 ELSE 2 END, updated_at DESC"
 )
 
 
@@ -84,13 +96,12 @@ def migrate(db: sqlite3.Connection) -> None:
     db.create_function("hash_bytes", 1, _hash_bytes, deterministic=True)
     for statement in (
         ROWS.format(table="rows_v3"),
-        # A NaN key was stored as NULL: it names no row and was never settled. The int 7 and
-        # the text "7" held twice (version 1's type drift) become one key: its settled row.
         f"INSERT OR IGNORE INTO rows_v3 (key, request_hash, {_OLD_COLUMNS}) "
         f"SELECT CAST(key AS TEXT), hash_bytes(request_hash), "
-        f"{_OLD_COLUMNS.replace('progress', progress)} FROM rows WHERE key IS NOT NULL "
-        "ORDER BY CASE state WHEN 'done' THEN 0 WHEN 'failed' THEN 1 ELSE 2 END, "
-        "updated_at DESC",
+        f"{_OLD_COLUMNS.replace('progress', progress)} {_WINNER_FIRST}",
+        HELD.format(table="held"),
+        "INSERT OR IGNORE INTO held (key, payload, keep, result) "
+        f"SELECT CAST(key AS TEXT), payload, keep, result {_WINNER_FIRST}",
         "DROP TABLE rows",
         "ALTER TABLE rows_v3 RENAME TO rows",
         OPEN_INDEX,

@@ -137,6 +137,8 @@ class ResultsStore:
         if self.fmt == "parquet" and len(self.journal.part_files()) > MAX_PARTS:
             self._compact(schema)
         self.journal.held = self.journal.held_count()
+        if final:
+            self.journal.reclaim()
         return {"results": self.results, "errors": self.errors}
 
     def _write_part(self, schema: pl.Schema) -> bool:

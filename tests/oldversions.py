@@ -42,7 +42,7 @@ def as_version_2(out: Path, key: str = "id", keep: tuple[str, ...] = ()) -> None
         db.execute(
             "INSERT INTO rows_v2 SELECT key, seq, state, payload, tokens, "
             "COALESCE(lower(hex(request_hash)), 'adopted'), keep, result, error, attempts, "
-            "sends, inflight, resent, 0, progress FROM rows"
+            "sends, inflight, resent, 0, progress FROM rows LEFT JOIN held USING (key)"
         )
         for row_key, row in zip(canonical, frame.iter_rows(named=True), strict=True):
             db.execute(
@@ -61,6 +61,7 @@ def as_version_2(out: Path, key: str = "id", keep: tuple[str, ...] = ()) -> None
             "INSERT INTO names_v2 SELECT * FROM names",
             "DROP TABLE names",
             "ALTER TABLE names_v2 RENAME TO names",
+            "DROP TABLE held",
             "DROP TABLE parts",
             "DROP TABLE moved",
             "DELETE FROM meta WHERE name = 'results_store'",
