@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
@@ -84,14 +84,6 @@ class ResultsLedger:
                 (key, orjson.loads(keep or b"{}"), orjson.loads(value), attempts)
                 for _, key, keep, value, attempts in rows
             ]
-
-    def settled(
-        self, state: Literal["done", "failed"], chunk: int = 10_000
-    ) -> Iterator[list[tuple[Any, dict[str, Any], Any, int]]]:
-        """The settled rows whose values the journal holds: done ones not flushed yet."""
-        if state == "failed":
-            return self.failed_rows(chunk)
-        return self.held_results(1 << 62, chunk)
 
     def commit_part(self, file: int, keys: Sequence[Any], store: dict[str, Any]) -> int:
         """Record that the results of ``keys`` are now in ``file`` (in place already): their

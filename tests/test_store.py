@@ -3,6 +3,7 @@ results.csv / .jsonl grow by appends; the journal lets go of results once they a
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import sqlite3
@@ -146,6 +147,36 @@ def test_a_text_output_grows_by_appends_and_loses_a_tail_the_journal_never_recor
     assert sorted(rows["id"]) == comments(8)["id"].to_list()
     if fmt == "csv":
         assert grown.count(b"id,flagged") == 1, "one header"
+
+
+def test_a_format_change_converts_the_stored_results_with_their_types(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
+    """csv -> parquet -> jsonl -> parquet: the results live only in the output now, so each
+    change reads them back (CSV apostrophes and JSON cells undone) and writes them anew."""
+    server = emulator(engine="wordlist")
+    data = pl.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "text": ["a", "b", "you idiot"],
+            "n": [1.5, None, 3.0],
+            "when": [dt.date(2024, 1, 1), None, dt.date(2024, 1, 3)],
+            "tags": [["x"], [], ["y", "z"]],
+            "note": ["=1+1", "'q", None],
+        }
+    )
+    keep = ["n", "when", "tags", "note"]
+    frames = []
+    for fmt in ("parquet", "csv", "parquet", "jsonl", "parquet"):
+        job = write_job(tmp_path, data, input={"keep": keep}, output={"format": fmt})
+        assert run(job, server) == 0
+        if fmt == "parquet":
+            frames.append(read_output(job, "results").sort("id"))
+        names = sorted(path.name for path in (tmp_path / "out").iterdir())
+        assert names == [".pipeline", f"errors.{fmt}", f"results.{fmt}", "summary.json"]
+    assert len(server.recorded_requests()) == 3, "nothing sent again"
+    assert frames[0].select("id", *keep).equals(data.drop("text"))
+    assert frames[1].equals(frames[0]) and frames[2].equals(frames[0])
 
 
 def test_the_journal_holds_under_150_bytes_per_done_row_once_flushed(
