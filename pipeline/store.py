@@ -109,7 +109,7 @@ class ResultsStore:
             with self.results.open("r+b") as handle:
                 handle.truncate(store["bytes"])
         for name in OUTPUT_FORMATS:
-            if name != self.fmt:  # errors are written whole from the journal at the end
+            if name != self.fmt:  # errors are written whole from the journal by the flush
                 for output in ("results", "errors"):
                     _remove(self.dir / f"{output}.{name}", f"the output format is now {self.fmt}")
 
@@ -123,12 +123,13 @@ class ResultsStore:
     def flush(self, *, final: bool = False) -> dict[str, Path]:
         """Write what is new: moved results out first, the errors, then held results as new
         parts (one part per PART_ROWS; a mid-run flush writes one part). Raises StorageError."""
-        schema = table_schema(self._front(), self.result_schema)
+        front = self._front()
+        schema = table_schema(front, self.result_schema)
         self._conform(schema)
         self._take_out_moved(schema)
         if self._errors_at != self.journal.errors_changed:
             self._errors_at = self.journal.errors_changed
-            errors_schema = table_schema(self._front(), ERROR_SCHEMA)
+            errors_schema = table_schema(front, ERROR_SCHEMA)
             frames = error_frames(self.journal, self.key, self.keep, errors_schema)
             with storing(self.errors, self.dir) as tmp:
                 fill(frames, tmp, self.fmt, errors_schema)
@@ -263,12 +264,10 @@ class ResultsStore:
         shutil.rmtree(work, ignore_errors=True)
         merged = work / self.results.name
         merged.mkdir(parents=True)
-        tables = (pq.read_table(self.results / part_name(file)) for file in files)
-        with pq.ParquetWriter(
-            merged / part_name(into), schema_arrow(schema), compression="zstd"
-        ) as w:
-            for table in tables:
-                w.write_table(table)
+        target = schema_arrow(schema)  # every part has it: _conform ran first
+        with pq.ParquetWriter(merged / part_name(into), target, compression="zstd") as writer:
+            for file in files:  # one part in memory at a time
+                writer.write_table(pq.read_table(self.results / part_name(file)).cast(target))
         self.journal.set_meta(COMPACT_PLAN, {"into": into, "from": files})
         os.rename(self.results, work / "old")
         os.rename(merged, self.results)
