@@ -51,9 +51,9 @@ class ResultsLedger:
 
     def held_results(
         self, limit: int, chunk: int = 10_000
-    ) -> Iterator[list[tuple[Any, dict[str, Any], Any, int]]]:
+    ) -> Iterator[tuple[int, list[tuple[Any, dict[str, Any], Any, int]]]]:
         """(key, keep, result values, attempts) of at most ``limit`` done rows still held, in
-        input order, in chunks."""
+        input order, in chunks, each with the input position of its last row."""
         last, left = 0, limit
         while left > 0:
             rows = self._db.execute(
@@ -64,10 +64,13 @@ class ResultsLedger:
             if not rows:
                 return
             last, left = rows[-1][0], left - len(rows)
-            yield [
-                (key, orjson.loads(keep), orjson.loads(value), attempts)
-                for _, key, keep, value, attempts in rows
-            ]
+            yield (
+                last,
+                [
+                    (key, orjson.loads(keep), orjson.loads(value), attempts)
+                    for _, key, keep, value, attempts in rows
+                ],
+            )
 
     def failed_rows(
         self, chunk: int = 10_000
@@ -85,15 +88,19 @@ class ResultsLedger:
                 for _, key, keep, value, attempts in rows
             ]
 
-    def commit_part(self, file: int, keys: Sequence[Any], store: dict[str, Any]) -> int:
-        """Record that the results of ``keys`` are now in ``file`` (in place already): their
-        values leave the journal, in one transaction with the store's new description."""
+    def commit_part(self, file: int, through_seq: int, store: dict[str, Any]) -> int:
+        """Record that the held results up to input position ``through_seq`` are now in
+        ``file`` (in place already): their values leave the journal, in one transaction with
+        the store's new description. The caller read them in this same call on the loop's
+        thread, so no other row became done and held below that position in between."""
+        held = "state = 'done' AND part IS NULL AND seq <= ?"
         with self._transaction():
             part = self._db.execute("INSERT INTO parts (file) VALUES (?)", (file,)).lastrowid
-            self._db.executemany(
-                "UPDATE rows SET part = ? WHERE key = ?", [(part, key) for key in keys]
+            self._db.execute(
+                f"DELETE FROM held WHERE key IN (SELECT key FROM rows WHERE {held})",
+                (through_seq,),
             )
-            self._db.executemany("DELETE FROM held WHERE key = ?", [(key,) for key in keys])
+            self._db.execute(f"UPDATE rows SET part = ? WHERE {held}", (part, through_seq))
             self._set_store(store)
         assert part is not None
         return part
@@ -159,7 +166,7 @@ class ResultsLedger:
             if stored is not None:
                 where = {name: index for index, name in enumerate(stored)}
                 picks = [where.get(name) for name in names]
-                for rows in self.held_results(1 << 62, chunk):
+                for _, rows in self.held_results(1 << 62, chunk):
                     updates = []
                     for key, _, values, _ in rows:
                         moved = [None if i is None else values[i] for i in picks]

@@ -144,12 +144,11 @@ class ResultsStore:
 
     def _write_part(self, schema: pl.Schema) -> bool:
         """One part of held results (or the empty first one); whether rows were written."""
-        written: list[Any] = []
+        through = [0]  # the input position of the last row written
         stored = self.journal.meta(RESULT_COLUMNS) or self.result_schema.names
 
         def frames() -> Iterator[pl.DataFrame]:
-            for chunk in self.journal.held_results(PART_ROWS):
-                written.extend(row[0] for row in chunk)
+            for through[0], chunk in self.journal.held_results(PART_ROWS):
                 yield result_frame(chunk, self.key, self.keep, schema, stored)
 
         store = {"format": self.fmt, "schema": schema_text(schema), "bytes": 0}
@@ -160,14 +159,14 @@ class ResultsStore:
             self.results.mkdir(exist_ok=True)
             with storing(self.results / part_name(file), self.dir) as tmp:
                 fill(frames(), tmp, "parquet", schema)
-            self.journal.commit_part(file, written, store)
-            return bool(written)
+            self.journal.commit_part(file, through[0], store)
+            return through[0] > 0
         size = self.results.stat().st_size if self.results.is_file() else 0
         try:
             with self.results.open("ab") as out:
                 for number, frame in enumerate(frames()):
                     write_text(frame, out, self.fmt, header=size == 0 and number == 0)
-                if size == 0 and not written and self.fmt == "csv":
+                if size == 0 and not through[0] and self.fmt == "csv":
                     write_text(pl.DataFrame(schema=schema), out, "csv", header=True)
                 out.flush()
                 os.fsync(out.fileno())
@@ -179,9 +178,9 @@ class ResultsStore:
                 else:
                     os.truncate(self.results, size)
             raise storage_error(self.results, exc) from exc
-        if written or self.journal.store() is None or store["bytes"] != size:
-            self.journal.commit_part(0, written, store)
-        return bool(written)
+        if through[0] or self.journal.store() is None or store["bytes"] != size:
+            self.journal.commit_part(0, through[0], store)
+        return through[0] > 0
 
     # -- rewriting what is stored -------------------------------------------------------------
 
