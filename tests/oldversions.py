@@ -69,6 +69,8 @@ def as_version_2(out: Path, key: str = "id", keep: tuple[str, ...] = ()) -> None
         ):
             db.execute(statement)
         db.execute("COMMIT")
+        db.execute("PRAGMA auto_vacuum=NONE")  # version 2 made its files without vacuuming
+        db.execute("VACUUM")
     finally:
         db.close()
     shutil.rmtree(results)

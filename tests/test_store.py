@@ -262,21 +262,28 @@ def test_a_version_2_folder_is_migrated_and_its_single_file_becomes_a_folder(
     tmp_path: Path, emulator: StartEmulator
 ) -> None:
     server = emulator(engine="wordlist")
-    job = write_job(tmp_path, comments(3))
+    n = 2000
+    job = write_job(tmp_path, comments(n), moderation={"rows_per_request": 100})
     assert run(job, server) == 0
     expected = read_output(job, "results").sort("id")
     out = tmp_path / "out"
     as_version_2(out)
     assert (out / "results.parquet").is_file()
-    assert journal_sql(out, "SELECT COUNT(*) FROM rows WHERE result IS NOT NULL") == [(3,)]
-    comments(5).write_parquet(tmp_path / "input.parquet")
+    assert journal_sql(out, "SELECT COUNT(*) FROM rows WHERE result IS NOT NULL") == [(n,)]
+    old_size = (out / STATE_DIR / JOURNAL_FILE).stat().st_size
+    assert old_size / n > 400, "version 2 held every result"
+    comments(n + 5).write_parquet(tmp_path / "input.parquet")
+    sent_before = len(server.recorded_requests())
     assert run(job, server) == 0
-    assert len(server.recorded_requests()) == 5, "only the two new rows were sent"
+    assert len(server.recorded_requests()) == sent_before + 1, "only the new rows were sent"
     assert (out / "results.parquet").is_dir()
     results = read_output(job, "results").sort("id")
-    assert results["id"].to_list() == comments(5)["id"].to_list()
-    assert results.head(3).equals(expected), "the held results, written as they were"
+    assert results["id"].to_list() == comments(n + 5)["id"].to_list()
+    assert results.head(n).equals(expected), "the held results, written as they were"
     ((version,),) = journal_sql(out, "SELECT value FROM meta WHERE name = 'schema_version'")
     assert isinstance(version, bytes) and json.loads(version) == 3
     assert journal_sql(out, "SELECT COUNT(*) FROM held") == [(0,)]
-    assert "done 5" in run_cli("status", out).output
+    journal_sql(out, "PRAGMA wal_checkpoint(TRUNCATE)")
+    size = (out / STATE_DIR / JOURNAL_FILE).stat().st_size
+    assert size / (n + 5) < 150, "vacuumed once its results were written"
+    assert f"done {n + 5}" in run_cli("status", out).output
