@@ -47,16 +47,20 @@ async def feed(plan: Plan, journal: Journal, pool: Pool, stats: RunStats, scope:
     ones (unless --redo-changed queued them). Keys that left the input keep their results."""
     for name in ("rows_changed_since_done", "rows_redone", "rows_retried_failed"):
         stats.tally[name] += 0  # always in the summary, 0 when none
-    after = 0
+    after = pending = 0
     while rows := journal.pending(after, PENDING_CHUNK):
         for row in rows:
             await pool.queue.put(Item(row.key, row.payload, row.tokens, progress=row.progress))
         after = rows[-1].seq
+        pending += len(rows)
+    log.info("feeding: %d row(s) left pending by earlier runs queued; reading the input", pending)
     first_new = journal.next_seq  # rows added from here on are built from the input as it is
     batches_read = await _feed_input(plan, journal, pool, stats, scope)
     await pool.queue.put(END)
+    log.info("input read: %d batch(es), %d new row(s)", batches_read, journal.next_seq - first_new)
     if not scope.redo_changed:
         await _count_changed(plan, journal, stats, batches_read, first_new)
+        log.info("compared the rows done earlier with the input")
 
 
 def _input_columns(plan: Plan) -> list[str]:
