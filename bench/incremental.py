@@ -77,7 +77,8 @@ class Case:
 
     @property
     def bytes_per_row(self) -> float:
-        return self.journal_bytes / max(self.again_summary["rows"]["done"], 1)
+        done: int = self.again_summary["rows"]["done"]
+        return self.journal_bytes / max(done, 1)
 
 
 def prepare(full: Path, folder: Path, rows: int) -> None:

@@ -79,6 +79,10 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB);
 {_NAMES.format(table="names")}
+CREATE TABLE IF NOT EXISTS batch_digests (  -- input batches unchanged since checked (feed.py)
+    batch INTEGER PRIMARY KEY,              -- position in the input, in READ_BATCH_ROWS rows
+    digest TEXT NOT NULL
+);
 """
 _ROW_COLUMNS = (
     "key, seq, state, payload, tokens, request_hash, keep, result, error, attempts, sends, "
@@ -592,6 +596,28 @@ class Journal:
                 (key, orjson.loads(keep), orjson.loads(value), attempts)
                 for _, key, keep, value, attempts in rows
             ]
+
+    # -- for the feed's skip of unchanged input batches (pipeline/feed.py) -------------------
+
+    def held_among(self, keys: Sequence[Any]) -> dict[Any, tuple[State, int, str]]:
+        """The state, input position and request hash of those of these keys held."""
+        return {
+            key: (state, seq, digest)
+            for key, state, seq, digest in self._among(
+                keys, "SELECT key, state, seq, request_hash FROM rows WHERE key IN ({})"
+            )
+        }
+
+    def batch_digests(self) -> dict[int, str]:
+        """The digest of each input batch checked against the requests built from it."""
+        return dict(self._db.execute("SELECT batch, digest FROM batch_digests"))
+
+    def record_batch_digest(self, batch: int, digest: str) -> None:
+        """Called once every key of the batch is committed with its request built from it."""
+        self._db.execute("INSERT OR REPLACE INTO batch_digests VALUES (?, ?)", (batch, digest))
+
+    def forget_batch_digest(self, batch: int) -> None:
+        self._db.execute("DELETE FROM batch_digests WHERE batch = ?", (batch,))
 
 
 class _Transaction:
