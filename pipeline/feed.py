@@ -3,7 +3,9 @@ failed or changed ones) into the executor's queue, then END; then the count of d
 request changed since. Build failures become failed rows at once.
 
 Sending starts at once: done rows cost only a journal lookup until END is queued; building
-their requests again to find changes comes after, while the pool works.
+their requests again to find changes comes after, while the pool works. An input batch unchanged
+since it was last checked (``BatchDigests``) costs neither: a rerun of a grown input pays for its
+new rows and one read of the input.
 """
 
 from __future__ import annotations
@@ -53,25 +55,27 @@ async def feed(plan: Plan, journal: Journal, pool: Pool, stats: RunStats, scope:
     ones (unless --redo-changed queued them). Keys that left the input keep their results."""
     for name in ("rows_changed_since_done", "rows_redone", "rows_retried_failed"):
         stats.tally[name] += 0  # always in the summary, 0 when none
+    log.info("feeding: the rows earlier runs left pending, then the input")
     after = pending = 0
     while rows := journal.pending(after, PENDING_CHUNK):
         for row in rows:
             await pool.queue.put(Item(row.key, row.payload, row.tokens, progress=row.progress))
         after = rows[-1].seq
         pending += len(rows)
-    log.info("feeding: %d row(s) left pending by earlier runs queued; reading the input", pending)
     first_new = journal.next_seq  # rows added from here on are built from the input as it is
     read = await _feed_input(plan, journal, pool, stats, scope)
     await pool.queue.put(END)
     log.info(
-        "input read: %d batch(es), %d unchanged since checked (skipped), %d new row(s)",
+        "input read: %d batch(es), %d unchanged since checked (skipped), %d new row(s); "
+        "%d pending row(s) queued before",
         read.batches,
         read.skipped,
         journal.next_seq - first_new,
+        pending,
     )
     if not scope.redo_changed:
         await _count_changed(plan, journal, stats, read, first_new)
-        log.info("compared the rows done earlier with the input")
+        log.info("compared the rows done earlier with the input: %d batch(es)", len(read.to_check))
 
 
 class BatchDigests:
