@@ -147,16 +147,14 @@ def _hashed_as_is(dtype: pl.DataType) -> bool:
 
 
 def _hashed_as_text(dtype: pl.DataType) -> bool:
-    return (
-        dtype.is_float() or dtype == pl.Categorical or isinstance(dtype, pl.Categorical | pl.Enum)
-    )
+    return dtype.is_float() or isinstance(dtype, pl.Categorical | pl.Enum)
 
 
 @cache
 def _code_digest() -> str:
     """This package's source: a release (or an edit) that builds requests otherwise changes it."""
     root = Path(pipeline.__file__).parent
-    digest = hashlib.blake2b(digest_size=16)
+    digest = hashlib.blake2b(pipeline.__version__.encode(), digest_size=16)  # if no source
     for path in sorted(root.rglob("*.py")):
         if "emulator" not in path.relative_to(root).parts:
             digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
@@ -188,8 +186,7 @@ async def _feed_input(
     A batch whose digest is the one recorded when it was last checked is skipped: all its keys
     are held and no request built from it changed (with --retry-failed none is skipped: its
     failed keys are wanted). A batch whose every key is new is recorded as it is added."""
-    job, kind = plan.job, plan.kind
-    key, keep, limit = job.input.key, job.input.keep, scope.limit
+    limit = scope.limit
     settled_too = scope.retry_failed or scope.redo_changed
     columns = _input_columns(plan)
     digests = BatchDigests(plan, columns, journal, usable=not scope.retry_failed)
@@ -205,47 +202,63 @@ async def _feed_input(
             await asyncio.sleep(0)
             continue
         digests.forget(index)  # before any request of it changes: stale from here on
-        names = keys.canonical(batch.get_column(key)).to_list()
-        known = journal.known(names)
-        fresh: list[int] = []
-        again: list[int] = []
-        adopted: list[tuple[str, Any]] = []
-        for i, value in enumerate(names):
-            seen = known.get(value)
-            if seen is None:
-                if limit is None or new_rows < limit:
-                    fresh.append(i)
-                    new_rows += 1
-            elif (seen[0] == "failed" and scope.retry_failed) or (
-                seen[0] == "done" and scope.redo_changed
-            ):
-                again.append(i)
-        fresh_rows = [_build(kind, row, names[i], keep) for i, row in _rows(batch, fresh)]
-        requeued: list[NewRow] = []
-        for i, row in _rows(batch, again):
-            built = _build(kind, row, names[i], keep)
-            state, request = known[names[i]]
-            if state == "failed":
-                stats.tally["rows_retried_failed"] += 1
-                requeued.append(built)
-            elif request == ADOPTED:  # adopted from the outputs: taken as built from this input
-                adopted.append((request_hash(built.payload), built.key))
-            elif request_hash(built.payload) != request:
-                stats.tally["rows_redone"] += 1  # redone, so no longer changed since done
-                requeued.append(built)
-        journal.add(fresh_rows)
-        journal.requeue(requeued)
-        journal.record_hashes(adopted)
+        room = None if limit is None else limit - new_rows
+        fresh, requeued = _take(plan, journal, stats, scope, batch, room)
+        new_rows += len(fresh)
         if len(fresh) == batch.height:  # every request of it was built from it just now
             digests.record(index, digest)
         else:
             done.to_check.add(index)
-        for new in [*fresh_rows, *requeued]:
+        for new in [*fresh, *requeued]:
             if new.error is None:
                 await pool.queue.put(Item(new.key, new.payload, new.tokens))
             else:
                 stats.rows_failed += 1
     return done
+
+
+def _take(
+    plan: Plan,
+    journal: Journal,
+    stats: RunStats,
+    scope: Scope,
+    batch: pl.DataFrame,
+    room: int | None,
+) -> tuple[list[NewRow], list[NewRow]]:
+    """Add the batch's new keys (at most ``room``) to the journal and requeue the failed
+    (--retry-failed) and changed done (--redo-changed) ones; returns (new rows, requeued)."""
+    kind, keep = plan.kind, plan.job.input.keep
+    names = keys.canonical(batch.get_column(plan.job.input.key)).to_list()
+    known = journal.known(names)
+    fresh: list[int] = []
+    again: list[int] = []
+    for i, value in enumerate(names):
+        seen = known.get(value)
+        if seen is None:
+            if room is None or len(fresh) < room:
+                fresh.append(i)
+        elif (seen[0] == "failed" and scope.retry_failed) or (
+            seen[0] == "done" and scope.redo_changed
+        ):
+            again.append(i)
+    fresh_rows = [_build(kind, row, names[i], keep) for i, row in _rows(batch, fresh)]
+    requeued: list[NewRow] = []
+    adopted: list[tuple[str, Any]] = []
+    for i, row in _rows(batch, again):
+        built = _build(kind, row, names[i], keep)
+        state, request = known[names[i]]
+        if state == "failed":
+            stats.tally["rows_retried_failed"] += 1
+            requeued.append(built)
+        elif request == ADOPTED:  # adopted from the outputs: taken as built from this input
+            adopted.append((request_hash(built.payload), built.key))
+        elif request_hash(built.payload) != request:
+            stats.tally["rows_redone"] += 1  # redone, so no longer changed since done
+            requeued.append(built)
+    journal.add(fresh_rows)
+    journal.requeue(requeued)
+    journal.record_hashes(adopted)
+    return fresh_rows, requeued
 
 
 async def _count_changed(
