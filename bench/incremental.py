@@ -247,8 +247,8 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
 def _print(cases: list[Case]) -> None:
     header = [
         "case",
-        "fresh 1k wall s",
-        "1M first run s",
+        f"fresh {NEW:,}-row wall s",
+        f"{ROWS:,}-row 1st run s",
         "rerun wall s",
         "rerun CPU s",
         "rerun RSS MB",
