@@ -19,11 +19,11 @@ import polars as pl
 
 from pipeline import keys, readers
 from pipeline.errors import RowError
+from pipeline.executor import Executor
 from pipeline.journal import ADOPTED, Journal, NewRow, request_hash
 from pipeline.kinds import Item, Kind
 from pipeline.outcomes import Failure
 from pipeline.plan import Plan
-from pipeline.pool import END, Pool
 from pipeline.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Scope:
     redo_changed: bool = False  # the done keys whose request changed since
 
 
-async def feed(plan: Plan, journal: Journal, pool: Pool, stats: RunStats, scope: Scope) -> None:
+async def feed(plan: Plan, journal: Journal, pool: Executor, stats: RunStats, scope: Scope) -> None:
     """Queue what earlier runs left pending, then the input's new keys (and, when asked, failed
     or changed ones), then END; then compare the done rows with the input to count the changed
     ones (unless --redo-changed queued them). Keys that left the input keep their results."""
@@ -50,11 +50,11 @@ async def feed(plan: Plan, journal: Journal, pool: Pool, stats: RunStats, scope:
     after = 0
     while rows := journal.pending(after, PENDING_CHUNK):
         for row in rows:
-            await pool.queue.put(Item(row.key, row.payload, row.tokens, progress=row.progress))
+            await pool.submit(Item(row.key, row.payload, row.tokens, progress=row.progress))
         after = rows[-1].seq
     first_new = journal.next_seq  # rows added from here on are built from the input as it is
     batches_read = await _feed_input(plan, journal, pool, stats, scope)
-    await pool.queue.put(END)
+    await pool.finish()
     if not scope.redo_changed:
         await _count_changed(plan, journal, stats, batches_read, first_new)
 
@@ -65,7 +65,7 @@ def _input_columns(plan: Plan) -> list[str]:
 
 
 async def _feed_input(
-    plan: Plan, journal: Journal, pool: Pool, stats: RunStats, scope: Scope
+    plan: Plan, journal: Journal, pool: Executor, stats: RunStats, scope: Scope
 ) -> int:
     """Queue the keys the journal has never seen (at most --limit), the failed ones with
     --retry-failed and the changed done ones with --redo-changed; return the batches read."""
@@ -110,7 +110,7 @@ async def _feed_input(
         journal.record_hashes(adopted)
         for new in [*fresh_rows, *requeued]:
             if new.error is None:
-                await pool.queue.put(Item(new.key, new.payload, new.tokens))
+                await pool.submit(Item(new.key, new.payload, new.tokens))
             else:
                 stats.rows_failed += 1
     return batches

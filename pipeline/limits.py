@@ -344,10 +344,7 @@ class RetryPolicy:
         bounds, stats = self.bounds, self.stats
         if bounds.max_requests is not None and stats.requests >= bounds.max_requests:
             self.stopper.stop("max_requests")
-        elif (
-            bounds.max_characters is not None
-            and stats.tally.get("characters_sent", 0) >= bounds.max_characters
-        ):
+        elif bounds.max_characters is not None and stats.characters_sent >= bounds.max_characters:
             self.stopper.stop("max_characters")
         if self.stopper.stopped:
             raise Stopped(self.stopper.reason or "stopping")

@@ -4,7 +4,8 @@ Messages are CreateMessageRequest bodies (``[[messages]]``), the run a CreateRun
 (``[request]``); both are rendered per row and validated against OpenAI's published schemas
 (shipped in ``schemas/``) plus the metadata limits the spec states only in prose. The run is
 carried out on the ``assistants`` protocol (threads and runs) or the ``responses`` protocol
-(``POST /v1/responses`` with assistant definitions from the job file): see ``_run_flows.py``.
+(``POST /v1/responses`` with assistant definitions from the job file): see
+``run_protocols.py``.
 """
 
 from __future__ import annotations
@@ -19,18 +20,17 @@ from typing import Any, ClassVar
 import jsonschema
 import pyarrow as pa
 
-from pipeline.api import Call
 from pipeline.errors import JobError, RowError
 from pipeline.job import DEFAULT_BASE_URL, JobSpec, resolve_base_url
-from pipeline.kinds._run_flows import (
+from pipeline.kinds.base import Item
+from pipeline.kinds.run_protocols import (
     ASSISTANT_FIELDS,
     RunSettings,
     run_on_assistants,
     run_on_responses,
     unmapped_fields,
 )
-from pipeline.kinds.base import Item
-from pipeline.outcomes import Outcome, Success
+from pipeline.steps import Flow
 from pipeline.templates import Template, as_text, compile_template
 from pipeline.tokens import estimate_tokens
 
@@ -164,14 +164,11 @@ class Run:
         payload = {"messages": messages, "run": run}
         return Item(key, payload, estimate_tokens(text), requests=requests, characters=len(text))
 
-    async def send(self, call: Call, items: Sequence[Item]) -> list[Outcome]:
+    def flow(self, items: Sequence[Item]) -> Flow:
         (item,) = items
-        flow = run_on_responses if self.settings.protocol == "responses" else run_on_assistants
-        outcome = await flow(call, item, self.settings)
-        if isinstance(outcome, Success):
-            for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
-                call.tally[name] += outcome.columns.get(name) or 0
-        return [outcome]
+        if self.settings.protocol == "responses":
+            return run_on_responses(item, self.settings)
+        return run_on_assistants(item, self.settings)
 
     def describe(self) -> str:
         if self.settings.protocol == "responses":
