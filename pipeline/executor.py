@@ -20,9 +20,9 @@ from typing import Any, Protocol
 from pipeline.errors import ApiError, FatalApiError, StorageError
 from pipeline.journal import Journal
 from pipeline.kinds.base import Item
-from pipeline.limits import Stopper
 from pipeline.outcomes import Outcome
 from pipeline.steps import Flow, Note, Pause, Request, Save
+from pipeline.stopping import Stopper
 from pipeline.transport import Transport
 from pipeline.writers import OutputFiles
 

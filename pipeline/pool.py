@@ -21,8 +21,8 @@ from pipeline.errors import ApiError, FatalApiError, StorageError
 from pipeline.executor import RowWork
 from pipeline.journal import Journal, Settled
 from pipeline.kinds import Failure, Item, Kind, Outcome, Success
-from pipeline.limits import Stopped, Stopper
 from pipeline.stats import RunStats
+from pipeline.stopping import Stopped, Stopper
 from pipeline.transport import Transport
 from pipeline.writers import OutputFiles, journal_error
 

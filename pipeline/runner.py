@@ -25,11 +25,12 @@ from pipeline.journal import (
     Journal,
     OutputLock,
 )
-from pipeline.limits import Bounds, RateLimiter, RetryPolicy, Stopper
+from pipeline.limits import RateLimiter, RetryPolicy
 from pipeline.plan import Plan, make_plan
 from pipeline.pool import Pool
 from pipeline.progress import Mode, report
 from pipeline.stats import RunStats
+from pipeline.stopping import Bounds, Stopper
 from pipeline.summary import Outcome, build_summary
 from pipeline.transport import Transport
 from pipeline.writers import (
