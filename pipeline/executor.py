@@ -90,8 +90,7 @@ class RowWork:
                 try:
                     step = flow.send(reply) if error is None else flow.throw(error)
                 except StopIteration as end:
-                    outcomes: list[Outcome] = end.value
-                    return outcomes
+                    return self._one_each(end.value)
                 reply, error = None, None
                 if type(step) is Request:
                     try:
@@ -108,6 +107,13 @@ class RowWork:
                     reply = self._save(step)
         finally:
             flow.close()
+
+    def _one_each(self, outcomes: Any) -> list[Outcome]:
+        """A flow's outcomes, one per row (a kind that miscounts is a bug: its rows fail)."""
+        if not isinstance(outcomes, list) or len(outcomes) != len(self.keys):
+            got = len(outcomes) if isinstance(outcomes, list) else repr(outcomes)
+            raise RuntimeError(f"the flow gave {got} outcomes for {len(self.keys)} rows")
+        return outcomes
 
     def _save(self, step: Save | Any) -> str:
         if not isinstance(step, Save):

@@ -190,6 +190,28 @@ def test_a_bug_while_sending_fails_only_its_rows_without_a_traceback(
     assert "first key 'r007': KeyError" in line
 
 
+def test_a_kind_that_miscounts_its_outcomes_fails_only_those_rows(
+    tmp_path: Path, emulator: StartEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One outcome per row is the flow's contract: a pack answered with one outcome too few
+    must not shift answers onto the wrong keys, nor crash the run."""
+    server = emulator()
+    job = write_job(tmp_path, DATA, api={"concurrency": 1}, moderation={"rows_per_request": 5})
+    real_flow = moderation.Moderation.flow
+
+    def flow(self: moderation.Moderation, items: Sequence[Item]) -> Flow:
+        outcomes = yield from real_flow(self, items)
+        return outcomes[1:] if any(item.key == "r007" for item in items) else outcomes
+
+    monkeypatch.setattr(moderation.Moderation, "flow", flow)
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 1
+    errors = read_output(job, "errors")
+    assert sorted(errors["id"]) == ["r005", "r006", "r007", "r008", "r009"]
+    assert set(errors["message"]) == {"RuntimeError: the flow gave 4 outcomes for 5 rows"}
+    assert len(read_output(job, "results")) == 45
+
+
 def test_serve_on_a_port_in_use_is_exit_2_naming_the_option(emulator: StartEmulator) -> None:
     taken = emulator()
     result = run_cli("serve", "--port", str(taken.port))
