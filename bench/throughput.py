@@ -147,39 +147,74 @@ def _report(
     stats: dict[str, Any],
     usage: EmulatorUsage,
 ) -> dict[str, Any]:
-    grid: list[list[str]] = []
-    per_case: list[dict[str, Any]] = []
-    for case in cases:
-        s = case.summary
-        requests = s["requests"]["sent"]
-        ok = s["requests"]["by_status"].get("200", 0)
-        done = s["rows"]["done_this_run"]
-        if done != rows or ok != requests:
-            raise BenchError(f"c={case.concurrency}: {done} rows done, statuses {s['requests']}")
-        bare_requests = case.bare_result["requests"]
-        if case.bare_result["statuses"].get("200") != bare_requests:
-            raise BenchError(f"bare c={case.concurrency}: {case.bare_result['statuses']}")
-        net_cpu = case.pipeline.cpu_s - pipeline_startup.cpu_s
-        bare_net = case.bare.cpu_s - bare_startup.cpu_s
-        d = {
-            "concurrency": case.concurrency,
-            "rows_per_s": done / s["duration_s"],
-            "requests_per_s": requests / s["duration_s"],
-            "rows_per_s_wall": done / case.pipeline.wall_s,
-            "wall_s": case.pipeline.wall_s,
-            "duration_s": s["duration_s"],
-            "cpu_s": case.pipeline.cpu_s,
-            "cpu_ms_per_request_gross": 1000 * case.pipeline.cpu_s / requests,
-            "cpu_ms_per_request": 1000 * net_cpu / requests,
-            "maxrss_mb": case.pipeline.maxrss_mb,
-            "bare_requests_per_s": bare_requests / case.bare_result["elapsed_s"],
-            "bare_cpu_ms_per_request": 1000 * bare_net / bare_requests,
-            "ratio": (net_cpu / requests) / (bare_net / bare_requests),
-            "emulator_cpu_ms_per_request_pipeline": 1000 * case.pipeline_emulator_cpu_s / requests,
-            "emulator_cpu_ms_per_request_bare": 1000 * case.bare_emulator_cpu_s / bare_requests,
-            "requests": requests,
-        }
-        per_case.append(d)
+    per_case = [_case_figures(case, rows, pipeline_startup, bare_startup) for case in cases]
+    derived = _medians(per_case)
+    print(
+        f"\nthroughput: {rows:,} rows, rows_per_request 1, no latency, no limits; "
+        f"medians of {REPEATS} runs"
+    )
+    print(_grid(derived))
+    print(
+        f"pipeline start-up (--limit 0, best of 2): {pipeline_startup.cpu_s:.2f} s CPU, "
+        f"{pipeline_startup.wall_s:.2f} s wall, peak RSS {pipeline_startup.maxrss_mb:.0f} MB; "
+        f"bare client start-up: {bare_startup.cpu_s:.2f} s CPU"
+    )
+    print(
+        f"emulator, whole life (incl. warm-up and start-up runs): {usage.cpu_s:.1f} s CPU for "
+        f"{stats['requests']:,} requests, peak RSS {usage.maxrss_mb:.0f} MB"
+    )
+    _add_rows(table, derived, pipeline_startup, bare_startup)
+    return {
+        "rows": rows,
+        "medians": derived,
+        "runs": per_case,
+        "pipeline_startup": {
+            "cpu_s": pipeline_startup.cpu_s,
+            "wall_s": pipeline_startup.wall_s,
+            "maxrss_mb": pipeline_startup.maxrss_mb,
+        },
+        "bare_startup_cpu_s": bare_startup.cpu_s,
+        "emulator": {"cpu_s": usage.cpu_s, "maxrss_mb": usage.maxrss_mb, "stats": stats},
+    }
+
+
+def _case_figures(
+    case: Case, rows: int, pipeline_startup: Measured, bare_startup: Measured
+) -> dict[str, Any]:
+    """One repeat's figures; BenchError for a run that did not answer every request with 200."""
+    s = case.summary
+    requests = s["requests"]["sent"]
+    ok = s["requests"]["by_status"].get("200", 0)
+    done = s["rows"]["done_this_run"]
+    if done != rows or ok != requests:
+        raise BenchError(f"c={case.concurrency}: {done} rows done, statuses {s['requests']}")
+    bare_requests = case.bare_result["requests"]
+    if case.bare_result["statuses"].get("200") != bare_requests:
+        raise BenchError(f"bare c={case.concurrency}: {case.bare_result['statuses']}")
+    net_cpu = case.pipeline.cpu_s - pipeline_startup.cpu_s
+    bare_net = case.bare.cpu_s - bare_startup.cpu_s
+    return {
+        "concurrency": case.concurrency,
+        "rows_per_s": done / s["duration_s"],
+        "requests_per_s": requests / s["duration_s"],
+        "rows_per_s_wall": done / case.pipeline.wall_s,
+        "wall_s": case.pipeline.wall_s,
+        "duration_s": s["duration_s"],
+        "cpu_s": case.pipeline.cpu_s,
+        "cpu_ms_per_request_gross": 1000 * case.pipeline.cpu_s / requests,
+        "cpu_ms_per_request": 1000 * net_cpu / requests,
+        "maxrss_mb": case.pipeline.maxrss_mb,
+        "bare_requests_per_s": bare_requests / case.bare_result["elapsed_s"],
+        "bare_cpu_ms_per_request": 1000 * bare_net / bare_requests,
+        "ratio": (net_cpu / requests) / (bare_net / bare_requests),
+        "emulator_cpu_ms_per_request_pipeline": 1000 * case.pipeline_emulator_cpu_s / requests,
+        "emulator_cpu_ms_per_request_bare": 1000 * case.bare_emulator_cpu_s / bare_requests,
+        "requests": requests,
+    }
+
+
+def _medians(per_case: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One dict a concurrency: the median of each figure over its repeats, with two ranges."""
     derived = []
     for concurrency in dict.fromkeys(d["concurrency"] for d in per_case):
         reps = [d for d in per_case if d["concurrency"] == concurrency]
@@ -194,6 +229,11 @@ def _report(
         )
         median["repeats"] = len(reps)
         derived.append(median)
+    return derived
+
+
+def _grid(derived: list[dict[str, Any]]) -> str:
+    grid: list[list[str]] = []
     header = ["figure", *(f"c={d['concurrency']}" for d in derived)]
 
     def row(label: str, key: str, fmt: str) -> None:
@@ -224,20 +264,12 @@ def _report(
     row("ratio pipeline / bare CPU per request", "ratio", ".2f")
     row("emulator CPU ms/request (pipeline run)", "emulator_cpu_ms_per_request_pipeline", ".3f")
     row("emulator CPU ms/request (bare run)", "emulator_cpu_ms_per_request_bare", ".3f")
-    print(
-        f"\nthroughput: {rows:,} rows, rows_per_request 1, no latency, no limits; "
-        f"medians of {REPEATS} runs"
-    )
-    print(render_grid(header, grid))
-    print(
-        f"pipeline start-up (--limit 0, best of 2): {pipeline_startup.cpu_s:.2f} s CPU, "
-        f"{pipeline_startup.wall_s:.2f} s wall, peak RSS {pipeline_startup.maxrss_mb:.0f} MB; "
-        f"bare client start-up: {bare_startup.cpu_s:.2f} s CPU"
-    )
-    print(
-        f"emulator, whole life (incl. warm-up and start-up runs): {usage.cpu_s:.1f} s CPU for "
-        f"{stats['requests']:,} requests, peak RSS {usage.maxrss_mb:.0f} MB"
-    )
+    return render_grid(header, grid)
+
+
+def _add_rows(
+    table: Table, derived: list[dict[str, Any]], pipeline_startup: Measured, bare_startup: Measured
+) -> None:
     best = max(derived, key=lambda d: d["rows_per_s"])
     c = best["concurrency"]
     table.add(
@@ -271,15 +303,3 @@ def _report(
         f"{best['emulator_cpu_ms_per_request_pipeline']:.3f}",
         reference=f"{best['emulator_cpu_ms_per_request_bare']:.3f}",
     )
-    return {
-        "rows": rows,
-        "medians": derived,
-        "runs": per_case,
-        "pipeline_startup": {
-            "cpu_s": pipeline_startup.cpu_s,
-            "wall_s": pipeline_startup.wall_s,
-            "maxrss_mb": pipeline_startup.maxrss_mb,
-        },
-        "bare_startup_cpu_s": bare_startup.cpu_s,
-        "emulator": {"cpu_s": usage.cpu_s, "maxrss_mb": usage.maxrss_mb, "stats": stats},
-    }
