@@ -87,6 +87,56 @@ def summarize(stacks: Path, top: int = 25) -> str:
     return "\n".join(out)
 
 
+def _record(py_spy: str, shape: dict[str, Any], tmp: Path, stacks: Path) -> None:
+    """The shape's job run under ``py-spy record`` against a fresh emulator, into ``stacks``."""
+    run_python(
+        [
+            "-m",
+            "bench.datagen",
+            str(tmp / "input.parquet"),
+            str(shape["rows"]),
+            "--chars",
+            str(shape["chars"]),
+        ],
+        timeout_s=300,
+        log_dir=tmp,
+        name="datagen",
+    )
+    job = write_job(
+        tmp / "job.toml",
+        input_path="input.parquet",
+        output_dir="out",
+        concurrency=int(shape["concurrency"]),
+        rows_per_request=int(shape["rows_per_request"]),
+    )
+    with Emulator(log_dir=tmp) as emulator:
+        subprocess.run(
+            [
+                py_spy,
+                "record",
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--output",
+                str(stacks),
+                "--",
+                *pipeline_command(),
+                "run",
+                str(job),
+                "--base-url",
+                emulator.base_url,
+                "--quiet",
+            ],
+            env=child_env(),
+            cwd=tmp,
+            timeout=600,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.profile",
@@ -103,53 +153,8 @@ def main() -> int:
     shape = SHAPES[args.shape]
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as name:
         tmp = Path(name)
-        run_python(
-            [
-                "-m",
-                "bench.datagen",
-                str(tmp / "input.parquet"),
-                str(shape["rows"]),
-                "--chars",
-                str(shape["chars"]),
-            ],
-            timeout_s=300,
-            log_dir=tmp,
-            name="datagen",
-        )
-        job = write_job(
-            tmp / "job.toml",
-            input_path="input.parquet",
-            output_dir="out",
-            concurrency=int(shape["concurrency"]),
-            rows_per_request=int(shape["rows_per_request"]),
-        )
         stacks = args.out or tmp / "stacks.txt"
-        with Emulator(log_dir=tmp) as emulator:
-            subprocess.run(
-                [
-                    py_spy,
-                    "record",
-                    "--rate",
-                    "200",
-                    "--format",
-                    "raw",
-                    "--output",
-                    str(stacks),
-                    "--",
-                    *pipeline_command(),
-                    "run",
-                    str(job),
-                    "--base-url",
-                    emulator.base_url,
-                    "--quiet",
-                ],
-                env=child_env(),
-                cwd=tmp,
-                timeout=600,
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        _record(py_spy, shape, tmp, stacks)
         print(f"profile of the {args.shape} shape: {shape}")
         print(summarize(stacks))
     return 0
