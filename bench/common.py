@@ -53,10 +53,12 @@ __all__ = [
     "child_env",
     "count_answered",
     "count_requests",
+    "figure_line",
     "log",
     "own_peak_mb",
     "pipeline_command",
     "proc_cpu_s",
+    "range_line",
     "render_grid",
     "run_bare",
     "run_measured",
@@ -258,6 +260,16 @@ class Table:
 def log(message: str) -> None:
     """Progress on stderr, so stdout holds only the tables."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def figure_line(label: str, columns: Sequence[dict[str, Any]], key: str, fmt: str) -> list[str]:
+    """A grid line: ``label``, then each column's ``key`` in ``fmt``."""
+    return [label, *(format(column[key], fmt) for column in columns)]
+
+
+def range_line(label: str, columns: Sequence[dict[str, Any]], key: str, fmt: str) -> list[str]:
+    """A grid line: ``label``, then each column's (low, high) ``key`` as ``low-high`` in ``fmt``."""
+    return [label, *(f"{format(c[key][0], fmt)}-{format(c[key][1], fmt)}" for c in columns)]
 
 
 def render_grid(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -14,6 +14,7 @@ from bench.common import (
     Table,
     count_answered,
     count_requests,
+    figure_line,
     render_grid,
 )
 
@@ -129,7 +130,7 @@ def _grid(pipe: _Figures, bare: _Figures) -> str:
     grid: list[list[str]] = []
 
     def row(label: str, figures: _Figures, key: str, fmt: str) -> None:
-        grid.append([label, *(format(figures[c][key], fmt) for c in cs)])
+        grid.append(figure_line(label, [figures[c] for c in cs], key, fmt))
 
     def pct(label: str, figures: _Figures, key: str) -> None:
         grid.append([label, *(f"{100 * figures[c][key]:.1f}%" for c in cs)])

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from bench.common import BenchError, Measured, Table, render_grid
+from bench.common import BenchError, Measured, Table, figure_line, range_line, render_grid
 
 ROWS = 200
 ALONE_REPEATS = 2  # each case's figures are its fastest repeat (the others show as a range)
@@ -109,7 +109,7 @@ def _print_alone(figures: list[dict[str, Any]], body_chars: list[int]) -> None:
     grid: list[list[str]] = []
 
     def row(label: str, key: str, fmt: str) -> None:
-        grid.append([label, *(format(f[key], fmt) for f in figures)])
+        grid.append(figure_line(label, figures, key, fmt))
 
     row("requests", "requests", "d")
     row("client wall s (first request to last answer)", "elapsed_s", ".2f")
@@ -119,15 +119,7 @@ def _print_alone(figures: list[dict[str, Any]], body_chars: list[int]) -> None:
     row("  audio s per request", "audio_s_per_request", ".1f")
     row("  client check: audio.duration_s, after the clock", "client_audio_s", ".1f")
     row("audio s per wall s", "audio_s_per_wall_s", ",.0f")
-    grid.append(
-        [
-            "  min-max over repeats",
-            *(
-                f"{f['audio_s_per_wall_s_range'][0]:,.0f}-{f['audio_s_per_wall_s_range'][1]:,.0f}"
-                for f in figures
-            ),
-        ]
-    )
+    grid.append(range_line("  min-max over repeats", figures, "audio_s_per_wall_s_range", ",.0f"))
     row("emulator CPU s", "emulator_cpu_s", ".2f")
     row("emulator CPU s per audio s", "emulator_cpu_s_per_audio_s", ".4f")
     row("emulator cores busy (CPU s / wall s)", "emulator_cores", ".2f")
@@ -208,7 +200,7 @@ def _print_pipeline(
     grid: list[list[str]] = []
 
     def prow(label: str, key: str, fmt: str) -> None:
-        grid.append([label, *(format(d[key], fmt) for d in per_run)])
+        grid.append(figure_line(label, per_run, key, fmt))
 
     prow("rows done", "rows", ",d")
     prow("requests (all 200)", "requests", ",d")

@@ -26,7 +26,9 @@ from bench.common import (
     EmulatorUsage,
     Measured,
     Table,
+    figure_line,
     log,
+    range_line,
     render_grid,
     run_bare,
     run_pipeline,
@@ -237,27 +239,17 @@ def _grid(derived: list[dict[str, Any]]) -> str:
     header = ["figure", *(f"c={d['concurrency']}" for d in derived)]
 
     def row(label: str, key: str, fmt: str) -> None:
-        grid.append([label, *(format(d[key], fmt) for d in derived)])
+        grid.append(figure_line(label, derived, key, fmt))
 
     row("pipeline rows/s (summary duration_s)", "rows_per_s", ",.0f")
-    grid.append(
-        [
-            "  min-max over repeats",
-            *(f"{d['rows_per_s_range'][0]:,.0f}-{d['rows_per_s_range'][1]:,.0f}" for d in derived),
-        ]
-    )
+    grid.append(range_line("  min-max over repeats", derived, "rows_per_s_range", ",.0f"))
     row("pipeline requests/s", "requests_per_s", ",.0f")
     row("pipeline rows/s incl. process start (wall)", "rows_per_s_wall", ",.0f")
     row("pipeline wall s", "wall_s", ".2f")
     row("pipeline CPU s (user+sys)", "cpu_s", ".2f")
     row("pipeline CPU ms/request, gross", "cpu_ms_per_request_gross", ".3f")
     row("pipeline CPU ms/request, net of start-up", "cpu_ms_per_request", ".3f")
-    grid.append(
-        [
-            "  min-max over repeats",
-            *(f"{d['cpu_ms_range'][0]:.3f}-{d['cpu_ms_range'][1]:.3f}" for d in derived),
-        ]
-    )
+    grid.append(range_line("  min-max over repeats", derived, "cpu_ms_range", ".3f"))
     row("pipeline peak RSS MB", "maxrss_mb", ".0f")
     row("bare aiohttp requests/s", "bare_requests_per_s", ",.0f")
     row("bare aiohttp CPU ms/request, net", "bare_cpu_ms_per_request", ".3f")
