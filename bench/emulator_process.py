@@ -98,7 +98,7 @@ class Emulator:
                 start_new_session=True,
             )
         try:
-            line = self._read_line()
+            line = self._read_url_line()
             match = URL_LINE.match(line)
             if match is None:
                 raise BenchError(f"emulator said {line!r}, not its URL line")
@@ -107,7 +107,7 @@ class Emulator:
             self.stop()
             raise
 
-    def _read_line(self) -> str:
+    def _read_url_line(self) -> str:
         assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         deadline = time.monotonic() + self.ready_timeout_s
@@ -194,10 +194,10 @@ class StatsPoller:
         self.baseline: tuple[float, dict[str, Any]] = (0.0, {})  # set on enter
         self.samples: list[tuple[float, dict[str, Any]]] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = threading.Thread(target=self._sample_until_stopped, daemon=True)
 
     def __enter__(self) -> StatsPoller:
-        self.baseline = self._read()
+        self.baseline = self._sample()
         self._thread.start()
         return self
 
@@ -205,18 +205,18 @@ class StatsPoller:
         self._stop.set()
         self._thread.join(timeout=15)
         if self.final and exc_type is None:
-            self.samples.append(self._read())
+            self.samples.append(self._sample())
 
-    def _read(self) -> tuple[float, dict[str, Any]]:
+    def _sample(self) -> tuple[float, dict[str, Any]]:
         before = time.monotonic()
         stats = self.emulator.stats()
         return (before + time.monotonic()) / 2, stats
 
-    def _run(self) -> None:
+    def _sample_until_stopped(self) -> None:
         until = self.until
         while not self._stop.is_set():
             try:
-                self.samples.append(self._read())
+                self.samples.append(self._sample())
             except OSError:
                 pass
             else:

@@ -97,7 +97,7 @@ def open_files_limit(needed: int) -> tuple[str, int]:
     return f"ulimit -n {seen} in a child: soft limit raised to {needed} for the children", needed
 
 
-def _pipeline(
+def _measure_pipeline(
     emulator: Emulator,
     job: Path,
     tmp: Path,
@@ -133,7 +133,7 @@ def _pipeline(
     )
 
 
-def _bare(
+def _measure_bare(
     emulator: Emulator,
     bodies: Path,
     concurrency: int,
@@ -184,7 +184,7 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
     bare_runs: dict[int, Run] = {}
     with Emulator(["--latency-ms", str(LATENCY_MS)], log_dir=tmp) as emulator:
         log(f"latency: emulator {emulator.base_url} (pid {emulator.pid}), latency {LATENCY_MS} ms")
-        _bare(emulator, bodies, 256, tmp, "warmup-bare", 512)  # lazy set-up, caches
+        _measure_bare(emulator, bodies, 256, tmp, "warmup-bare", 512)  # lazy set-up, caches
         jobs = {
             c: write_job(
                 tmp / f"job-c{c}.toml", input_path=data.name, output_dir="unused", concurrency=c
@@ -193,16 +193,18 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
         }
         # start-up runs interleaved with the real ones (one before each concurrency), so that
         # background load at any moment weighs on both alike; the median is subtracted
-        _pipeline(emulator, jobs[CONCURRENCIES[0]], tmp, "startup-warmup", 0)  # page cache
+        _measure_pipeline(emulator, jobs[CONCURRENCIES[0]], tmp, "startup-warmup", 0)  # page cache
         startups: list[Measured] = []
         bare_startups: list[Measured] = []
         for c in concurrencies:
             n = c * ROUNDS
             log(f"latency: pipeline then bare aiohttp, concurrency {c}, {n:,} requests")
-            startups.append(_pipeline(emulator, jobs[c], tmp, f"startup-c{c}", 0).measured)
-            bare_startups.append(_bare(emulator, bodies, c, tmp, f"bare-startup-c{c}", 0).measured)
-            pipeline_runs[c] = _pipeline(emulator, jobs[c], tmp, f"pipeline-c{c}", n)
-            bare_runs[c] = _bare(emulator, bodies, c, tmp, f"bare-c{c}", n)
+            startups.append(_measure_pipeline(emulator, jobs[c], tmp, f"startup-c{c}", 0).measured)
+            bare_startups.append(
+                _measure_bare(emulator, bodies, c, tmp, f"bare-startup-c{c}", 0).measured
+            )
+            pipeline_runs[c] = _measure_pipeline(emulator, jobs[c], tmp, f"pipeline-c{c}", n)
+            bare_runs[c] = _measure_bare(emulator, bodies, c, tmp, f"bare-c{c}", n)
     usage = emulator.usage
     assert usage is not None
     return report(

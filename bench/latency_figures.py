@@ -84,9 +84,9 @@ def report(
 ) -> dict[str, Any]:
     """Print the grid and the start-up lines, add the table rows; the figures as JSON."""
     cs = list(pipeline_runs)
-    startup, bare_startup = _median(startups), _median(bare_startups)
-    pipe = {c: _figures(pipeline_runs[c], startup, c) for c in cs}
-    bare = {c: _figures(bare_runs[c], bare_startup, c) for c in cs}
+    startup, bare_startup = _median_cpu_run(startups), _median_cpu_run(bare_startups)
+    pipe = {c: _run_figures(pipeline_runs[c], startup, c) for c in cs}
+    bare = {c: _run_figures(bare_runs[c], bare_startup, c) for c in cs}
     print(
         f"\nlatency: emulator --latency-ms {LATENCY_MS}, no limits; rows_per_request 1, "
         f"{ROUNDS} rounds of c requests each; {files_note}"
@@ -94,9 +94,9 @@ def report(
     print(_grid(pipe, bare))
     print(
         f"pipeline start-up (--limit 0, median of {len(startups)}): {startup.cpu_s:.2f} s CPU "
-        f"({_range(startups)}), {startup.wall_s:.2f} s wall, peak RSS "
+        f"({_cpu_range(startups)}), {startup.wall_s:.2f} s wall, peak RSS "
         f"{startup.maxrss_mb:.0f} MB; bare client start-up: {bare_startup.cpu_s:.2f} s CPU "
-        f"({_range(bare_startups)})"
+        f"({_cpu_range(bare_startups)})"
     )
     print(f"emulator, whole life: {usage.cpu_s:.1f} s CPU, peak RSS {usage.maxrss_mb:.0f} MB")
     growth, bare_growth = _add_rows(table, pipe, bare)
@@ -207,17 +207,17 @@ def _add_rows(table: Table, pipe: _Figures, bare: _Figures) -> tuple[float, floa
     return growth, bare_growth
 
 
-def _median(runs: list[Measured]) -> Measured:
+def _median_cpu_run(runs: list[Measured]) -> Measured:
     """The run with the median CPU (an odd count: a real run, not an average)."""
     return sorted(runs, key=lambda m: m.cpu_s)[(len(runs) - 1) // 2]
 
 
-def _range(runs: list[Measured]) -> str:
+def _cpu_range(runs: list[Measured]) -> str:
     cpus = [m.cpu_s for m in runs]
     return f"{min(cpus):.2f}-{max(cpus):.2f}"
 
 
-def _figures(run: Run, startup: Measured, concurrency: int) -> dict[str, Any]:
+def _run_figures(run: Run, startup: Measured, concurrency: int) -> dict[str, Any]:
     ideal = concurrency / LATENCY_S
     assert run.shape is not None
     net_cpu = run.measured.cpu_s - startup.cpu_s

@@ -52,7 +52,7 @@ def find_py_spy() -> str | None:
     return str(here) if here.exists() else shutil.which("py-spy")
 
 
-def _short(frame: str) -> str:
+def _frame_label(frame: str) -> str:
     match = re.match(r"(.*?) \((.*?)(?::\d+)?\)$", frame)
     if match is None:
         return frame
@@ -74,7 +74,7 @@ def summarize(stacks: Path, top: int = 25) -> str:
         samples = int(count)
         total += samples
         frames = stack.split(";")
-        own[_short(frames[-1])] += samples
+        own[_frame_label(frames[-1])] += samples
         for area, needles in AREAS.items():
             if any(n in frame for frame in frames for n in needles):
                 areas[area] += samples

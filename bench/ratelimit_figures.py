@@ -65,7 +65,7 @@ def admitted(stats: dict[str, Any]) -> int:
     return count_requests(stats) - int(stats["status"].get("429", 0))
 
 
-def _at(points: list[tuple[float, int]], t: float) -> float:
+def _value_at(points: list[tuple[float, int]], t: float) -> float:
     """A counter at time ``t``, interpolated linearly between samples."""
     if t <= points[0][0]:
         return float(points[0][1])
@@ -75,7 +75,7 @@ def _at(points: list[tuple[float, int]], t: float) -> float:
     return float(points[-1][1])
 
 
-def _reached(points: list[tuple[float, int]], total: int) -> float:
+def _time_reached(points: list[tuple[float, int]], total: int) -> float:
     """When the counter reached ``total``: midway between the samples either side."""
     index = next(i for i, (_, n) in enumerate(points) if n >= total)
     if index == 0:
@@ -94,10 +94,10 @@ def shape(arrived: list[tuple[float, int]], admitted: list[tuple[float, int]]) -
     empty: dict[str, Any] = {"first_1s": 0, "peak_rpm": 0.0, "steady_rpm": 0.0, "per_second": []}
     if not arrived or arrived[-1][1] == 0:
         return empty
-    t0 = _reached(arrived, 1)  # when the first request arrived
-    first = round(_at(arrived, t0 + 1.0))
+    t0 = _time_reached(arrived, 1)  # when the first request arrived
+    first = round(_value_at(arrived, t0 + 1.0))
     total = admitted[-1][1]
-    t_end = _reached(admitted, total)
+    t_end = _time_reached(admitted, total)
     peak = 0.0
     for i, (ti, ni) in enumerate(admitted):
         for tj, nj in admitted[i + 1 :]:
@@ -109,9 +109,9 @@ def shape(arrived: list[tuple[float, int]], admitted: list[tuple[float, int]]) -
     start = t0 + STEADY_AFTER_S
     steady = 0.0
     if t_end - start >= STEADY_AFTER_S:
-        steady = (total - _at(admitted, start)) / (t_end - start) * 60
+        steady = (total - _value_at(admitted, start)) / (t_end - start) * 60
     seconds = int(t_end - t0) + 1
-    marks = [_at(admitted, t0 + k) for k in range(seconds + 1)]
+    marks = [_value_at(admitted, t0 + k) for k in range(seconds + 1)]
     per_second = [round(b - a, 1) for a, b in itertools.pairwise(marks)]
     return {"first_1s": first, "peak_rpm": peak, "steady_rpm": steady, "per_second": per_second}
 

@@ -112,7 +112,7 @@ def write_speech_job(path: Path, *, input_path: str, concurrency: int) -> Path:
     return path
 
 
-def _client(
+def _emulator_case(
     emulator: Emulator,
     bodies: Path,
     fmt: str,
@@ -188,7 +188,7 @@ def _emulator_alone(
 ) -> list[EmulatorCase]:
     """Part 1: every case ALONE_REPEATS times, after a warm-up of each format."""
     for fmt in ("mp3", "wav"):  # first requests load eSpeak and the codecs
-        _client(emulator, bodies, fmt, 2, 4, tmp=tmp, name=f"warmup-{fmt}", budget=budget)
+        _emulator_case(emulator, bodies, fmt, 2, 4, tmp=tmp, name=f"warmup-{fmt}", budget=budget)
     alone: list[EmulatorCase] = []
     for rep in range(ALONE_REPEATS):  # interleaved, so a busy moment does not hit one case
         for fmt, concurrency, requests in EMULATOR_CASES:
@@ -197,7 +197,7 @@ def _emulator_alone(
                 f"{requests} requests, repeat {rep + 1}/{ALONE_REPEATS}"
             )
             alone.append(
-                _client(
+                _emulator_case(
                     emulator,
                     bodies,
                     fmt,

@@ -55,7 +55,7 @@ class Case:
     bare_emulator_cpu_s: float
 
 
-def _bare(
+def _measure_bare(
     emulator: Emulator, bodies: Path, concurrency: int, tmp: Path, name: str, limit: int | None
 ) -> tuple[Measured, dict[str, Any], float]:
     before = emulator.cpu_s()
@@ -72,7 +72,7 @@ def _bare(
     return measured, result, emulator.cpu_s() - before
 
 
-def _pipeline(
+def _measure_pipeline(
     emulator: Emulator, job: Path, tmp: Path, name: str, extra: tuple[str, ...] = ()
 ) -> tuple[Measured, dict[str, Any], float]:
     before = emulator.cpu_s()
@@ -99,17 +99,17 @@ def run(
     with Emulator(log_dir=tmp) as emulator:
         log(f"throughput: emulator {emulator.base_url} (pid {emulator.pid})")
         # warm the emulator (first requests pay for lazy set-up) and the page cache
-        _bare(emulator, bodies, 64, tmp, "warmup-bare", 2000)
+        _measure_bare(emulator, bodies, 64, tmp, "warmup-bare", 2000)
         start_job = write_job(
             tmp / "startup.toml", input_path=data.name, output_dir="unused", concurrency=64
         )
         startups = [
-            _pipeline(emulator, start_job, tmp, f"startup-{i}", ("--limit", "0"))[0]
+            _measure_pipeline(emulator, start_job, tmp, f"startup-{i}", ("--limit", "0"))[0]
             for i in range(2)
         ]
         pipeline_startup = min(startups, key=lambda m: m.cpu_s)
         bare_startup = min(
-            (_bare(emulator, bodies, 64, tmp, f"bare-startup-{i}", 0)[0] for i in range(2)),
+            (_measure_bare(emulator, bodies, 64, tmp, f"bare-startup-{i}", 0)[0] for i in range(2)),
             key=lambda m: m.cpu_s,
         )
         cases: list[Case] = []
@@ -127,8 +127,10 @@ def run(
                     f"throughput: pipeline then bare aiohttp, concurrency {concurrency}, "
                     f"repeat {rep + 1}/{REPEATS}"
                 )
-                measured, summary, emu_cpu = _pipeline(emulator, job, tmp, f"pipeline-{tag}")
-                bare, bare_result, bare_emu_cpu = _bare(
+                measured, summary, emu_cpu = _measure_pipeline(
+                    emulator, job, tmp, f"pipeline-{tag}"
+                )
+                bare, bare_result, bare_emu_cpu = _measure_bare(
                     emulator, bodies, concurrency, tmp, f"bare-{tag}", None
                 )
                 cases.append(

@@ -79,7 +79,7 @@ async def inject(
     if name in BODY_FAULTS:
         return None
     if name in ("huge_body", "huge_chunked"):
-        return await _huge(request, huge_body_bytes, chunked=name == "huge_chunked")
+        return await _huge_answer(request, huge_body_bytes, chunked=name == "huge_chunked")
     if name in ("echo_key", "echo_key_401"):
         raise _echo_key(name, request.headers.get("Authorization", ""))
     reply = _error_reply(name, retry_after_ms)
@@ -156,7 +156,7 @@ def _echo_key(name: str, authorization: str) -> ApiReply:
     )
 
 
-async def _huge(request: web.Request, size: int, *, chunked: bool) -> web.StreamResponse:
+async def _huge_answer(request: web.Request, size: int, *, chunked: bool) -> web.StreamResponse:
     """A 200 of ``size`` spaces, written block by block until sent or the client hangs up."""
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     if chunked:
