@@ -27,11 +27,11 @@ import polars as pl
 import pipeline
 from pipeline import keys, readers
 from pipeline.errors import RowError
+from pipeline.executor import Executor
 from pipeline.journal import ADOPTED, Journal, NewRow, request_hash
 from pipeline.kinds import Item, Kind
 from pipeline.outcomes import Failure
 from pipeline.plan import Plan
-from pipeline.pool import END, Pool
 from pipeline.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Scope:
     redo_changed: bool = False  # the done keys whose request changed since
 
 
-async def feed(plan: Plan, journal: Journal, pool: Pool, stats: RunStats, scope: Scope) -> None:
+async def feed(plan: Plan, journal: Journal, pool: Executor, stats: RunStats, scope: Scope) -> None:
     """Queue what earlier runs left pending, then the input's new keys (and, when asked, failed
     or changed ones), then END; then compare the done rows with the input to count the changed
     ones (unless --redo-changed queued them). Keys that left the input keep their results."""
@@ -59,12 +59,12 @@ async def feed(plan: Plan, journal: Journal, pool: Pool, stats: RunStats, scope:
     after = pending = 0
     while rows := journal.pending(after, PENDING_CHUNK):
         for row in rows:
-            await pool.queue.put(Item(row.key, row.payload, row.tokens, progress=row.progress))
+            await pool.submit(Item(row.key, row.payload, row.tokens, progress=row.progress))
         after = rows[-1].seq
         pending += len(rows)
     first_new = journal.next_seq  # rows added from here on are built from the input as it is
     read = await _feed_input(plan, journal, pool, stats, scope)
-    await pool.queue.put(END)
+    await pool.finish()
     log.info(
         "input read: %d batch(es), %d unchanged since checked (skipped), %d new row(s); "
         "%d pending row(s) queued before",
@@ -178,7 +178,7 @@ def _input_columns(plan: Plan) -> list[str]:
 
 
 async def _feed_input(
-    plan: Plan, journal: Journal, pool: Pool, stats: RunStats, scope: Scope
+    plan: Plan, journal: Journal, pool: Executor, stats: RunStats, scope: Scope
 ) -> Pass:
     """Queue the keys the journal has never seen (at most --limit), the failed ones with
     --retry-failed and the changed done ones with --redo-changed; return what was read.
@@ -211,7 +211,7 @@ async def _feed_input(
             done.to_check.add(index)
         for new in [*fresh, *requeued]:
             if new.error is None:
-                await pool.queue.put(Item(new.key, new.payload, new.tokens))
+                await pool.submit(Item(new.key, new.payload, new.tokens))
             else:
                 stats.rows_failed += 1
     return done

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import folder, logs
-from pipeline.api import Session
 from pipeline.errors import JobError
 from pipeline.feed import Scope, count_unread, feed
 from pipeline.http import Http
@@ -26,12 +25,14 @@ from pipeline.journal import (
     Journal,
     OutputLock,
 )
-from pipeline.limits import Bounds, RateLimiter, RetryPolicy, Stopper
+from pipeline.limits import RateLimiter, RetryPolicy
 from pipeline.plan import Plan, make_plan
 from pipeline.pool import Pool
 from pipeline.progress import Mode, report
 from pipeline.stats import RunStats
+from pipeline.stopping import Bounds, Stopper
 from pipeline.summary import Outcome, build_summary
+from pipeline.transport import Transport
 from pipeline.writers import (
     OutputFiles,
     journal_error,
@@ -152,9 +153,16 @@ async def _run(plan: Plan, base_url: str, api_key: str | None, options: RunOptio
         base_url, api_key, job.api.timeout_s, job.api.concurrency, observe=limiter.observe
     ) as http:
         files = OutputFiles(job.output.dir, journal)
-        session = Session(http, policy, files, stats.tally, journal)
+        transport = Transport(http, policy)
         pool = Pool(
-            kind, session, journal, stats, stopper, job.api.concurrency, options.stop_grace_s
+            kind,
+            transport,
+            journal,
+            files,
+            stats,
+            stopper,
+            job.api.concurrency,
+            options.stop_grace_s,
         )
         _on_signals(pool)
         if options.max_runtime_s is not None:
