@@ -1,5 +1,5 @@
-"""python -m bench {throughput,ratelimit,latency,packing,memory,resume,speech,httpclients,all}
-[--json PATH] [--keep]
+"""python -m bench {throughput,ratelimit,latency,packing,memory,resume,incremental,speech,
+                  httpclients,all} [--json PATH] [--keep]
 
 Prints each scenario's own table as it finishes, then one summary table (scenario, figure,
 value, target, ok/MISS, and the bare-aiohttp reference measured in the same run where one
@@ -22,7 +22,17 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import httpclients, latency, memory, packing, ratelimit, resume, speech, throughput
+from bench import (
+    httpclients,
+    incremental,
+    latency,
+    memory,
+    packing,
+    ratelimit,
+    resume,
+    speech,
+    throughput,
+)
 from bench.common import BenchError, Table, log, own_peak_mb
 
 SCENARIOS = {  # in the order of the issue's targets
@@ -31,6 +41,7 @@ SCENARIOS = {  # in the order of the issue's targets
     "latency": latency.run,
     "memory": memory.run,
     "resume": resume.run,
+    "incremental": incremental.run,
     "packing": packing.run,
     "speech": speech.run,
     "httpclients": httpclients.run,

@@ -44,7 +44,42 @@ def _size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
+# label -> (the run, its summary.json, emulator CPU s over it, results.parquet MB)
+_Runs = dict[str, tuple[Measured, dict[str, Any], float, float]]
+
+
 def run(tmp: Path, table: Table) -> dict[str, Any]:
+    inputs = _write_inputs(tmp)
+    with Emulator(log_dir=tmp) as emulator:
+        log(f"memory: emulator {emulator.base_url} (pid {emulator.pid})")
+        runs = _measure_runs(emulator, inputs, tmp)
+    usage = emulator.usage
+    assert usage is not None
+    grid = _grid(runs)  # raises before anything is printed if a run missed its rows
+    print(
+        f"\nmemory: rows_per_request {ROWS_PER_REQUEST}, concurrency {CONCURRENCY}, "
+        "no latency, no limits, ~100-char texts"
+    )
+    print(grid)
+    print(f"emulator: {usage.cpu_s:.1f} s CPU, peak RSS {usage.maxrss_mb:.0f} MB")
+    _add_rows(table, runs)
+    return {
+        label: {
+            "maxrss_mb": m.maxrss_mb,
+            "wall_s": m.wall_s,
+            "cpu_s": m.cpu_s,
+            "duration_s": s["duration_s"],
+            "rows_done": s["rows"]["done_this_run"],
+            "requests": s["requests"]["sent"],
+            "emulator_cpu_s": emu_cpu,
+            "results_mb": results_mb,
+            "journal_mb": s["_journal_mb"],
+        }
+        for label, (m, s, emu_cpu, results_mb) in runs.items()
+    } | {"emulator": {"cpu_s": usage.cpu_s, "maxrss_mb": usage.maxrss_mb}}
+
+
+def _write_inputs(tmp: Path) -> dict[int, Path]:
     inputs = {}
     for rows in SIZES:
         log(f"memory: generating {rows:,} rows of ~100-char text")
@@ -56,49 +91,53 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
             name=f"datagen-{rows}",
         )
         inputs[rows] = path
-    runs: dict[str, tuple[Measured, dict[str, Any], float, float]] = {}
-    with Emulator(log_dir=tmp) as emulator:
-        log(f"memory: emulator {emulator.base_url} (pid {emulator.pid})")
-        largest = max(SIZES)
-        jobs = {
-            rows: write_job(
-                tmp / f"job-{rows}.toml",
-                input_path=inputs[rows].name,
-                output_dir="unused",
-                concurrency=CONCURRENCY,
-                rows_per_request=ROWS_PER_REQUEST,
-            )
-            for rows in SIZES
-        }
-        plan: list[tuple[str, Path, tuple[str, ...]]] = [("floor", jobs[largest], ("--limit", "0"))]
-        plan += [(f"{rows:,} rows", jobs[rows], ()) for rows in SIZES if rows < largest]
-        plan.append(
-            (f"{largest:,} rows --limit {LIMITED:,}", jobs[largest], ("--limit", str(LIMITED)))
-        )
-        for label, job, extra in plan:
-            name = "run-" + label.replace(",", "").replace(" ", "-")
-            log(f"memory: pipeline {label}")
-            before = emulator.cpu_s()
-            measured, summary = run_pipeline(
-                job,
-                emulator.base_url,
-                timeout_s=RUN_TIMEOUT_S,
-                log_dir=tmp,
-                name=name,
-                extra=extra,
-            )
-            out = tmp / f"{name}.out"
-            results = out / "results.parquet"
-            summary["_journal_mb"] = _size_mb(out / ".pipeline")
-            runs[label] = (
-                measured,
-                summary,
-                emulator.cpu_s() - before,
-                _size_mb(results) if results.exists() else 0.0,
-            )
-    usage = emulator.usage
-    assert usage is not None
+    return inputs
 
+
+def _measure_runs(emulator: Emulator, inputs: dict[int, Path], tmp: Path) -> _Runs:
+    """The floor (--limit 0), each smaller input whole, then the largest under --limit."""
+    runs: _Runs = {}
+    largest = max(SIZES)
+    jobs = {
+        rows: write_job(
+            tmp / f"job-{rows}.toml",
+            input_path=inputs[rows].name,
+            output_dir="unused",
+            concurrency=CONCURRENCY,
+            rows_per_request=ROWS_PER_REQUEST,
+        )
+        for rows in SIZES
+    }
+    plan: list[tuple[str, Path, tuple[str, ...]]] = [("floor", jobs[largest], ("--limit", "0"))]
+    plan += [(f"{rows:,} rows", jobs[rows], ()) for rows in SIZES if rows < largest]
+    plan.append((f"{largest:,} rows --limit {LIMITED:,}", jobs[largest], ("--limit", str(LIMITED))))
+    for label, job, extra in plan:
+        name = "run-" + label.replace(",", "").replace(" ", "-")
+        log(f"memory: pipeline {label}")
+        before = emulator.cpu_s()
+        measured, summary = run_pipeline(
+            job,
+            emulator.base_url,
+            timeout_s=RUN_TIMEOUT_S,
+            log_dir=tmp,
+            name=name,
+            extra=extra,
+        )
+        out = tmp / f"{name}.out"
+        results = out / "results.parquet"
+        summary["_journal_mb"] = _size_mb(out / ".pipeline")
+        runs[label] = (
+            measured,
+            summary,
+            emulator.cpu_s() - before,
+            _size_mb(results) if results.exists() else 0.0,
+        )
+    return runs
+
+
+def _grid(runs: _Runs) -> str:
+    """One line a run; BenchError for a run that did not do exactly its rows."""
+    largest = max(SIZES)
     header = [
         "run",
         "rows done",
@@ -113,7 +152,7 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
         "results MB",
         "journal MB",
     ]
-    grid = []
+    grid: list[list[str]] = []
     for label, (m, s, emu_cpu, results_mb) in runs.items():
         done = s["rows"]["done_this_run"]
         expected = (
@@ -139,13 +178,10 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
                 f"{s['_journal_mb']:.0f}",
             ]
         )
-    print(
-        f"\nmemory: rows_per_request {ROWS_PER_REQUEST}, concurrency {CONCURRENCY}, "
-        "no latency, no limits, ~100-char texts"
-    )
-    print(render_grid(header, grid))
-    print(f"emulator: {usage.cpu_s:.1f} s CPU, peak RSS {usage.maxrss_mb:.0f} MB")
+    return render_grid(header, grid)
 
+
+def _add_rows(table: Table, runs: _Runs) -> None:
     small = runs[f"{min(SIZES):,} rows"][0]
     for label, (m, _, _, _) in runs.items():
         if label == "floor":
@@ -178,17 +214,3 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
         f"journal on disk after {SIZES[1]:,} rows",
         f"{big_summary['_journal_mb']:,.0f} MB",
     )
-    return {
-        label: {
-            "maxrss_mb": m.maxrss_mb,
-            "wall_s": m.wall_s,
-            "cpu_s": m.cpu_s,
-            "duration_s": s["duration_s"],
-            "rows_done": s["rows"]["done_this_run"],
-            "requests": s["requests"]["sent"],
-            "emulator_cpu_s": emu_cpu,
-            "results_mb": results_mb,
-            "journal_mb": s["_journal_mb"],
-        }
-        for label, (m, s, emu_cpu, results_mb) in runs.items()
-    } | {"emulator": {"cpu_s": usage.cpu_s, "maxrss_mb": usage.maxrss_mb}}

@@ -149,6 +149,46 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
     a, b = results
     ratio = b.rows_per_s / a.rows_per_s
 
+    print(
+        f"\npacking: emulator --rpm {RPM} --burst-s {BURST_S} --latency-ms {LATENCY_MS} (fresh "
+        f"for each case); job requests_per_minute {RPM}, concurrency {CONCURRENCY}, "
+        f"{REQUESTS} requests per case"
+    )
+    print(_grid(results))
+    print(
+        f"ratio B/A: rows/s {ratio:.2f}x (ideal {PACKED}x), requests/s "
+        f"{b.requests_per_s / a.requests_per_s:.3f}x, duration_s "
+        f"{b.duration_s / a.duration_s:.3f}x"
+    )
+
+    _add_rows(table, results, ratio)
+    return {
+        "rpm": RPM,
+        "requests": REQUESTS,
+        "ratio": ratio,
+        "cases": [
+            {
+                "case": r.spec.name,
+                "rows_per_request": r.spec.rows_per_request,
+                "rows": r.rows,
+                "sent": r.sent,
+                "rate_limited": r.rejected,
+                "retries": r.summary["requests"]["retries"],
+                "duration_s": r.duration_s,
+                "wall_s": r.measured.wall_s,
+                "rows_per_s": r.rows_per_s,
+                "requests_per_s": r.requests_per_s,
+                "cpu_s": r.measured.cpu_s,
+                "maxrss_mb": r.measured.maxrss_mb,
+                "emulator_cpu_s": r.emulator_cpu_s,
+                "emulator_stats": r.emulator_stats,
+            }
+            for r in results
+        ],
+    }
+
+
+def _grid(results: list[Result]) -> str:
     header = [
         "case",
         "rows",
@@ -182,18 +222,10 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
         ]
         for r in results
     ]
-    print(
-        f"\npacking: emulator --rpm {RPM} --burst-s {BURST_S} --latency-ms {LATENCY_MS} (fresh "
-        f"for each case); job requests_per_minute {RPM}, concurrency {CONCURRENCY}, "
-        f"{REQUESTS} requests per case"
-    )
-    print(render_grid(header, grid))
-    print(
-        f"ratio B/A: rows/s {ratio:.2f}x (ideal {PACKED}x), requests/s "
-        f"{b.requests_per_s / a.requests_per_s:.3f}x, duration_s "
-        f"{b.duration_s / a.duration_s:.3f}x"
-    )
+    return render_grid(header, grid)
 
+
+def _add_rows(table: Table, results: list[Result], ratio: float) -> None:
     for r in results:
         table.add(
             "packing",
@@ -207,27 +239,3 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
         f">= {TARGET_RATIO:.0f}x",
         ratio >= TARGET_RATIO,
     )
-    return {
-        "rpm": RPM,
-        "requests": REQUESTS,
-        "ratio": ratio,
-        "cases": [
-            {
-                "case": r.spec.name,
-                "rows_per_request": r.spec.rows_per_request,
-                "rows": r.rows,
-                "sent": r.sent,
-                "rate_limited": r.rejected,
-                "retries": r.summary["requests"]["retries"],
-                "duration_s": r.duration_s,
-                "wall_s": r.measured.wall_s,
-                "rows_per_s": r.rows_per_s,
-                "requests_per_s": r.requests_per_s,
-                "cpu_s": r.measured.cpu_s,
-                "maxrss_mb": r.measured.maxrss_mb,
-                "emulator_cpu_s": r.emulator_cpu_s,
-                "emulator_stats": r.emulator_stats,
-            }
-            for r in results
-        ],
-    }

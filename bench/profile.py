@@ -52,7 +52,7 @@ def find_py_spy() -> str | None:
     return str(here) if here.exists() else shutil.which("py-spy")
 
 
-def _short(frame: str) -> str:
+def _frame_label(frame: str) -> str:
     match = re.match(r"(.*?) \((.*?)(?::\d+)?\)$", frame)
     if match is None:
         return frame
@@ -74,7 +74,7 @@ def summarize(stacks: Path, top: int = 25) -> str:
         samples = int(count)
         total += samples
         frames = stack.split(";")
-        own[_short(frames[-1])] += samples
+        own[_frame_label(frames[-1])] += samples
         for area, needles in AREAS.items():
             if any(n in frame for frame in frames for n in needles):
                 areas[area] += samples
@@ -85,6 +85,56 @@ def summarize(stacks: Path, top: int = 25) -> str:
     out.append("top functions by own time:")
     out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in own.most_common(top)]
     return "\n".join(out)
+
+
+def _record(py_spy: str, shape: dict[str, Any], tmp: Path, stacks: Path) -> None:
+    """The shape's job run under ``py-spy record`` against a fresh emulator, into ``stacks``."""
+    run_python(
+        [
+            "-m",
+            "bench.datagen",
+            str(tmp / "input.parquet"),
+            str(shape["rows"]),
+            "--chars",
+            str(shape["chars"]),
+        ],
+        timeout_s=300,
+        log_dir=tmp,
+        name="datagen",
+    )
+    job = write_job(
+        tmp / "job.toml",
+        input_path="input.parquet",
+        output_dir="out",
+        concurrency=int(shape["concurrency"]),
+        rows_per_request=int(shape["rows_per_request"]),
+    )
+    with Emulator(log_dir=tmp) as emulator:
+        subprocess.run(
+            [
+                py_spy,
+                "record",
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--output",
+                str(stacks),
+                "--",
+                *pipeline_command(),
+                "run",
+                str(job),
+                "--base-url",
+                emulator.base_url,
+                "--quiet",
+            ],
+            env=child_env(),
+            cwd=tmp,
+            timeout=600,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
 
 def main() -> int:
@@ -103,53 +153,8 @@ def main() -> int:
     shape = SHAPES[args.shape]
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as name:
         tmp = Path(name)
-        run_python(
-            [
-                "-m",
-                "bench.datagen",
-                str(tmp / "input.parquet"),
-                str(shape["rows"]),
-                "--chars",
-                str(shape["chars"]),
-            ],
-            timeout_s=300,
-            log_dir=tmp,
-            name="datagen",
-        )
-        job = write_job(
-            tmp / "job.toml",
-            input_path="input.parquet",
-            output_dir="out",
-            concurrency=int(shape["concurrency"]),
-            rows_per_request=int(shape["rows_per_request"]),
-        )
         stacks = args.out or tmp / "stacks.txt"
-        with Emulator(log_dir=tmp) as emulator:
-            subprocess.run(
-                [
-                    py_spy,
-                    "record",
-                    "--rate",
-                    "200",
-                    "--format",
-                    "raw",
-                    "--output",
-                    str(stacks),
-                    "--",
-                    *pipeline_command(),
-                    "run",
-                    str(job),
-                    "--base-url",
-                    emulator.base_url,
-                    "--quiet",
-                ],
-                env=child_env(),
-                cwd=tmp,
-                timeout=600,
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        _record(py_spy, shape, tmp, stacks)
         print(f"profile of the {args.shape} shape: {shape}")
         print(summarize(stacks))
     return 0

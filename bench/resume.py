@@ -88,27 +88,7 @@ def _again(
 
 
 def run(tmp: Path, table: Table) -> dict[str, Any]:
-    inputs = {}
-    for rows in (DONE, ROWS):
-        log(f"resume: generating {rows:,} rows of ~100-char text")
-        inputs[rows] = tmp / f"input-{rows}.parquet"
-        run_python(
-            ["-m", "bench.datagen", str(inputs[rows]), str(rows), "--chars", "100"],
-            timeout_s=300,
-            log_dir=tmp,
-            name=f"datagen-{rows}",
-        )
-    jobs = {
-        rows: write_job(
-            tmp / f"job-{rows}.toml",
-            input_path=inputs[rows].name,
-            output_dir="unused",
-            concurrency=CONCURRENCY,
-            rows_per_request=ROWS_PER_REQUEST,
-            name="resume",  # one job over a grown input: the output folder is its
-        )
-        for rows in (DONE, ROWS)
-    }
+    jobs = _write_jobs(tmp)
     cases: list[Case] = []
     with Emulator(log_dir=tmp) as emulator:
         log("resume: grown) a 999,000-row run, then the same job over 1,000,000 rows")
@@ -138,6 +118,63 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
                 f"{case.label}: {case.first_summary['rows']} then {case.again_summary['rows']}"
             )
 
+    print(
+        f"\nresume: {ROWS:,}-row job with {DONE:,} done; rows_per_request {ROWS_PER_REQUEST}, "
+        f"concurrency {CONCURRENCY}, no latency, no limits"
+    )
+    print(_grid(cases))
+    for c in cases:
+        assert c.first_request_s is not None
+        table.add(
+            "resume",
+            f"{c.label}: first request after restart",
+            f"{c.first_request_s:.2f} s",
+            f"< {TARGET_FIRST_S:.0f} s",
+            c.first_request_s < TARGET_FIRST_S,
+        )
+        table.add("resume", f"{c.label}: the restart's whole run (wall)", f"{c.again.wall_s:.1f} s")
+    return {
+        c.label: {
+            "first_wall_s": c.first.wall_s,
+            "first_maxrss_mb": c.first.maxrss_mb,
+            "first_request_s": c.first_request_s,
+            "again_wall_s": c.again.wall_s,
+            "again_duration_s": c.again_summary["duration_s"],
+            "again_cpu_s": c.again.cpu_s,
+            "again_maxrss_mb": c.again.maxrss_mb,
+            "again_rows": c.again_summary["rows"],
+        }
+        for c in cases
+    }
+
+
+def _write_jobs(tmp: Path) -> dict[int, Path]:
+    """The DONE-row and ROWS-row inputs, and one job (one name, one output folder) over each."""
+    inputs = {}
+    for rows in (DONE, ROWS):
+        log(f"resume: generating {rows:,} rows of ~100-char text")
+        inputs[rows] = tmp / f"input-{rows}.parquet"
+        run_python(
+            ["-m", "bench.datagen", str(inputs[rows]), str(rows), "--chars", "100"],
+            timeout_s=300,
+            log_dir=tmp,
+            name=f"datagen-{rows}",
+        )
+    jobs = {
+        rows: write_job(
+            tmp / f"job-{rows}.toml",
+            input_path=inputs[rows].name,
+            output_dir="unused",
+            concurrency=CONCURRENCY,
+            rows_per_request=ROWS_PER_REQUEST,
+            name="resume",  # one job over a grown input: the output folder is its
+        )
+        for rows in (DONE, ROWS)
+    }
+    return jobs
+
+
+def _grid(cases: list[Case]) -> str:
     header = [
         "case",
         "1st run rows",
@@ -165,31 +202,4 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
         ]
         for c in cases
     ]
-    print(
-        f"\nresume: {ROWS:,}-row job with {DONE:,} done; rows_per_request {ROWS_PER_REQUEST}, "
-        f"concurrency {CONCURRENCY}, no latency, no limits"
-    )
-    print(render_grid(header, grid))
-    for c in cases:
-        assert c.first_request_s is not None
-        table.add(
-            "resume",
-            f"{c.label}: first request after restart",
-            f"{c.first_request_s:.2f} s",
-            f"< {TARGET_FIRST_S:.0f} s",
-            c.first_request_s < TARGET_FIRST_S,
-        )
-        table.add("resume", f"{c.label}: the restart's whole run (wall)", f"{c.again.wall_s:.1f} s")
-    return {
-        c.label: {
-            "first_wall_s": c.first.wall_s,
-            "first_maxrss_mb": c.first.maxrss_mb,
-            "first_request_s": c.first_request_s,
-            "again_wall_s": c.again.wall_s,
-            "again_duration_s": c.again_summary["duration_s"],
-            "again_cpu_s": c.again.cpu_s,
-            "again_maxrss_mb": c.again.maxrss_mb,
-            "again_rows": c.again_summary["rows"],
-        }
-        for c in cases
-    }
+    return render_grid(header, grid)

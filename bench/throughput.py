@@ -26,7 +26,9 @@ from bench.common import (
     EmulatorUsage,
     Measured,
     Table,
+    figure_line,
     log,
+    range_line,
     render_grid,
     run_bare,
     run_pipeline,
@@ -53,7 +55,7 @@ class Case:
     bare_emulator_cpu_s: float
 
 
-def _bare(
+def _measure_bare(
     emulator: Emulator, bodies: Path, concurrency: int, tmp: Path, name: str, limit: int | None
 ) -> tuple[Measured, dict[str, Any], float]:
     before = emulator.cpu_s()
@@ -70,7 +72,7 @@ def _bare(
     return measured, result, emulator.cpu_s() - before
 
 
-def _pipeline(
+def _measure_pipeline(
     emulator: Emulator, job: Path, tmp: Path, name: str, extra: tuple[str, ...] = ()
 ) -> tuple[Measured, dict[str, Any], float]:
     before = emulator.cpu_s()
@@ -97,17 +99,17 @@ def run(
     with Emulator(log_dir=tmp) as emulator:
         log(f"throughput: emulator {emulator.base_url} (pid {emulator.pid})")
         # warm the emulator (first requests pay for lazy set-up) and the page cache
-        _bare(emulator, bodies, 64, tmp, "warmup-bare", 2000)
+        _measure_bare(emulator, bodies, 64, tmp, "warmup-bare", 2000)
         start_job = write_job(
             tmp / "startup.toml", input_path=data.name, output_dir="unused", concurrency=64
         )
         startups = [
-            _pipeline(emulator, start_job, tmp, f"startup-{i}", ("--limit", "0"))[0]
+            _measure_pipeline(emulator, start_job, tmp, f"startup-{i}", ("--limit", "0"))[0]
             for i in range(2)
         ]
         pipeline_startup = min(startups, key=lambda m: m.cpu_s)
         bare_startup = min(
-            (_bare(emulator, bodies, 64, tmp, f"bare-startup-{i}", 0)[0] for i in range(2)),
+            (_measure_bare(emulator, bodies, 64, tmp, f"bare-startup-{i}", 0)[0] for i in range(2)),
             key=lambda m: m.cpu_s,
         )
         cases: list[Case] = []
@@ -125,8 +127,10 @@ def run(
                     f"throughput: pipeline then bare aiohttp, concurrency {concurrency}, "
                     f"repeat {rep + 1}/{REPEATS}"
                 )
-                measured, summary, emu_cpu = _pipeline(emulator, job, tmp, f"pipeline-{tag}")
-                bare, bare_result, bare_emu_cpu = _bare(
+                measured, summary, emu_cpu = _measure_pipeline(
+                    emulator, job, tmp, f"pipeline-{tag}"
+                )
+                bare, bare_result, bare_emu_cpu = _measure_bare(
                     emulator, bodies, concurrency, tmp, f"bare-{tag}", None
                 )
                 cases.append(
@@ -147,39 +151,74 @@ def _report(
     stats: dict[str, Any],
     usage: EmulatorUsage,
 ) -> dict[str, Any]:
-    grid: list[list[str]] = []
-    per_case: list[dict[str, Any]] = []
-    for case in cases:
-        s = case.summary
-        requests = s["requests"]["sent"]
-        ok = s["requests"]["by_status"].get("200", 0)
-        done = s["rows"]["done_this_run"]
-        if done != rows or ok != requests:
-            raise BenchError(f"c={case.concurrency}: {done} rows done, statuses {s['requests']}")
-        bare_requests = case.bare_result["requests"]
-        if case.bare_result["statuses"].get("200") != bare_requests:
-            raise BenchError(f"bare c={case.concurrency}: {case.bare_result['statuses']}")
-        net_cpu = case.pipeline.cpu_s - pipeline_startup.cpu_s
-        bare_net = case.bare.cpu_s - bare_startup.cpu_s
-        d = {
-            "concurrency": case.concurrency,
-            "rows_per_s": done / s["duration_s"],
-            "requests_per_s": requests / s["duration_s"],
-            "rows_per_s_wall": done / case.pipeline.wall_s,
-            "wall_s": case.pipeline.wall_s,
-            "duration_s": s["duration_s"],
-            "cpu_s": case.pipeline.cpu_s,
-            "cpu_ms_per_request_gross": 1000 * case.pipeline.cpu_s / requests,
-            "cpu_ms_per_request": 1000 * net_cpu / requests,
-            "maxrss_mb": case.pipeline.maxrss_mb,
-            "bare_requests_per_s": bare_requests / case.bare_result["elapsed_s"],
-            "bare_cpu_ms_per_request": 1000 * bare_net / bare_requests,
-            "ratio": (net_cpu / requests) / (bare_net / bare_requests),
-            "emulator_cpu_ms_per_request_pipeline": 1000 * case.pipeline_emulator_cpu_s / requests,
-            "emulator_cpu_ms_per_request_bare": 1000 * case.bare_emulator_cpu_s / bare_requests,
-            "requests": requests,
-        }
-        per_case.append(d)
+    per_case = [_case_figures(case, rows, pipeline_startup, bare_startup) for case in cases]
+    derived = _medians(per_case)
+    print(
+        f"\nthroughput: {rows:,} rows, rows_per_request 1, no latency, no limits; "
+        f"medians of {REPEATS} runs"
+    )
+    print(_grid(derived))
+    print(
+        f"pipeline start-up (--limit 0, best of 2): {pipeline_startup.cpu_s:.2f} s CPU, "
+        f"{pipeline_startup.wall_s:.2f} s wall, peak RSS {pipeline_startup.maxrss_mb:.0f} MB; "
+        f"bare client start-up: {bare_startup.cpu_s:.2f} s CPU"
+    )
+    print(
+        f"emulator, whole life (incl. warm-up and start-up runs): {usage.cpu_s:.1f} s CPU for "
+        f"{stats['requests']:,} requests, peak RSS {usage.maxrss_mb:.0f} MB"
+    )
+    _add_rows(table, derived, pipeline_startup, bare_startup)
+    return {
+        "rows": rows,
+        "medians": derived,
+        "runs": per_case,
+        "pipeline_startup": {
+            "cpu_s": pipeline_startup.cpu_s,
+            "wall_s": pipeline_startup.wall_s,
+            "maxrss_mb": pipeline_startup.maxrss_mb,
+        },
+        "bare_startup_cpu_s": bare_startup.cpu_s,
+        "emulator": {"cpu_s": usage.cpu_s, "maxrss_mb": usage.maxrss_mb, "stats": stats},
+    }
+
+
+def _case_figures(
+    case: Case, rows: int, pipeline_startup: Measured, bare_startup: Measured
+) -> dict[str, Any]:
+    """One repeat's figures; BenchError for a run that did not answer every request with 200."""
+    s = case.summary
+    requests = s["requests"]["sent"]
+    ok = s["requests"]["by_status"].get("200", 0)
+    done = s["rows"]["done_this_run"]
+    if done != rows or ok != requests:
+        raise BenchError(f"c={case.concurrency}: {done} rows done, statuses {s['requests']}")
+    bare_requests = case.bare_result["requests"]
+    if case.bare_result["statuses"].get("200") != bare_requests:
+        raise BenchError(f"bare c={case.concurrency}: {case.bare_result['statuses']}")
+    net_cpu = case.pipeline.cpu_s - pipeline_startup.cpu_s
+    bare_net = case.bare.cpu_s - bare_startup.cpu_s
+    return {
+        "concurrency": case.concurrency,
+        "rows_per_s": done / s["duration_s"],
+        "requests_per_s": requests / s["duration_s"],
+        "rows_per_s_wall": done / case.pipeline.wall_s,
+        "wall_s": case.pipeline.wall_s,
+        "duration_s": s["duration_s"],
+        "cpu_s": case.pipeline.cpu_s,
+        "cpu_ms_per_request_gross": 1000 * case.pipeline.cpu_s / requests,
+        "cpu_ms_per_request": 1000 * net_cpu / requests,
+        "maxrss_mb": case.pipeline.maxrss_mb,
+        "bare_requests_per_s": bare_requests / case.bare_result["elapsed_s"],
+        "bare_cpu_ms_per_request": 1000 * bare_net / bare_requests,
+        "ratio": (net_cpu / requests) / (bare_net / bare_requests),
+        "emulator_cpu_ms_per_request_pipeline": 1000 * case.pipeline_emulator_cpu_s / requests,
+        "emulator_cpu_ms_per_request_bare": 1000 * case.bare_emulator_cpu_s / bare_requests,
+        "requests": requests,
+    }
+
+
+def _medians(per_case: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One dict a concurrency: the median of each figure over its repeats, with two ranges."""
     derived = []
     for concurrency in dict.fromkeys(d["concurrency"] for d in per_case):
         reps = [d for d in per_case if d["concurrency"] == concurrency]
@@ -194,50 +233,37 @@ def _report(
         )
         median["repeats"] = len(reps)
         derived.append(median)
+    return derived
+
+
+def _grid(derived: list[dict[str, Any]]) -> str:
+    grid: list[list[str]] = []
     header = ["figure", *(f"c={d['concurrency']}" for d in derived)]
 
     def row(label: str, key: str, fmt: str) -> None:
-        grid.append([label, *(format(d[key], fmt) for d in derived)])
+        grid.append(figure_line(label, derived, key, fmt))
 
     row("pipeline rows/s (summary duration_s)", "rows_per_s", ",.0f")
-    grid.append(
-        [
-            "  min-max over repeats",
-            *(f"{d['rows_per_s_range'][0]:,.0f}-{d['rows_per_s_range'][1]:,.0f}" for d in derived),
-        ]
-    )
+    grid.append(range_line("  min-max over repeats", derived, "rows_per_s_range", ",.0f"))
     row("pipeline requests/s", "requests_per_s", ",.0f")
     row("pipeline rows/s incl. process start (wall)", "rows_per_s_wall", ",.0f")
     row("pipeline wall s", "wall_s", ".2f")
     row("pipeline CPU s (user+sys)", "cpu_s", ".2f")
     row("pipeline CPU ms/request, gross", "cpu_ms_per_request_gross", ".3f")
     row("pipeline CPU ms/request, net of start-up", "cpu_ms_per_request", ".3f")
-    grid.append(
-        [
-            "  min-max over repeats",
-            *(f"{d['cpu_ms_range'][0]:.3f}-{d['cpu_ms_range'][1]:.3f}" for d in derived),
-        ]
-    )
+    grid.append(range_line("  min-max over repeats", derived, "cpu_ms_range", ".3f"))
     row("pipeline peak RSS MB", "maxrss_mb", ".0f")
     row("bare aiohttp requests/s", "bare_requests_per_s", ",.0f")
     row("bare aiohttp CPU ms/request, net", "bare_cpu_ms_per_request", ".3f")
     row("ratio pipeline / bare CPU per request", "ratio", ".2f")
     row("emulator CPU ms/request (pipeline run)", "emulator_cpu_ms_per_request_pipeline", ".3f")
     row("emulator CPU ms/request (bare run)", "emulator_cpu_ms_per_request_bare", ".3f")
-    print(
-        f"\nthroughput: {rows:,} rows, rows_per_request 1, no latency, no limits; "
-        f"medians of {REPEATS} runs"
-    )
-    print(render_grid(header, grid))
-    print(
-        f"pipeline start-up (--limit 0, best of 2): {pipeline_startup.cpu_s:.2f} s CPU, "
-        f"{pipeline_startup.wall_s:.2f} s wall, peak RSS {pipeline_startup.maxrss_mb:.0f} MB; "
-        f"bare client start-up: {bare_startup.cpu_s:.2f} s CPU"
-    )
-    print(
-        f"emulator, whole life (incl. warm-up and start-up runs): {usage.cpu_s:.1f} s CPU for "
-        f"{stats['requests']:,} requests, peak RSS {usage.maxrss_mb:.0f} MB"
-    )
+    return render_grid(header, grid)
+
+
+def _add_rows(
+    table: Table, derived: list[dict[str, Any]], pipeline_startup: Measured, bare_startup: Measured
+) -> None:
     best = max(derived, key=lambda d: d["rows_per_s"])
     c = best["concurrency"]
     table.add(
@@ -271,15 +297,3 @@ def _report(
         f"{best['emulator_cpu_ms_per_request_pipeline']:.3f}",
         reference=f"{best['emulator_cpu_ms_per_request_bare']:.3f}",
     )
-    return {
-        "rows": rows,
-        "medians": derived,
-        "runs": per_case,
-        "pipeline_startup": {
-            "cpu_s": pipeline_startup.cpu_s,
-            "wall_s": pipeline_startup.wall_s,
-            "maxrss_mb": pipeline_startup.maxrss_mb,
-        },
-        "bare_startup_cpu_s": bare_startup.cpu_s,
-        "emulator": {"cpu_s": usage.cpu_s, "maxrss_mb": usage.maxrss_mb, "stats": stats},
-    }

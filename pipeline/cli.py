@@ -144,11 +144,11 @@ def run(
     max_characters: int | None,
 ) -> None:
     """Run a job; resume where an earlier run of it stopped."""
-    from pipeline.limits import Bounds
     from pipeline.logs import setup_logging
     from pipeline.progress import choose_mode
     from pipeline.runner import RunOptions
     from pipeline.runner import run as run_job
+    from pipeline.stopping import Bounds
 
     setup_logging(log_format)
     options = RunOptions(

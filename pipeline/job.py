@@ -83,44 +83,52 @@ def load_job(path: str | Path, kind_sections: Mapping[str, tuple[str, ...]]) -> 
     check.known(doc, "", allowed)
     name = check.string(doc, "name") or job_path.stem
 
+    return JobSpec(
+        path=job_path,
+        kind=kind,
+        name=name,
+        input=_input_spec(check, doc),
+        request=check.table(doc, "request"),
+        output=_output_spec(check, doc, job_path.parent),
+        api=_api_spec(check, doc),
+        sections={key: doc[key] for key in kind_sections[kind] if key in doc},
+    )
+
+
+def _input_spec(check: _Checker, doc: dict[str, Any]) -> InputSpec:
     raw_input = check.table(doc, "input", required=True)
     check.known(raw_input, "input", ("path", "key", "keep"))
     keep = check.get(raw_input, "input.keep", list, "a list of column names", default=[])
     if not all(isinstance(col, str) for col in keep):
         raise check.error("input.keep", "must be a list of column names (strings)")
-    input_spec = InputSpec(
+    return InputSpec(
         path=check.string(raw_input, "input.path", required=True),
         key=check.string(raw_input, "input.key", required=True),
         keep=tuple(keep),
     )
 
+
+def _output_spec(check: _Checker, doc: dict[str, Any], job_dir: Path) -> OutputSpec:
+    """``output.dir`` relative to the job file's folder, resolved."""
     raw_output = check.table(doc, "output", required=True)
     check.known(raw_output, "output", ("dir", "format"))
     output_dir = Path(check.string(raw_output, "output.dir", required=True))
-    output = OutputSpec(
-        dir=output_dir if output_dir.is_absolute() else (job_path.parent / output_dir).resolve(),
+    return OutputSpec(
+        dir=output_dir if output_dir.is_absolute() else (job_dir / output_dir).resolve(),
         format=check.choice(raw_output, "output.format", OUTPUT_FORMATS, default="parquet"),
     )
 
+
+def _api_spec(check: _Checker, doc: dict[str, Any]) -> ApiSpec:
     raw_api = check.table(doc, "api")
     check.known(raw_api, "api", tuple(ApiSpec.__dataclass_fields__))
-    api = ApiSpec(
+    return ApiSpec(
         base_url=check.string(raw_api, "api.base_url") or None,
         concurrency=check.integer(raw_api, "api.concurrency", 16, low=1, high=4096),
         requests_per_minute=check.optional_integer(raw_api, "api.requests_per_minute"),
         tokens_per_minute=check.optional_integer(raw_api, "api.tokens_per_minute"),
         max_attempts=check.integer(raw_api, "api.max_attempts", 6, low=1, high=100),
         timeout_s=check.number(raw_api, "api.timeout_s", 60.0),
-    )
-    return JobSpec(
-        path=job_path,
-        kind=kind,
-        name=name,
-        input=input_spec,
-        request=check.table(doc, "request"),
-        output=output,
-        api=api,
-        sections={key: doc[key] for key in kind_sections[kind] if key in doc},
     )
 
 

@@ -23,19 +23,19 @@ from typing import Any
 
 import orjson
 
+from pipeline.journal_batches import ADOPTED, BatchLedger
 from pipeline.journal_records import NewRow, PendingRow, Settled, State, built, request_hash
 from pipeline.journal_results import RESULT_COLUMNS, STORE, ResultsLedger, Transaction
 from pipeline.journal_schema import SCHEMA, SCHEMA_VERSION, corrupt, migrate, open_readonly
 from pipeline.lock import LOCK_FILE, OutputLock
 
 __all__ = ["LOCK_FILE", "RESULT_COLUMNS", "SCHEMA_VERSION", "STORE", "NewRow", "OutputLock"]
-__all__ += ["PendingRow", "Settled", "State", "request_hash"]
+__all__ += ["ADOPTED", "PendingRow", "Settled", "State", "request_hash"]
 
 STATE_DIR = ".pipeline"
 JOURNAL_FILE = "journal.sqlite"
 KEY_FAMILY = "key_family"  # meta: text | integer | date, the family of the keys held
 JOB_IDENTITY = "job"  # meta: the job this folder belongs to (kind, key column, name)
-ADOPTED = "adopted"  # request_hash of a key adopted from output files (--rebuild-journal)
 BACKLOG_ROWS = 100_000  # done rows held before the results are flushed mid-run
 
 
@@ -57,7 +57,7 @@ def rows_held(output_dir: Path) -> int:
         db.close()
 
 
-class Journal(ResultsLedger):
+class Journal(ResultsLedger, BatchLedger):
     """The SQLite journal of one output folder; all writes happen on the event loop's thread."""
 
     def __init__(self, output_dir: Path, *, readonly: bool = False) -> None:

@@ -71,6 +71,10 @@ CREATE TABLE IF NOT EXISTS parts (      -- each flush of results: its rows live 
     id INTEGER PRIMARY KEY,             -- the number rows.part holds
     file INTEGER NOT NULL               -- part-<file>.parquet (0: the one appended csv/jsonl)
 );
+CREATE TABLE IF NOT EXISTS batch_digests (  -- input batches unchanged since checked (feed.py)
+    batch INTEGER PRIMARY KEY,              -- position in the input, in READ_BATCH_ROWS rows
+    digest TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS moved (      -- results to take out of their part before the next
     key TEXT PRIMARY KEY,               -- flush writes the key's new result (--redo-changed,
     part INTEGER NOT NULL               -- --retry-failed): never two rows for one key

@@ -19,7 +19,6 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import TypeVar
 
 from tenacity import (
@@ -31,8 +30,9 @@ from tenacity import (
     wait_random,
 )
 
-from pipeline.errors import ApiError, PipelineError, RejectedApiError, TransientApiError
+from pipeline.errors import ApiError, RejectedApiError, TransientApiError
 from pipeline.stats import RunStats
+from pipeline.stopping import NO_BOUNDS, Bounds, Stopped, Stopper
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,69 +44,6 @@ BACKOFF_JITTER_S = 0.5
 RETRY_AFTER_MAX_S = 120.0  # never trust a server asking for longer than this
 RETRY_AFTER_JITTER_S = 0.05
 OVER_TOKEN_LIMIT = "over_token_limit"  # the error_type of a request larger than the TPM limit
-
-
-class Stopped(PipelineError):
-    """The run was asked to stop while this request waited; it was not sent."""
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """Where a run stops by itself, cleanly and resumably (a cron window); None: no bound."""
-
-    max_requests: int | None = None
-    max_characters: int | None = None
-
-
-class Stopper:
-    """The run's stop flag, why it was raised, and sleeps that end as soon as it is."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-        self.reason: str | None = None
-        self._listeners: list[Callable[[], None]] = []
-
-    @property
-    def stopped(self) -> bool:
-        return self.event.is_set()
-
-    def stop(self, reason: str = "stopped") -> None:
-        if self.event.is_set():
-            return
-        self.reason = reason
-        self.event.set()
-        for listener in self._listeners:
-            listener()
-
-    def on_stop(self, listener: Callable[[], None]) -> None:
-        self._listeners.append(listener)
-
-    async def sleep(self, seconds: float) -> None:
-        """Sleep, or raise Stopped at once when the run stops."""
-        if self.event.is_set():
-            raise Stopped("stopping")
-        if seconds <= 0:
-            return
-        try:
-            await asyncio.wait_for(self.event.wait(), seconds)
-        except TimeoutError:
-            return
-        raise Stopped("stopping")
-
-    async def wait(self, event: asyncio.Event) -> None:
-        """Wait for ``event``, or raise Stopped at once when the run stops."""
-        if not event.is_set():
-            waiters = [
-                asyncio.ensure_future(event.wait()),
-                asyncio.ensure_future(self.event.wait()),
-            ]
-            try:
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
-        if self.event.is_set():
-            raise Stopped("stopping")
 
 
 class OverLimit(Exception):
@@ -258,7 +195,7 @@ class RetryPolicy:
         limiter: RateLimiter,
         stats: RunStats,
         stopper: Stopper,
-        bounds: Bounds = Bounds(),
+        bounds: Bounds = NO_BOUNDS,
     ):
         self.bounds = bounds
         self.max_attempts = max_attempts
@@ -341,14 +278,9 @@ class RetryPolicy:
 
     def _check_bounds(self) -> None:
         """Stop the run (cleanly) instead of sending past --max-requests / --max-characters."""
-        bounds, stats = self.bounds, self.stats
-        if bounds.max_requests is not None and stats.requests >= bounds.max_requests:
-            self.stopper.stop("max_requests")
-        elif (
-            bounds.max_characters is not None
-            and stats.tally.get("characters_sent", 0) >= bounds.max_characters
-        ):
-            self.stopper.stop("max_characters")
+        reached = self.bounds.reached(self.stats)
+        if reached is not None:
+            self.stopper.stop(reached)
         if self.stopper.stopped:
             raise Stopped(self.stopper.reason or "stopping")
 

@@ -22,9 +22,10 @@ Stage = Literal["build", "request", "response", "run"]
 
 @dataclass(frozen=True)
 class Success:
-    """The kind's result columns for one row."""
+    """The kind's result columns for one row, and what it adds to the run's totals."""
 
     columns: Mapping[str, Any]
+    counts: Mapping[str, float] = field(default_factory=dict)  # summary.json: audio_seconds
 
 
 @dataclass(frozen=True)

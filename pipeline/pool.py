@@ -1,6 +1,8 @@
-"""The worker pool: a bounded queue of items, N workers, each item through kind.send to the journal.
+"""The asyncio worker pool, the first ``Executor``: a bounded queue of rows, N workers, each
+taking a pack of rows (within the kind's rows per request and the TPM limit), carrying their
+flow (``executor.RowWork``) and committing the outcomes to the journal.
 
-A worker holds one request at a time and waits for the journal's commit before taking the next,
+A worker holds one flow at a time and waits for the journal's commit before taking the next,
 so the rows that may be sent twice after a crash are at most the requests in flight.
 """
 
@@ -15,13 +17,14 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import asdict
 
-from pipeline.api import Call, Session
 from pipeline.errors import ApiError, FatalApiError, StorageError
+from pipeline.executor import RowWork
 from pipeline.journal import Journal, Settled
-from pipeline.kinds import Failure, Item, Kind, Outcome
-from pipeline.limits import Stopped, Stopper
+from pipeline.kinds import Failure, Item, Kind, Outcome, Success
 from pipeline.stats import RunStats
-from pipeline.writers import journal_error
+from pipeline.stopping import Stopped, Stopper
+from pipeline.transport import Transport
+from pipeline.writers import OutputFiles, journal_error
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +37,14 @@ END = _End()
 
 
 class Pool:
-    """Workers that drain ``queue`` until END, or until the stopper is raised."""
+    """Workers that drain the queue until END, or until the stopper is raised (an Executor)."""
 
     def __init__(
         self,
         kind: Kind,
-        session: Session,
+        transport: Transport,
         journal: Journal,
+        files: OutputFiles,
         stats: RunStats,
         stopper: Stopper,
         concurrency: int,
@@ -49,8 +53,9 @@ class Pool:
         self.stop_grace_s = stop_grace_s  # how long requests in flight may finish after a stop
         self._workers: list[asyncio.Task[None]] = []
         self.kind = kind
-        self.session = session
+        self.transport = transport
         self.journal = journal
+        self.files = files
         self.stats = stats
         self.stopper = stopper
         self.concurrency = concurrency
@@ -63,6 +68,12 @@ class Pool:
         self._held: deque[Item] = deque()  # taken from the queue but left out of a full pack
         self._result_columns = kind.result_schema.names
         stopper.on_stop(self._wake)
+
+    async def submit(self, item: Item) -> None:
+        await self.queue.put(item)
+
+    async def finish(self) -> None:
+        await self.queue.put(END)
 
     def stop(self, reason: str = "stopped") -> None:
         """Stop taking work; workers finish the requests they hold."""
@@ -106,7 +117,7 @@ class Pool:
                 self.queue.put_nowait(END)  # let the other workers see it too
             return None
         items = [first]
-        limit = self.session.policy.limiter.tokens_per_request()
+        limit = self.transport.policy.limiter.tokens_per_request()
         tokens = first.tokens
         while len(items) < self.kind.rows_per_request:
             try:
@@ -125,16 +136,11 @@ class Pool:
 
     async def _process(self, items: Sequence[Item]) -> None:
         keys = [item.key for item in items]
-        request_id = next(self._request_ids)
-
-        async def mark_sent() -> None:
-            await self.journal.mark_sent(keys, request_id)
-
-        call = Call(self.session, mark_sent)
+        work = RowWork(keys, next(self._request_ids), self.journal, self.files, self.stopper)
         try:
-            outcomes = await self.kind.send(call, items)
+            outcomes = await work.carry(self.kind.flow(items), self.transport)
         except Stopped:
-            await self._unsend(keys, call.attempts)
+            await self._unsend(keys, work.attempts[0])
             return
         except FatalApiError as error:
             log.error(
@@ -145,11 +151,11 @@ class Pool:
             )
             self.fatal = self.fatal or error
             self.stop("fatal_api_error")
-            await self._unsend(keys, call.attempts)
+            await self._unsend(keys, work.attempts[0])
             return
         except (StorageError, sqlite3.Error) as error:
             self._storage_failed(error)
-            await self._unsend(keys, call.attempts)
+            await self._unsend(keys, work.attempts[0])
             return
         except ApiError as error:  # retries ran out
             outcomes = [Failure.from_api(error)] * len(items)
@@ -165,7 +171,7 @@ class Pool:
             outcomes = [Failure("request", "internal_error", f"{type(error).__name__}: {error}")]
             outcomes *= len(items)
         try:
-            await self._settle(items, outcomes, call.attempts)
+            await self._settle(items, outcomes, work.attempts[0])
         except sqlite3.Error as error:  # the answer is lost: the rows stay 'sent', sent again
             self._storage_failed(error)
 
@@ -178,7 +184,7 @@ class Pool:
     def _storage_failed(self, error: StorageError | sqlite3.Error) -> None:
         """The output folder cannot be written: no row is failed for it; the run stops."""
         if isinstance(error, sqlite3.Error):
-            error = journal_error(self.session.files.output_dir, error)
+            error = journal_error(self.files.output_dir, error)
         if self.storage_error is None:
             log.error("stopping: %s", error)
             self.storage_error = error
@@ -192,6 +198,12 @@ class Pool:
                 settled.append(Settled(item.key, attempts, error=asdict(outcome)))
             else:
                 self.stats.rows_done += 1
+                self._count(outcome)
                 values = [outcome.columns.get(name) for name in self._result_columns]
                 settled.append(Settled(item.key, attempts, result=values))
         await self.journal.settle(settled)
+
+    def _count(self, outcome: Success) -> None:
+        tally = self.stats.tally
+        for name, amount in outcome.counts.items():
+            tally[name] += amount

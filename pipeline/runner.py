@@ -19,7 +19,6 @@ from typing import Any
 import polars as pl
 
 from pipeline import folder, keys, logs
-from pipeline.api import Session
 from pipeline.errors import JobError, StorageError
 from pipeline.feed import Scope, count_unread, feed
 from pipeline.http import Http
@@ -28,13 +27,15 @@ from pipeline.journal import (
     Journal,
     OutputLock,
 )
-from pipeline.limits import Bounds, RateLimiter, RetryPolicy, Stopper
+from pipeline.limits import RateLimiter, RetryPolicy
 from pipeline.plan import Plan, make_plan
 from pipeline.pool import Pool
 from pipeline.progress import Mode, report
 from pipeline.stats import RunStats
+from pipeline.stopping import Bounds, Stopper
 from pipeline.store import ResultsStore
 from pipeline.summary import Outcome, build_summary
+from pipeline.transport import Transport
 from pipeline.writers import (
     OutputFiles,
     journal_error,
@@ -156,9 +157,16 @@ async def _run(plan: Plan, base_url: str, api_key: str | None, options: RunOptio
         base_url, api_key, job.api.timeout_s, job.api.concurrency, observe=limiter.observe
     ) as http:
         files = OutputFiles(job.output.dir, journal)
-        session = Session(http, policy, files, stats.tally, journal)
+        transport = Transport(http, policy)
         pool = Pool(
-            kind, session, journal, stats, stopper, job.api.concurrency, options.stop_grace_s
+            kind,
+            transport,
+            journal,
+            files,
+            stats,
+            stopper,
+            job.api.concurrency,
+            options.stop_grace_s,
         )
         _on_signals(pool)
         flush_failed = _watch_backlog(journal, store, pool)

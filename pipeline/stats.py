@@ -24,6 +24,7 @@ class RunStats:
     tokens: int = 0  # estimated tokens sent (TPM accounting)
     resent_requests: int = 0  # requests found in flight after a crash, sent again
     resent_rows: int = 0
+    characters_sent: int = 0  # text characters in the requests answered (--max-characters)
     # kind-specific totals for summary.json; counted from int 0, so counts stay whole numbers
     # and only amounts that are fractions (audio seconds) become floats
     tally: defaultdict[str, float] = field(default_factory=lambda: defaultdict(int))

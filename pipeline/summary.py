@@ -57,6 +57,7 @@ def build_summary(
             "rows_per_s": snap["rows_per_s"],
         },
         "tokens_estimated": stats.tokens,
+        "characters_sent": stats.characters_sent,
         **{name: round(value, 3) for name, value in sorted(stats.tally.items())},
         "sent_again_after_crash": {
             "this_run": {"requests": stats.resent_requests, "rows": stats.resent_rows},

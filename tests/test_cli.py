@@ -12,11 +12,10 @@ import polars as pl
 import pytest
 
 from pipeline import runner
-from pipeline.api import Call
 from pipeline.journal import Journal, OutputLock
 from pipeline.kinds import moderation
 from pipeline.kinds.base import Item
-from pipeline.outcomes import Outcome
+from pipeline.steps import Flow
 from tests.conftest import (
     FAKE_KEY,
     StartEmulator,
@@ -170,14 +169,15 @@ def test_a_bug_while_sending_fails_only_its_rows_without_a_traceback(
 ) -> None:
     server = emulator()
     job = write_job(tmp_path, DATA, api={"concurrency": 1})
-    real_send = moderation.Moderation.send
+    real_flow = moderation.Moderation.flow
 
-    async def send(self: moderation.Moderation, call: Call, items: Sequence[Item]) -> list[Outcome]:
+    def flow(self: moderation.Moderation, items: Sequence[Item]) -> Flow:
+        outcomes = yield from real_flow(self, items)  # a bug while shaping the answer
         if any(item.key == "r007" for item in items):
             raise KeyError("a bug")
-        return await real_send(self, call, items)
+        return outcomes
 
-    monkeypatch.setattr(moderation.Moderation, "send", send)
+    monkeypatch.setattr(moderation.Moderation, "flow", flow)
     result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
     assert result.exit_code == 1
     errors = read_output(job, "errors")
@@ -188,6 +188,28 @@ def test_a_bug_while_sending_fails_only_its_rows_without_a_traceback(
     assert "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if "internal error" in line]
     assert "first key 'r007': KeyError" in line
+
+
+def test_a_kind_that_miscounts_its_outcomes_fails_only_those_rows(
+    tmp_path: Path, emulator: StartEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One outcome per row is the flow's contract: a pack answered with one outcome too few
+    must not shift answers onto the wrong keys, nor crash the run."""
+    server = emulator()
+    job = write_job(tmp_path, DATA, api={"concurrency": 1}, moderation={"rows_per_request": 5})
+    real_flow = moderation.Moderation.flow
+
+    def flow(self: moderation.Moderation, items: Sequence[Item]) -> Flow:
+        outcomes = yield from real_flow(self, items)
+        return outcomes[1:] if any(item.key == "r007" for item in items) else outcomes
+
+    monkeypatch.setattr(moderation.Moderation, "flow", flow)
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 1
+    errors = read_output(job, "errors")
+    assert sorted(errors["id"]) == ["r005", "r006", "r007", "r008", "r009"]
+    assert set(errors["message"]) == {"RuntimeError: the flow gave 4 outcomes for 5 rows"}
+    assert len(read_output(job, "results")) == 45
 
 
 def test_serve_on_a_port_in_use_is_exit_2_naming_the_option(emulator: StartEmulator) -> None:

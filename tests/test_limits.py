@@ -13,8 +13,9 @@ from pipeline.emulator import RunningEmulator
 from pipeline.errors import FatalApiError, RejectedApiError, TransientApiError
 from pipeline.http import error_for, retry_after
 from pipeline.journal import Journal
-from pipeline.limits import RateLimiter, RetryPolicy, Stopped, Stopper
+from pipeline.limits import RateLimiter, RetryPolicy
 from pipeline.stats import RunStats
+from pipeline.stopping import Stopped, Stopper
 from tests.conftest import StartEmulator, read_output, run_cli, write_job
 
 

@@ -9,9 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import readers
 from pipeline.errors import JobError
-from pipeline.readers import InputInfo, find_files, inspect, iter_batches
+from pipeline.readers import InputInfo, find_files, inspect, iter_batches, parsing
 
 
 def write(path: Path, data: bytes | str) -> Path:
@@ -100,7 +99,7 @@ def test_jsonl_round_trip_skips_blank_lines_and_bom(tmp_path: Path, suffix: str)
 
 
 def test_jsonl_across_many_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(readers, "_JSONL_BLOCK_BYTES", 50)  # lines straddle block edges
+    monkeypatch.setattr(parsing, "_JSONL_BLOCK_BYTES", 50)  # lines straddle block edges
     rows = [{"id": f"k{i}", "text": "é" * (i % 7)} for i in range(40)]
     files = (write_jsonl(tmp_path / "rows.jsonl", rows),)
     assert inspect(files, "id").rows == 40
@@ -343,8 +342,8 @@ def test_unparseable_files_name_the_file_and_problem(
 def test_jsonl_type_change_after_inference_points_at_the_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(readers, "_JSONL_INFER_LINES", 2)
-    monkeypatch.setattr(readers, "_JSONL_BLOCK_BYTES", 30)
+    monkeypatch.setattr(parsing, "_JSONL_INFER_LINES", 2)
+    monkeypatch.setattr(parsing, "_JSONL_BLOCK_BYTES", 30)
     rows: list[dict[str, object]] = [
         {"id": 1, "n": 1},
         {"id": 2, "n": 2},

@@ -79,12 +79,24 @@ async def inject(
     if name in BODY_FAULTS:
         return None
     if name in ("huge_body", "huge_chunked"):
-        return await _huge(request, huge_body_bytes, chunked=name == "huge_chunked")
+        return await _huge_answer(request, huge_body_bytes, chunked=name == "huge_chunked")
     if name in ("echo_key", "echo_key_401"):
         raise _echo_key(name, request.headers.get("Authorization", ""))
+    reply = _error_reply(name, retry_after_ms)
+    if reply is not None:
+        raise reply
+    if name != "drop":
+        raise ValueError(f"unknown fault {name!r}")
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=200)  # never written: the connection is gone
+
+
+def _error_reply(name: str, retry_after_ms: int) -> ApiReply | None:
+    """The HTTP error answer fault ``name`` stands for; None for a fault that is not one."""
     if name == "429":
         seconds = math.ceil(retry_after_ms / 1000)
-        raise ApiReply(
+        return ApiReply(
             429,
             error_body(
                 f"Rate limit reached for requests {_INJECTED}. "
@@ -95,7 +107,7 @@ async def inject(
             {"retry-after": str(seconds), "retry-after-ms": str(retry_after_ms)},
         )
     if name == "quota":
-        raise ApiReply(
+        return ApiReply(
             429,
             error_body(
                 "You exceeded your current quota, please check your plan and billing details. "
@@ -105,7 +117,7 @@ async def inject(
             ),
         )
     if name == "401":
-        raise ApiReply(
+        return ApiReply(
             401,
             error_body(
                 f"Incorrect API key provided {_INJECTED}.",
@@ -119,12 +131,8 @@ async def inject(
             "502": "Bad gateway.",
             "503": "The server is overloaded or not ready yet.",
         }
-        raise ApiReply(int(name), error_body(f"{messages[name]} {_INJECTED}", "server_error"))
-    if name != "drop":
-        raise ValueError(f"unknown fault {name!r}")
-    if request.transport is not None:
-        request.transport.close()
-    return web.Response(status=200)  # never written: the connection is gone
+        return ApiReply(int(name), error_body(f"{messages[name]} {_INJECTED}", "server_error"))
+    return None
 
 
 def _echo_key(name: str, authorization: str) -> ApiReply:
@@ -148,7 +156,7 @@ def _echo_key(name: str, authorization: str) -> ApiReply:
     )
 
 
-async def _huge(request: web.Request, size: int, *, chunked: bool) -> web.StreamResponse:
+async def _huge_answer(request: web.Request, size: int, *, chunked: bool) -> web.StreamResponse:
     """A 200 of ``size`` spaces, written block by block until sent or the client hangs up."""
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     if chunked:

@@ -1,7 +1,8 @@
-"""What every request kind provides, and the records that flow between reader, pool and journal.
+"""What every request kind provides, and the record of a built row.
 
-A kind builds one ``Item`` per input row (or raises RowError), sends a list of items as one
-request or workflow, and returns one ``Outcome`` per item, in order. The pool never looks inside.
+A kind builds one ``Item`` per input row (or raises RowError) and describes, for the items of
+one request, the flow that carries them (``steps.py``): the requests as data, and one
+``Outcome`` per item from the answers. It never sends anything itself: an executor does.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from typing import Any, ClassVar, Protocol
 
 import pyarrow as pa
 
-from pipeline.api import Call
-from pipeline.outcomes import Outcome
+from pipeline.steps import Flow
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,11 @@ class Item:
     tokens: int = 1
     requests: int = 1  # requests this row needs on its own (a long text split in chunks)
     characters: int = 0  # characters of text it sends
-    progress: Any = None  # what an earlier attempt recorded with Call.note (a run's ids)
+    progress: Any = None  # what an earlier attempt recorded with a Note step (a run's ids)
 
 
 class Kind(Protocol):
-    """A request kind: build, validate, send and shape one kind of request."""
+    """A request kind: build and validate rows, describe their requests, shape the answers."""
 
     name: ClassVar[str]
     sections: ClassVar[tuple[str, ...]]  # the job file's top-level tables this kind owns
@@ -41,11 +41,9 @@ class Kind(Protocol):
         """One row -> an Item; RowError says why the row cannot be a valid request."""
         ...
 
-    async def send(self, call: Call, items: Sequence[Item]) -> list[Outcome]:
-        """Send the items (one request or a workflow); one Outcome per item, in order.
-
-        Raises FatalApiError (the job stops) or Stopped; anything per row is a Failure.
-        """
+    def flow(self, items: Sequence[Item]) -> Flow:
+        """The steps that carry these items (one request, or a workflow), returning one
+        Outcome per item, in order (see ``steps.py``)."""
         ...
 
     def describe(self) -> str:

@@ -13,12 +13,12 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from pipeline.api import Call
-from pipeline.errors import JobError, RejectedApiError, RowError
+from pipeline.errors import JobError, RowError
+from pipeline.http import Answer
 from pipeline.job import JobSpec
 from pipeline.kinds.base import Item
-from pipeline.limits import OVER_TOKEN_LIMIT
 from pipeline.outcomes import Failure, Outcome, Success
+from pipeline.steps import Flow, Request, packed
 from pipeline.templates import as_text, compile_template
 from pipeline.tokens import estimate_tokens
 
@@ -38,7 +38,6 @@ CATEGORIES = (
     "violence/graphic",
 )
 MAX_ROWS_PER_REQUEST = 1000
-SPLIT_STATUSES = frozenset({400, 413})  # the content was refused: halve and find the bad row
 # a result is ~1.5 KB (13 flags, 13 scores, applied input types); 64 KiB a row is generous
 ANSWER_BYTES_PER_ROW = 64 * 2**10
 ANSWER_BYTES_BASE = 64 * 2**10
@@ -131,34 +130,37 @@ class Moderation:
             return Item(key, value, max(tokens, 1), characters=sum(map(len, texts)))
         raise RowError(f"input must be text, got {_describe(value)}", field="input")
 
-    async def send(self, call: Call, items: Sequence[Item]) -> list[Outcome]:
+    def flow(self, items: Sequence[Item]) -> Flow:
         if len(items) > 1 and not all(isinstance(item.payload, str) for item in items):
-            return [outcome for item in items for outcome in await self.send(call, [item])]
-        packed = len(items) > 1 or self.rows_per_request > 1
-        body = {
-            "model": self.model,
-            "input": [item.payload for item in items] if packed else items[0].payload,
-        }
-        try:
-            answer = await call.post(
-                "/moderations",
-                body,
-                tokens=sum(i.tokens for i in items),
-                max_bytes=ANSWER_BYTES_BASE + ANSWER_BYTES_PER_ROW * len(items),
-            )
-        except RejectedApiError as error:
-            refused = error.http_status in SPLIT_STATUSES or error.error_type == OVER_TOKEN_LIMIT
-            if len(items) > 1 and refused:  # the limit fell after this pack was made: halve it
-                half = len(items) // 2
-                return await self.send(call, items[:half]) + await self.send(call, items[half:])
-            return [Failure.from_api(error)] * len(items)
-        return _shape(answer.data, len(items))
+            outcomes: list[Outcome] = []  # a multimodal row gets its own request
+            for item in items:
+                outcomes += yield from packed([item], self.request, _outcomes)
+            return outcomes
+        return (yield from packed(items, self.request, _outcomes))
+
+    def request(self, items: Sequence[Item]) -> Request:
+        """One CreateModerationRequest for these rows (an array input when packing)."""
+        array = len(items) > 1 or self.rows_per_request > 1
+        return Request(
+            "POST",
+            "/moderations",
+            {
+                "model": self.model,
+                "input": [item.payload for item in items] if array else items[0].payload,
+            },
+            tokens=sum(item.tokens for item in items),
+            max_bytes=ANSWER_BYTES_BASE + ANSWER_BYTES_PER_ROW * len(items),
+        )
 
     def describe(self) -> str:
         return (
             f"POST /v1/moderations, model {self.model}, "
             f"up to {self.rows_per_request} row(s) per request"
         )
+
+
+def _outcomes(items: Sequence[Item], answer: Answer) -> list[Outcome]:
+    return _shape(answer.data, len(items))
 
 
 def _shape(data: Any, expected: int) -> list[Outcome]:

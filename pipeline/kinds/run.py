@@ -4,7 +4,8 @@ Messages are CreateMessageRequest bodies (``[[messages]]``), the run a CreateRun
 (``[request]``); both are rendered per row and validated against OpenAI's published schemas
 (shipped in ``schemas/``) plus the metadata limits the spec states only in prose. The run is
 carried out on the ``assistants`` protocol (threads and runs) or the ``responses`` protocol
-(``POST /v1/responses`` with assistant definitions from the job file): see ``_run_flows.py``.
+(``POST /v1/responses`` with assistant definitions from the job file): see
+``run_protocols.py``.
 """
 
 from __future__ import annotations
@@ -19,18 +20,17 @@ from typing import Any, ClassVar
 import jsonschema
 import pyarrow as pa
 
-from pipeline.api import Call
 from pipeline.errors import JobError, RowError
 from pipeline.job import DEFAULT_BASE_URL, JobSpec, resolve_base_url
-from pipeline.kinds._run_flows import (
+from pipeline.kinds.base import Item
+from pipeline.kinds.run_protocols import (
     ASSISTANT_FIELDS,
     RunSettings,
     run_on_assistants,
     run_on_responses,
     unmapped_fields,
 )
-from pipeline.kinds.base import Item
-from pipeline.outcomes import Outcome, Success
+from pipeline.steps import Flow
 from pipeline.templates import Template, as_text, compile_template
 from pipeline.tokens import estimate_tokens
 
@@ -74,49 +74,9 @@ class Run:
 
     def __init__(self, job: JobSpec) -> None:
         where = str(job.path)
-        messages = job.sections.get("messages", [])
-        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-            raise JobError(
-                "must be [[messages]] tables (role, content)", path=where, field="messages"
-            )
-        if not messages and "additional_messages" not in job.request:
-            raise JobError(
-                "add at least one [[messages]] table with role and content",
-                path=where,
-                field="messages",
-            )
-        for index, message in enumerate(messages):
-            _known_fields(message, "CreateMessageRequest", f"messages[{index}]", where)
-        _known_fields(job.request, "CreateRunRequest", "request", where)
-        if "assistant_id" not in job.request:
-            raise JobError(
-                'is required: add assistant_id = "asst_..." to [request]',
-                path=where,
-                field="request.assistant_id",
-            )
-        options = dict(job.sections.get("run", {}))
-        unknown = sorted(set(options) - set(RUN_OPTIONS))
-        if unknown:
-            raise JobError(
-                f"unknown key; known: {', '.join(RUN_OPTIONS)}",
-                path=where,
-                field=f"run.{unknown[0]}",
-            )
-        default = "responses" if resolve_base_url(job, None) == DEFAULT_BASE_URL else "assistants"
-        protocol = options.get("protocol", default)
-        if protocol not in PROTOCOLS:
-            raise JobError(
-                f"must be one of {', '.join(PROTOCOLS)}, got {protocol!r}",
-                path=where,
-                field="run.protocol",
-            )
-        self.settings = RunSettings(
-            protocol=protocol,
-            timeout_s=_positive(options, "timeout_s", 600.0, where),
-            poll_interval_s=_positive(options, "poll_interval_s", 0.5, where, MIN_POLL_S),
-            poll_max_interval_s=_positive(options, "poll_max_interval_s", 5.0, where, MIN_POLL_S),
-            assistants=_assistants(job.sections.get("assistants", {}), where),
-        )
+        messages = _checked_messages(job, where)
+        self.settings = _settings(job, where)
+        protocol = self.settings.protocol
         try:
             self.messages: list[Template] = [
                 compile_template(m, f"messages[{i}]") for i, m in enumerate(messages)
@@ -164,14 +124,11 @@ class Run:
         payload = {"messages": messages, "run": run}
         return Item(key, payload, estimate_tokens(text), requests=requests, characters=len(text))
 
-    async def send(self, call: Call, items: Sequence[Item]) -> list[Outcome]:
+    def flow(self, items: Sequence[Item]) -> Flow:
         (item,) = items
-        flow = run_on_responses if self.settings.protocol == "responses" else run_on_assistants
-        outcome = await flow(call, item, self.settings)
-        if isinstance(outcome, Success):
-            for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
-                call.tally[name] += outcome.columns.get(name) or 0
-        return [outcome]
+        if self.settings.protocol == "responses":
+            return run_on_responses(item, self.settings)
+        return run_on_assistants(item, self.settings)
 
     def describe(self) -> str:
         if self.settings.protocol == "responses":
@@ -186,6 +143,54 @@ class Run:
                 self.unmapped
             )
         return line
+
+
+def _checked_messages(job: JobSpec, where: str) -> list[dict[str, Any]]:
+    """The [[messages]] tables and [request], with no field their schemas do not name."""
+    messages = job.sections.get("messages", [])
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise JobError("must be [[messages]] tables (role, content)", path=where, field="messages")
+    if not messages and "additional_messages" not in job.request:
+        raise JobError(
+            "add at least one [[messages]] table with role and content",
+            path=where,
+            field="messages",
+        )
+    for index, message in enumerate(messages):
+        _known_fields(message, "CreateMessageRequest", f"messages[{index}]", where)
+    _known_fields(job.request, "CreateRunRequest", "request", where)
+    if "assistant_id" not in job.request:
+        raise JobError(
+            'is required: add assistant_id = "asst_..." to [request]',
+            path=where,
+            field="request.assistant_id",
+        )
+    return messages
+
+
+def _settings(job: JobSpec, where: str) -> RunSettings:
+    """[run] and [assistants]: the protocol (by default the one the base URL speaks), polling."""
+    options = dict(job.sections.get("run", {}))
+    unknown = sorted(set(options) - set(RUN_OPTIONS))
+    if unknown:
+        raise JobError(
+            f"unknown key; known: {', '.join(RUN_OPTIONS)}", path=where, field=f"run.{unknown[0]}"
+        )
+    default = "responses" if resolve_base_url(job, None) == DEFAULT_BASE_URL else "assistants"
+    protocol = options.get("protocol", default)
+    if protocol not in PROTOCOLS:
+        raise JobError(
+            f"must be one of {', '.join(PROTOCOLS)}, got {protocol!r}",
+            path=where,
+            field="run.protocol",
+        )
+    return RunSettings(
+        protocol=protocol,
+        timeout_s=_positive(options, "timeout_s", 600.0, where),
+        poll_interval_s=_positive(options, "poll_interval_s", 0.5, where, MIN_POLL_S),
+        poll_max_interval_s=_positive(options, "poll_max_interval_s", 5.0, where, MIN_POLL_S),
+        assistants=_assistants(job.sections.get("assistants", {}), where),
+    )
 
 
 def _known_fields(body: Mapping[str, Any], schema: str, field: str, where: str) -> None:

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
+from functools import partial
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
 from pipeline import audio
-from pipeline.api import Call
 from pipeline.errors import JobError, RejectedApiError, RowError, TransientApiError
 from pipeline.http import Answer
 from pipeline.job import JobSpec
 from pipeline.kinds.base import Item
-from pipeline.outcomes import Failure, Outcome, Success
+from pipeline.outcomes import Failure, Success
+from pipeline.steps import Flow, Request, Save
 from pipeline.templates import Template, as_text, compile_template
 from pipeline.textsplit import SPEECH_INPUT_LIMIT, split_text
 from pipeline.tokens import estimate_tokens
@@ -161,7 +162,8 @@ class Speech:
             characters=len(text),
         )
 
-    async def send(self, call: Call, items: Sequence[Item]) -> list[Outcome]:
+    def flow(self, items: Sequence[Item]) -> Flow:
+        """One request per chunk, in order; the pieces joined and saved as the row's file."""
         (item,) = items
         body, fmt = item.payload["body"], item.payload["body"]["response_format"]
         text: str = body["input"]
@@ -169,38 +171,34 @@ class Speech:
         pieces = []
         try:
             for chunk in chunks:
-                answer = await call.post(
+                answer = yield Request(
+                    "POST",
                     "/audio/speech",
                     {**body, "input": chunk},
                     tokens=estimate_tokens(chunk),
+                    characters=len(chunk),
                     expect="bytes",
-                    check=_complete_audio(fmt),
                     max_bytes=answer_cap(chunk, fmt, body.get("speed", 1.0)),
+                    check=partial(check_complete_audio, fmt),
                 )
                 pieces.append(answer.data)
-                call.tally["characters_sent"] += len(chunk)
         except RejectedApiError as error:
             return [Failure.from_api(error)]
         data = audio.join(pieces, fmt) if len(pieces) > 1 else pieces[0]
         duration = audio.duration_s(data, fmt)
-        relative = call.files.claim(AUDIO_FOLDER, item.payload["stem"], f".{fmt}", item.key)
-        call.files.write(relative, data)
-        call.tally["audio_seconds"] += duration
+        relative = yield Save(AUDIO_FOLDER, item.payload["stem"], f".{fmt}", item.key, data)
         voice = body["voice"]
-        return [
-            Success(
-                {
-                    "audio_path": relative,
-                    "format": fmt,
-                    "bytes": len(data),
-                    "duration_s": round(duration, 3),
-                    "chars": len(text),
-                    "chunks": len(chunks),
-                    "voice": voice["id"] if isinstance(voice, dict) else voice,
-                    "model": body["model"],
-                }
-            )
-        ]
+        columns = {
+            "audio_path": relative,
+            "format": fmt,
+            "bytes": len(data),
+            "duration_s": round(duration, 3),
+            "chars": len(text),
+            "chunks": len(chunks),
+            "voice": voice["id"] if isinstance(voice, dict) else voice,
+            "model": body["model"],
+        }
+        return [Success(columns, counts={"audio_seconds": duration})]
 
     def describe(self) -> str:
         return "POST /v1/audio/speech, one audio file per row" + (
@@ -229,18 +227,16 @@ def _compile(value: Any, where: str, field: str) -> Template:
         raise JobError(str(exc), path=where, field=field) from None
 
 
-def _complete_audio(fmt: str) -> Any:
-    def check(answer: Answer) -> None:
-        try:
-            audio.decode(answer.data, fmt)
-        except audio.AudioError as error:
-            raise TransientApiError(
-                f"the audio answer is incomplete: {error}",
-                http_status=answer.status,
-                error_type="bad_audio",
-            ) from None
-
-    return check
+def check_complete_audio(fmt: str, answer: Answer) -> None:
+    """An answer that does not decode as whole audio is retried like a dropped connection."""
+    try:
+        audio.decode(answer.data, fmt)
+    except audio.AudioError as error:
+        raise TransientApiError(
+            f"the audio answer is incomplete: {error}",
+            http_status=answer.status,
+            error_type="bad_audio",
+        ) from None
 
 
 def _text(value: Any, field: str) -> str:

@@ -1,5 +1,7 @@
 """How a run row is carried out: the assistants protocol (threads, runs, polling, cancel) and the
 responses protocol (one POST /v1/responses built from the same job), with the same result columns.
+Each is a flow (``steps.py``): a small state machine whose every step is a request, a note or a
+pause, resumable from the ids it noted.
 
 Assistants: ``POST /threads`` with the row's messages, then ``POST /threads/{id}/runs`` with the
 CreateRunRequest (every field of it: the one-call thread-and-run request lacks
@@ -12,14 +14,15 @@ thread) instead of starting a second. A run that needs tool outputs, or outlives
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.api import Call
 from pipeline.errors import RejectedApiError
+from pipeline.http import Answer
 from pipeline.kinds.base import Item
 from pipeline.outcomes import Failure, Outcome, Success
+from pipeline.steps import Flow, Note, Pause, Request, Step, one_request
 
 BETA = {"OpenAI-Beta": "assistants=v2"}
 TERMINAL = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})
@@ -39,51 +42,53 @@ class RunSettings:
 
 # -- assistants ---------------------------------------------------------------------------------
 
+Steps = Generator[Step, Any, dict[str, Any]]  # a part of a flow that ends with a run object
 
-async def run_on_assistants(call: Call, item: Item, settings: RunSettings) -> Outcome:
+
+def _assistants(method: str, path: str, body: Any = None, tokens: int = 1) -> Request:
+    return Request(method, path, body, tokens=tokens, headers=BETA)
+
+
+def run_on_assistants(item: Item, settings: RunSettings) -> Flow:
+    """Thread, run, polls, messages; each id noted as soon as it is known."""
     progress = dict(item.progress or {})
     try:
         if "thread_id" not in progress:
-            thread = await call.request(
-                "POST",
-                "/threads",
-                {"messages": item.payload["messages"]},
-                tokens=item.tokens,
-                headers=BETA,
-            )
+            messages = {"messages": item.payload["messages"]}
+            thread: Answer = yield _assistants("POST", "/threads", messages, item.tokens)
             progress["thread_id"] = thread.data["id"]
-            await call.note(item.key, progress)
+            yield Note(item.key, dict(progress))
         thread_id = progress["thread_id"]
         if "run_id" in progress:
-            run = await _get(call, thread_id, progress["run_id"])
+            run = yield from _get(thread_id, progress["run_id"])
         else:
-            run = await _start(call, item, thread_id, resumed=item.progress is not None)
+            run = yield from _start(item, thread_id, resumed=item.progress is not None)
             progress["run_id"] = run["id"]
-            await call.note(item.key, progress)
+            yield Note(item.key, dict(progress))
     except RejectedApiError as error:
-        return Failure.from_api(error)
-    run = await _wait(call, run, settings)
-    return await _outcome(call, run)
+        return [Failure.from_api(error)]
+    run = yield from _wait(run, settings)
+    return [(yield from _outcome(run))]
 
 
-async def _start(call: Call, item: Item, thread_id: str, *, resumed: bool) -> dict[str, Any]:
+def _start(item: Item, thread_id: str, *, resumed: bool) -> Steps:
     """Start the row's run, or adopt the one a crashed attempt started but did not record."""
     if resumed:
-        listed = await call.request("GET", f"/threads/{thread_id}/runs?limit=1", headers=BETA)
+        listed = yield _assistants("GET", f"/threads/{thread_id}/runs?limit=1")
         if listed.data.get("data"):
             return dict(listed.data["data"][0])
     body = dict(item.payload["run"])
     body.pop("stream", None)  # answered whole: polling is what survives a crash
-    answer = await call.request("POST", f"/threads/{thread_id}/runs", body, headers=BETA)
+    answer = yield _assistants("POST", f"/threads/{thread_id}/runs", body)
     return dict(answer.data)
 
 
-async def _get(call: Call, thread_id: str, run_id: str) -> dict[str, Any]:
-    answer = await call.request("GET", f"/threads/{thread_id}/runs/{run_id}", headers=BETA)
+def _get(thread_id: str, run_id: str) -> Steps:
+    answer = yield _assistants("GET", f"/threads/{thread_id}/runs/{run_id}")
     return dict(answer.data)
 
 
-async def _wait(call: Call, run: dict[str, Any], settings: RunSettings) -> dict[str, Any]:
+def _wait(run: dict[str, Any], settings: RunSettings) -> Steps:
     """Poll with growing intervals until the run ends; cancel it when it outlives the limit or
     needs tool outputs (which a pipeline cannot give).
 
@@ -99,29 +104,29 @@ async def _wait(call: Call, run: dict[str, Any], settings: RunSettings) -> dict[
         elif reason is None and time.monotonic() > deadline:
             reason = "timeout"
         if reason is not None and run["status"] not in ("cancelling",):
-            run = await _cancel(call, run)
+            run = yield from _cancel(run)
             deadline = time.monotonic() + CANCEL_GRACE_S
             if run["status"] in TERMINAL:
                 break
         elif reason is not None and time.monotonic() > deadline:
             break  # the server never finished cancelling: report what we saw
-        await call.sleep(interval)
+        yield Pause(interval)
         interval = min(interval * POLL_GROWTH, settings.poll_max_interval_s)
-        run = await _get(call, run["thread_id"], run["id"])
+        run = yield from _get(run["thread_id"], run["id"])
     run["_stopped_because"] = reason
     return run
 
 
-async def _cancel(call: Call, run: dict[str, Any]) -> dict[str, Any]:
+def _cancel(run: dict[str, Any]) -> Steps:
     path = f"/threads/{run['thread_id']}/runs/{run['id']}/cancel"
     try:
-        answer = await call.request("POST", path, headers=BETA)
+        answer = yield _assistants("POST", path)
     except RejectedApiError:  # it ended meanwhile: read what it became
-        return await _get(call, run["thread_id"], run["id"])
+        return (yield from _get(run["thread_id"], run["id"]))
     return dict(answer.data)
 
 
-async def _outcome(call: Call, run: dict[str, Any]) -> Outcome:
+def _outcome(run: dict[str, Any]) -> Generator[Step, Any, Outcome]:
     status, reason = run["status"], run.get("_stopped_because")
     where = f"run {run['id']} on thread {run['thread_id']}"
     if reason == "requires_action":
@@ -145,10 +150,8 @@ async def _outcome(call: Call, run: dict[str, Any]) -> Outcome:
             f"{where} ended {status}: {message}",
             error_code=error.get("code") or details.get("reason"),
         )
-    answer = await call.request(
-        "GET",
-        f"/threads/{run['thread_id']}/messages?run_id={run['id']}&order=asc&limit=100",
-        headers=BETA,
+    answer = yield _assistants(
+        "GET", f"/threads/{run['thread_id']}/messages?run_id={run['id']}&order=asc&limit=100"
     )
     texts = [
         part["text"]["value"]
@@ -158,7 +161,7 @@ async def _outcome(call: Call, run: dict[str, Any]) -> Outcome:
         if part.get("type") == "text"
     ]
     usage = run.get("usage") or {}
-    return Success(
+    return _success(
         {
             "thread_id": run["thread_id"],
             "run_id": run["id"],
@@ -189,13 +192,15 @@ def unmapped_fields(request: Mapping[str, Any], messages: list[dict[str, Any]]) 
     return found
 
 
-async def run_on_responses(call: Call, item: Item, settings: RunSettings) -> Outcome:
+def run_on_responses(item: Item, settings: RunSettings) -> Flow:
+    """One POST /v1/responses."""
     run = item.payload["run"]
     body = responses_body(run, item.payload["messages"], settings.assistants[run["assistant_id"]])
-    try:
-        answer = await call.post("/responses", body, tokens=item.tokens)
-    except RejectedApiError as error:
-        return Failure.from_api(error)
+    request = Request("POST", "/responses", body, tokens=item.tokens)
+    return (yield from one_request(request, _response_outcome))
+
+
+def _response_outcome(answer: Answer) -> Outcome:
     response = answer.data
     status = response.get("status")
     if status != "completed":
@@ -216,7 +221,7 @@ async def run_on_responses(call: Call, item: Item, settings: RunSettings) -> Out
         if part.get("type") == "output_text"
     ]
     usage = response.get("usage") or {}
-    return Success(
+    return _success(
         {
             "thread_id": None,
             "run_id": response.get("id"),
@@ -229,6 +234,13 @@ async def run_on_responses(call: Call, item: Item, settings: RunSettings) -> Out
             "model": response.get("model"),
         }
     )
+
+
+USAGE_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")  # summed in summary.json
+
+
+def _success(columns: dict[str, Any]) -> Success:
+    return Success(columns, {name: columns.get(name) or 0 for name in USAGE_COUNTS})
 
 
 def responses_body(
