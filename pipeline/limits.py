@@ -204,9 +204,15 @@ class RateLimiter:
         self._stopper = stopper
         self._probe_sent = False
         self._first_answer = asyncio.Event()
-        self._headers = [  # (bucket, configured, limit header, remaining header), built once
-            (name, self.buckets[name], self.configured[name], *_header_names(name))
-            for name in self.buckets
+        self._headers = [  # (name, bucket, our limit, its two header names), built once
+            (
+                name,
+                bucket,
+                self.configured[name],
+                f"x-ratelimit-limit-{name}",
+                f"x-ratelimit-remaining-{name}",
+            )
+            for name, bucket in self.buckets.items()
         ]
 
     def _not_before(self) -> float:
@@ -373,10 +379,6 @@ class RetryPolicy:
             self.stopper.stop("max_characters")
         if self.stopper.stopped:
             raise Stopped(self.stopper.reason or "stopping")
-
-
-def _header_names(bucket: str) -> tuple[str, str]:
-    return f"x-ratelimit-limit-{bucket}", f"x-ratelimit-remaining-{bucket}"
 
 
 def _number(value: str | None) -> float | None:
