@@ -36,11 +36,12 @@ FATAL_STATUSES = frozenset({401, 403})
 DEFAULT_MAX_ANSWER_BYTES = 8 * 2**20  # runs, responses, threads: a few MiB is plenty
 MAX_ERROR_BODY_BYTES = 2**20  # an error message longer than this is cut, not buffered
 READ_CHUNK_BYTES = 2**16
+_REDACTED_BYTES = REDACTED.encode()
 MIN_REDACTED_IN_BODY = 8  # a shorter key would match inside ordinary JSON; its echoes are
 # redacted in the error fields only
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # one per answer: frozen would cost ~1 us each
 class Answer:
     """A successful answer: parsed JSON (or raw bytes) and the headers that steer rate limits."""
 
@@ -67,6 +68,10 @@ class Http:
             "Content-Type": "application/json",
         }
         self._secret = api_key or None
+        # the key as it would appear in a body; a short one would match ordinary JSON
+        self._secret_in_body = (
+            api_key.encode() if api_key and len(api_key) >= MIN_REDACTED_IN_BODY else None
+        )
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         for env, header in (
@@ -160,11 +165,10 @@ class Http:
         return redact(text, self._secret or "")
 
     def _redact_body(self, raw: bytes) -> bytes:
-        secret = self._secret
-        if secret is None or len(secret) < MIN_REDACTED_IN_BODY:
+        encoded = self._secret_in_body
+        if encoded is None or encoded not in raw:
             return raw
-        encoded = secret.encode()
-        return raw.replace(encoded, REDACTED.encode()) if encoded in raw else raw
+        return raw.replace(encoded, _REDACTED_BYTES)
 
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:

@@ -60,6 +60,7 @@ class TokenBucket:
     def __init__(self, per_minute: float | None, stopper: Stopper) -> None:
         self._stopper = stopper
         self._lock = asyncio.Lock()  # FIFO: waiters are served in arrival order
+        self._queued = 0  # callers holding or waiting for the lock: none may be overtaken
         self._updated = time.monotonic()
         self.per_minute: float | None = None
         self.tokens = 0.0
@@ -94,22 +95,40 @@ class TokenBucket:
 
         A cost larger than the bucket waits for a full bucket and leaves it in debt.
         """
-        async with self._lock:
-            while True:
-                pause = not_before() - time.monotonic()
-                if pause > 0:
-                    await self._stopper.sleep(pause)
-                    continue
-                if self.per_minute is None:
-                    return
-                if amount > self.per_minute:  # the limit may have been lowered meanwhile
-                    raise OverLimit(amount, self.per_minute)
-                self._refill()
-                need = min(amount, self.capacity)
-                if self.tokens >= need:
-                    self.tokens -= amount
-                    return
-                await self._stopper.sleep((need - self.tokens) / (self.per_minute / 60.0))
+        if not self._queued and self._take_now(amount, not_before):
+            return  # the usual case: nobody waits, nothing to wait for; no lock taken
+        self._queued += 1
+        try:
+            async with self._lock:
+                while True:
+                    pause = not_before() - time.monotonic()
+                    if pause > 0:
+                        await self._stopper.sleep(pause)
+                        continue
+                    if self.per_minute is not None and amount > self.per_minute:
+                        raise OverLimit(amount, self.per_minute)  # the limit was lowered
+                    if self._take_now(amount, not_before):
+                        return
+                    assert self.per_minute is not None
+                    need = min(amount, self.capacity)
+                    await self._stopper.sleep((need - self.tokens) / (self.per_minute / 60.0))
+        finally:
+            self._queued -= 1
+
+    def _take_now(self, amount: float, not_before: Callable[[], float]) -> bool:
+        """Take ``amount`` if that needs no wait; False (nothing taken) if it does, or if it can
+        never fit (the caller, queued, then raises OverLimit)."""
+        if not_before() > time.monotonic():
+            return False
+        if self.per_minute is None:
+            return True
+        if amount > self.per_minute:
+            return False
+        self._refill()
+        if self.tokens >= min(amount, self.capacity):
+            self.tokens -= amount
+            return True
+        return False
 
 
 class RateLimiter:
@@ -122,6 +141,16 @@ class RateLimiter:
         self._stopper = stopper
         self._probe_sent = False
         self._first_answer = asyncio.Event()
+        self._headers = [  # (name, bucket, our limit, its two header names), built once
+            (
+                name,
+                bucket,
+                self.configured[name],
+                f"x-ratelimit-limit-{name}",
+                f"x-ratelimit-remaining-{name}",
+            )
+            for name, bucket in self.buckets.items()
+        ]
 
     def _not_before(self) -> float:
         return self._resume_at
@@ -173,15 +202,14 @@ class RateLimiter:
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Follow the server's x-ratelimit-* headers; missing headers change nothing."""
-        for name, bucket in self.buckets.items():
-            limit = _number(headers.get(f"x-ratelimit-limit-{name}"))
-            configured = self.configured[name]
+        for name, bucket, configured, limit_header, remaining_header in self._headers:
+            limit = _number(headers.get(limit_header))
             if limit is not None and limit > 0:
                 rate = limit if configured is None else min(limit, configured)
                 if rate != bucket.per_minute:
                     log.info("rate limit %s per minute: %s (server says %s)", name, rate, limit)
                     bucket.set_rate(rate)
-            remaining = _number(headers.get(f"x-ratelimit-remaining-{name}"))
+            remaining = _number(headers.get(remaining_header))
             if remaining is not None and bucket.per_minute is not None:
                 bucket.follow(remaining)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import polars as pl
@@ -13,7 +14,7 @@ from pipeline.emulator import RunningEmulator
 from pipeline.errors import FatalApiError, RejectedApiError, TransientApiError
 from pipeline.http import error_for, retry_after
 from pipeline.journal import Journal
-from pipeline.limits import RateLimiter, RetryPolicy
+from pipeline.limits import RateLimiter, RetryPolicy, TokenBucket
 from pipeline.stats import RunStats
 from pipeline.stopping import Stopped, Stopper
 from tests.conftest import StartEmulator, read_output, run_cli, write_job
@@ -110,6 +111,26 @@ async def test_a_429_pauses_everyone() -> None:
     stopper.stop()
     with pytest.raises(Stopped):
         await waiter
+
+
+async def test_a_bucket_serves_waiters_in_arrival_order_even_when_a_newcomer_could_go() -> None:
+    """The bucket's no-wait path (no lock taken) must not let a later caller overtake one that
+    is already waiting."""
+    stopper = Stopper()
+    bucket = TokenBucket(None, stopper)
+    resume_at = [time.monotonic() + 3600]  # a pause that holds the first caller
+    first = asyncio.create_task(bucket.acquire(1, lambda: resume_at[0]))
+    await asyncio.sleep(0)
+    resume_at[0] = 0.0  # the pause is over for whoever looks now
+    second = asyncio.create_task(bucket.acquire(1, lambda: resume_at[0]))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert not first.done() and not second.done(), "the newcomer queues behind the waiter"
+    stopper.stop()
+    with pytest.raises(Stopped):
+        await first
+    await second  # its turn came: it needed no wait, so it went
+    await bucket.acquire(1, lambda: 0.0)  # nobody waits now: taken at once
 
 
 @pytest.mark.parametrize("lie", ["-1e12", "nan", "inf", "-inf", "-0.5", "1e999"])

@@ -181,30 +181,32 @@ def _columns(result: Any, model: str) -> Outcome:
     if not isinstance(flags, dict) or not isinstance(scores, dict):
         return Failure("response", "bad_response", "a result is not a moderation object")
     flagged = result.get("flagged")
-    flag_values = [flags.get(category) for category in CATEGORIES]
-    score_values = [scores.get(category) for category in CATEGORIES]
-    given = [score for score in score_values if score is not None]
-    honest = (  # the common case, checked in bulk: every answer takes this path
+    flag_values = list(map(flags.get, CATEGORIES))
+    score_values = list(map(scores.get, CATEGORIES))
+    score_types = set(map(type, score_values))
+    all_floats = score_types == _ALL_FLOATS  # the usual answer: every score given, as a float
+    given: list[Any] = score_values if all_floats else [s for s in score_values if s is not None]
+    honest = (  # checked in bulk (sets, map): every answer takes this path
         type(flagged) in _FLAG_TYPES
-        and all(type(flag) in _FLAG_TYPES for flag in flag_values)
-        and all(type(score) in _SCORE_TYPES for score in given)
-        and math.isfinite(math.fsum(given))
+        and _FLAG_TYPES.issuperset(map(type, flag_values))
+        and score_types <= _SCORE_OR_MISSING
+        and all(map(math.isfinite, given))
     )
     if not honest:
         return _bad_value(flagged, flag_values, score_values)
-    columns: dict[str, Any] = {"flagged": bool(flagged)}
-    columns.update(zip(_FLAG_COLUMNS, flag_values, strict=True))
-    columns.update(
-        zip(_SCORE_COLUMNS, (None if s is None else float(s) for s in score_values), strict=True)
-    )
-    columns["model"] = model
-    return Success(columns)
+    if not all_floats:  # an int score is stored as a float; a missing one stays None
+        score_values = [None if s is None else float(s) for s in score_values]
+    values = [bool(flagged), *flag_values, *score_values, model]
+    return Success(dict(zip(_RESULT_COLUMNS, values, strict=True)))
 
 
 _FLAG_TYPES = frozenset({bool, type(None)})
 _SCORE_TYPES = frozenset({float, int})
+_ALL_FLOATS = {float}
+_SCORE_OR_MISSING = _SCORE_TYPES | {type(None)}
 _FLAG_COLUMNS = [flag for _, flag, _ in _COLUMNS]
 _SCORE_COLUMNS = [score for _, _, score in _COLUMNS]
+_RESULT_COLUMNS = ["flagged", *_FLAG_COLUMNS, *_SCORE_COLUMNS, "model"]
 
 
 def _bad_value(flagged: Any, flags: list[Any], scores: list[Any]) -> Failure:

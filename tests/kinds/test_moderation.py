@@ -245,6 +245,12 @@ class _LyingModerations(BaseHTTPRequestHandler):
             "categories": {"hate": True},
             "category_scores": {"hate": 0.9},
         },
+        # finite, though their sum is not: once an internal_error (math.fsum overflowed)
+        "huge-scores": {
+            "flagged": False,
+            "categories": {},
+            "category_scores": {"hate": 1e308, "harassment": 1e308},
+        },
     }
 
     def do_POST(self) -> None:
@@ -277,9 +283,12 @@ def test_answers_that_break_the_contract_are_bad_response_rows_not_guesses(tmp_p
         thread.join()
         server.server_close()
     errors = {r["id"]: r for r in read_output(job, "errors").iter_rows(named=True)}
-    assert set(errors) == set(names) - {"honest"}
+    assert set(errors) == set(names) - {"honest", "huge-scores"}
     assert {r["error_type"] for r in errors.values()} == {"bad_response"}
     assert "flagged is 'false', not a boolean" in errors["flag-as-text"]["message"]
     assert "score_hate is 'x', not a finite number" in errors["score-as-text"]["message"]
     results = read_output(job, "results")
-    assert results.select("id", "flagged", "score_hate").rows() == [("honest", True, 0.9)]
+    assert sorted(results.select("id", "flagged", "score_hate").rows()) == [
+        ("honest", True, 0.9),
+        ("huge-scores", False, 1e308),
+    ]
