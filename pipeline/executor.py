@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 from pipeline.errors import ApiError, FatalApiError, StorageError
 from pipeline.journal import Journal
-from pipeline.kinds.base import Item
 from pipeline.outcomes import Outcome
+from pipeline.rows import Row
 from pipeline.steps import Flow, Note, Pause, Request, Save
 from pipeline.stopping import Stopper
 from pipeline.transport import Transport
@@ -34,7 +34,7 @@ class Executor(Protocol):
     fatal: FatalApiError | None  # the answer that stopped the run (401, quota), if any
     storage_error: StorageError | None  # the output folder could not be written: stopped
 
-    async def submit(self, item: Item) -> None:
+    async def submit(self, item: Row) -> None:
         """Take one built, pending row; waits while the executor holds as much as it may."""
         ...
 

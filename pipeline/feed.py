@@ -16,7 +16,7 @@ import itertools
 import logging
 import platform
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,11 @@ import pipeline
 from pipeline import keys, readers
 from pipeline.errors import RowError
 from pipeline.executor import Executor
-from pipeline.journal import ADOPTED, Journal, NewRow, request_hash
-from pipeline.kinds import Item, Kind
+from pipeline.journal import ADOPTED, Journal, request_hash
+from pipeline.kinds import Kind
 from pipeline.outcomes import Failure
 from pipeline.plan import Plan
+from pipeline.rows import Row
 from pipeline.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ async def feed(plan: Plan, journal: Journal, pool: Executor, stats: RunStats, sc
     after = pending = 0
     while rows := journal.pending(after, PENDING_CHUNK):
         for row in rows:
-            await pool.submit(Item(row.key, row.payload, row.tokens, progress=row.progress))
+            await pool.submit(row)
         after = rows[-1].seq
         pending += len(rows)
     first_new = journal.next_seq  # rows added from here on are built from the input as it is
@@ -210,8 +211,8 @@ async def _feed_input(
         else:
             done.to_check.add(index)
         for new in [*fresh, *requeued]:
-            if new.error is None:
-                await pool.submit(Item(new.key, new.payload, new.tokens))
+            if new.outcome is None:
+                await pool.submit(new)
             else:
                 stats.rows_failed += 1
     return done
@@ -224,7 +225,7 @@ def _take(
     scope: Scope,
     batch: pl.DataFrame,
     room: int | None,
-) -> tuple[list[NewRow], list[NewRow]]:
+) -> tuple[list[Row], list[Row]]:
     """Add the batch's new keys (at most ``room``) to the journal and requeue the failed
     (--retry-failed) and changed done (--redo-changed) ones; returns (new rows, requeued)."""
     kind, keep = plan.kind, plan.job.input.keep
@@ -242,7 +243,7 @@ def _take(
         ):
             again.append(i)
     fresh_rows = [_build(kind, row, names[i], keep) for i, row in _rows(batch, fresh)]
-    requeued: list[NewRow] = []
+    requeued: list[Row] = []
     adopted: list[tuple[str, Any]] = []
     for i, row in _rows(batch, again):
         built = _build(kind, row, names[i], keep)
@@ -315,15 +316,16 @@ def _rows(batch: pl.DataFrame, indices: list[int]) -> Iterator[tuple[int, dict[s
     return zip(indices, batch[indices].iter_rows(named=True), strict=True)
 
 
-def _build(kind: Kind, row: dict[str, Any], key: str, keep: tuple[str, ...]) -> NewRow:
-    """The row's request under its canonical ``key`` (the journal's form, see pipeline.keys)."""
-    kept = {col: row[col] for col in keep}
+def _build(kind: Kind, values: dict[str, Any], key: str, keep: tuple[str, ...]) -> Row:
+    """The row's request under its canonical ``key`` (the journal's form, see pipeline.keys),
+    or the row failed at build, with its keep columns."""
+    kept = {col: values[col] for col in keep}
     try:
-        item = kind.build(key, row)
+        row = kind.build(key, values)
     except RowError as error:
-        failure = Failure("build", "invalid_row", error.message)
-        return NewRow(key, None, 0, kept, error=asdict(failure))
-    return NewRow(item.key, item.payload, item.tokens, kept)
+        return Row(key, tokens=0, keep=kept, outcome=Failure("build", "invalid_row", error.message))
+    row.keep = kept
+    return row
 
 
 def count_unread(plan: Plan, journal: Journal, held: int) -> int:

@@ -24,13 +24,14 @@ from typing import Any
 import orjson
 
 from pipeline.journal_batches import ADOPTED, BatchLedger
-from pipeline.journal_records import NewRow, PendingRow, Settled, State, built, request_hash
 from pipeline.journal_results import RESULT_COLUMNS, STORE, ResultsLedger, Transaction
 from pipeline.journal_schema import SCHEMA, SCHEMA_VERSION, corrupt, migrate, open_readonly
 from pipeline.lock import LOCK_FILE, OutputLock
+from pipeline.outcomes import Failure
+from pipeline.rows import Row, State, built, error_fields, request_hash
 
-__all__ = ["LOCK_FILE", "RESULT_COLUMNS", "SCHEMA_VERSION", "STORE", "NewRow", "OutputLock"]
-__all__ += ["ADOPTED", "PendingRow", "Settled", "State", "request_hash"]
+__all__ = ["ADOPTED", "LOCK_FILE", "RESULT_COLUMNS", "SCHEMA_VERSION", "STORE", "OutputLock"]
+__all__ += ["Row", "State", "request_hash"]
 
 STATE_DIR = ".pipeline"
 JOURNAL_FILE = "journal.sqlite"
@@ -87,6 +88,7 @@ class Journal(ResultsLedger, BatchLedger):
         self._on_backlog: Callable[[], None] | None = None
         self.held = 0  # done rows whose values are still here, counted when a backlog is watched
         self.errors_changed = 0  # bumped when the failed rows change: errors.<fmt> is stale
+        self.result_names = list(self._meta(RESULT_COLUMNS) or [])  # use_result_columns sets
 
     def _open_writable(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -203,8 +205,8 @@ class Journal(ResultsLedger, BatchLedger):
             chunk = keys[start : start + 500]
             yield from self._db.execute(sql.format(",".join("?" * len(chunk))), [*chunk, *more])
 
-    def requeue(self, rows: Iterable[NewRow]) -> None:
-        """Settled keys to send again (--retry-failed, --redo-changed), with their new request;
+    def requeue(self, rows: Iterable[Row]) -> None:
+        """Done or failed keys to send again (--retry-failed, --redo-changed), with their new request;
         a row that still cannot be built stays failed with its new error. Everything of the old
         request goes in the same transaction: its answer and the workflow progress (thread and
         run ids) that would let a resumed run pick up the old answer again. A result already in
@@ -256,7 +258,7 @@ class Journal(ResultsLedger, BatchLedger):
                 [(bytes.fromhex(digest), key) for digest, key in hashes],
             )
 
-    def add(self, rows: Iterable[NewRow]) -> None:
+    def add(self, rows: Iterable[Row]) -> None:
         """Insert new keys: pending, or failed when the row could not become a request."""
         records = []
         for row in rows:
@@ -277,15 +279,15 @@ class Journal(ResultsLedger, BatchLedger):
                 [(k, payload, keep) for k, _, _, payload, _, _, keep, _ in records],
             )
 
-    def pending(self, after_seq: int, limit: int) -> list[PendingRow]:
+    def pending(self, after_seq: int, limit: int) -> list[Row]:
         """Pending rows in input order, after ``after_seq``."""
         return [
-            PendingRow(
-                seq,
+            Row(
                 key,
                 orjson.loads(payload),
                 tokens,
-                None if progress is None else orjson.loads(progress),
+                progress=None if progress is None else orjson.loads(progress),
+                seq=seq,
             )
             for seq, key, payload, tokens, progress in self._db.execute(
                 "SELECT seq, key, payload, tokens, progress FROM rows JOIN held USING (key) "
@@ -305,24 +307,32 @@ class Journal(ResultsLedger, BatchLedger):
             )
         )
 
-    async def settle(self, outcomes: Sequence[Settled]) -> None:
-        """Record answers (done or failed); waits for the commit."""
-        failed = sum(o.error is not None for o in outcomes)
-        self.held += len(outcomes) - failed
+    async def settle(self, rows: Sequence[Row]) -> None:
+        """Record the rows' outcomes (done with its result columns, by name; or failed with its
+        error) and attempts; waits for the commit."""
+        names = self.result_names
+        states: list[tuple[bytes | None, int, Any]] = []
+        results: list[tuple[bytes | None, Any]] = []
+        for row in rows:
+            outcome = row.outcome
+            if isinstance(outcome, Failure):
+                states.append((error_fields(outcome), row.attempts, row.key))
+                results.append((None, row.key))
+            else:
+                assert outcome is not None and names, "settle after use_result_columns"
+                columns = outcome.columns
+                states.append((None, row.attempts, row.key))
+                results.append((orjson.dumps([columns.get(name) for name in names]), row.key))
+        failed = sum(result is None for result, _ in results)
+        self.held += len(rows) - failed
         self.errors_changed += failed
         await self._submit(
             (
                 "UPDATE rows SET state = CASE WHEN ?1 IS NULL THEN 'done' ELSE 'failed' END, "
                 "error = ?1, attempts = attempts + ?2, inflight = NULL WHERE key = ?3",
-                [
-                    (None if o.error is None else orjson.dumps(o.error), o.attempts, o.key)
-                    for o in outcomes
-                ],
+                states,
             ),
-            (
-                "UPDATE held SET payload = NULL, result = ? WHERE key = ?",
-                [(None if o.result is None else orjson.dumps(o.result), o.key) for o in outcomes],
-            ),
+            ("UPDATE held SET payload = NULL, result = ? WHERE key = ?", results),
         )
 
     async def note(self, key: Any, progress: Any) -> None:

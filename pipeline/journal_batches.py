@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from pipeline.journal_records import State
+from pipeline.rows import State
 
 ADOPTED = "adopted"  # request_hash of a key adopted from output files (--rebuild-journal)
 

@@ -37,6 +37,7 @@ class ResultsLedger:
     _next_seq: int
     errors_changed: int
     held: int
+    result_names: list[str]  # the result columns a done row's values are stored under
 
     def _transaction(self) -> Transaction:
         return Transaction(self._db)
@@ -159,6 +160,7 @@ class ResultsLedger:
         never matched by position across versions (the results already written are converted
         by the store, by name). One transaction; returns the rows rewritten."""
         stored = self._meta(RESULT_COLUMNS)
+        self.result_names = list(names)
         if stored == list(names):
             return 0
         rewritten = 0

@@ -15,12 +15,12 @@ import sqlite3
 from collections import deque
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import asdict
 
 from pipeline.errors import ApiError, FatalApiError, StorageError
 from pipeline.executor import RowWork
-from pipeline.journal import Journal, Settled
-from pipeline.kinds import Failure, Item, Kind, Outcome, Success
+from pipeline.journal import Journal
+from pipeline.kinds import Failure, Kind, Outcome, Success
+from pipeline.rows import Row
 from pipeline.stats import RunStats
 from pipeline.stopping import Stopped, Stopper
 from pipeline.transport import Transport
@@ -59,17 +59,16 @@ class Pool:
         self.stats = stats
         self.stopper = stopper
         self.concurrency = concurrency
-        self.queue: asyncio.Queue[Item | _End] = asyncio.Queue(
+        self.queue: asyncio.Queue[Row | _End] = asyncio.Queue(
             maxsize=2 * concurrency * kind.rows_per_request
         )
         self.fatal: FatalApiError | None = None
         self.storage_error: StorageError | None = None  # the output folder failed: stopped
         self._request_ids = itertools.count(1)
-        self._held: deque[Item] = deque()  # taken from the queue but left out of a full pack
-        self._result_columns = kind.result_schema.names
+        self._held: deque[Row] = deque()  # taken from the queue but left out of a full pack
         stopper.on_stop(self._wake)
 
-    async def submit(self, item: Item) -> None:
+    async def submit(self, item: Row) -> None:
         await self.queue.put(item)
 
     async def finish(self) -> None:
@@ -110,7 +109,7 @@ class Pool:
                 return
             await self._process(items)
 
-    async def _take(self) -> list[Item] | None:
+    async def _take(self) -> list[Row] | None:
         first = self._held.popleft() if self._held else await self.queue.get()
         if isinstance(first, _End) or self.stopper.stopped:
             with suppress(asyncio.QueueFull):
@@ -134,7 +133,7 @@ class Pool:
             items.append(more)
         return items
 
-    async def _process(self, items: Sequence[Item]) -> None:
+    async def _process(self, items: Sequence[Row]) -> None:
         keys = [item.key for item in items]
         work = RowWork(keys, next(self._request_ids), self.journal, self.files, self.stopper)
         try:
@@ -190,18 +189,15 @@ class Pool:
             self.storage_error = error
         self.stop("storage_error")
 
-    async def _settle(self, items: Sequence[Item], outcomes: list[Outcome], attempts: int) -> None:
-        settled = []
-        for item, outcome in zip(items, outcomes, strict=True):
+    async def _settle(self, rows: Sequence[Row], outcomes: list[Outcome], attempts: int) -> None:
+        for row, outcome in zip(rows, outcomes, strict=True):
+            row.outcome, row.attempts = outcome, attempts
             if isinstance(outcome, Failure):
                 self.stats.rows_failed += 1
-                settled.append(Settled(item.key, attempts, error=asdict(outcome)))
             else:
                 self.stats.rows_done += 1
                 self._count(outcome)
-                values = [outcome.columns.get(name) for name in self._result_columns]
-                settled.append(Settled(item.key, attempts, result=values))
-        await self.journal.settle(settled)
+        await self.journal.settle(rows)
 
     def _count(self, outcome: Success) -> None:
         tally = self.stats.tally

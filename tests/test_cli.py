@@ -14,7 +14,7 @@ import pytest
 from pipeline import runner
 from pipeline.journal import Journal, OutputLock
 from pipeline.kinds import moderation
-from pipeline.kinds.base import Item
+from pipeline.rows import Row
 from pipeline.steps import Flow
 from tests.conftest import (
     FAKE_KEY,
@@ -171,7 +171,7 @@ def test_a_bug_while_sending_fails_only_its_rows_without_a_traceback(
     job = write_job(tmp_path, DATA, api={"concurrency": 1})
     real_flow = moderation.Moderation.flow
 
-    def flow(self: moderation.Moderation, items: Sequence[Item]) -> Flow:
+    def flow(self: moderation.Moderation, items: Sequence[Row]) -> Flow:
         outcomes = yield from real_flow(self, items)  # a bug while shaping the answer
         if any(item.key == "r007" for item in items):
             raise KeyError("a bug")
@@ -199,7 +199,7 @@ def test_a_kind_that_miscounts_its_outcomes_fails_only_those_rows(
     job = write_job(tmp_path, DATA, api={"concurrency": 1}, moderation={"rows_per_request": 5})
     real_flow = moderation.Moderation.flow
 
-    def flow(self: moderation.Moderation, items: Sequence[Item]) -> Flow:
+    def flow(self: moderation.Moderation, items: Sequence[Row]) -> Flow:
         outcomes = yield from real_flow(self, items)
         return outcomes[1:] if any(item.key == "r007" for item in items) else outcomes
 

@@ -20,7 +20,8 @@ import pytest
 from click.testing import Result
 
 from pipeline.emulator import RunningEmulator
-from pipeline.journal import JOURNAL_FILE, STATE_DIR, Journal, NewRow, Settled
+from pipeline.journal import JOURNAL_FILE, STATE_DIR, Journal, Row
+from pipeline.outcomes import Success
 from tests.conftest import StartEmulator, run_cli, write_job
 
 HELD = 20_000
@@ -28,10 +29,13 @@ HELD = 20_000
 
 async def held_journal(folder: Path) -> Journal:
     journal = Journal(folder)
-    journal.add(NewRow(f"k{i}", {"input": f"text {i}"}, 2, {}) for i in range(HELD))
-    keys = [f"k{i}" for i in range(HELD)]
-    await journal.mark_sent(keys, 1)
-    await journal.settle([Settled(key, 1, result=[False]) for key in keys])
+    journal.use_result_columns(["flagged"])
+    rows = [Row(f"k{i}", {"input": f"text {i}"}, 2) for i in range(HELD)]
+    journal.add(rows)
+    await journal.mark_sent([row.key for row in rows], 1)
+    for row in rows:
+        row.outcome, row.attempts = Success({"flagged": False}), 1
+    await journal.settle(rows)
     return journal
 
 

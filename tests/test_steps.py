@@ -19,9 +19,10 @@ import polars as pl
 
 from pipeline.errors import ApiError
 from pipeline.http import Http
-from pipeline.kinds import Item, Outcome, Success
+from pipeline.kinds import Outcome, Success
 from pipeline.outcomes import Failure
 from pipeline.plan import make_plan
+from pipeline.rows import Row
 from pipeline.steps import Flow, Note, Pause, Request
 from tests.conftest import StartEmulator, read_output, run_cli, schema_validator, write_job
 
@@ -89,7 +90,7 @@ class Rounds:
             return error
 
 
-def built_items(job: Path, base_url: str) -> tuple[Any, list[Item]]:
+def built_items(job: Path, base_url: str) -> tuple[Any, list[Row]]:
     plan = make_plan(str(job), base_url=base_url)
     frame = pl.read_parquet(job.parent / "input.parquet")
     return plan.kind, [plan.kind.build(row["id"], row) for row in frame.iter_rows(named=True)]
@@ -163,7 +164,7 @@ def test_an_assistants_flow_resumed_from_its_notes_never_starts_a_second_run(
     progress = first.notes[-1].progress
     assert set(progress) == {"thread_id", "run_id"}
 
-    resumed = Item(item.key, item.payload, item.tokens, progress=progress)
+    resumed = Row(item.key, item.payload, item.tokens, progress=progress)
     second = Rounds(server.base_url, tmp_path)
     [outcome] = asyncio.run(second.carry({"q1": kind.flow([resumed])}))["q1"]
     assert isinstance(outcome, Success)

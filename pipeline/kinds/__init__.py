@@ -7,10 +7,10 @@ import pkgutil
 from functools import cache
 
 from pipeline.job import JobSpec
-from pipeline.kinds.base import Item, Kind
+from pipeline.kinds.base import Kind
 from pipeline.outcomes import Failure, Outcome, Success
 
-__all__ = ["Failure", "Item", "Kind", "Outcome", "Success", "kind_classes", "make_kind"]
+__all__ = ["Failure", "Kind", "Outcome", "Success", "kind_classes", "make_kind"]
 
 _NOT_KINDS = frozenset({"base"})
 

@@ -1,31 +1,19 @@
-"""What every request kind provides, and the record of a built row.
+"""What every request kind provides.
 
-A kind builds one ``Item`` per input row (or raises RowError) and describes, for the items of
-one request, the flow that carries them (``steps.py``): the requests as data, and one
-``Outcome`` per item from the answers. It never sends anything itself: an executor does.
+A kind builds one ``Row`` (``rows.py``) per input row, or raises RowError, and describes, for
+the rows of one request, the flow that carries them (``steps.py``): the requests as data, and
+one ``Outcome`` per row from the answers. It never sends anything itself: an executor does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import pyarrow as pa
 
+from pipeline.rows import Row
 from pipeline.steps import Flow
-
-
-@dataclass(slots=True)  # one per row: frozen would cost ~1 us each
-class Item:
-    """One row, ready to send: its key, its part of a request (JSON-able), its token cost."""
-
-    key: Any
-    payload: Any
-    tokens: int = 1
-    requests: int = 1  # requests this row needs on its own (a long text split in chunks)
-    characters: int = 0  # characters of text it sends
-    progress: Any = None  # what an earlier attempt recorded with a Note step (a run's ids)
 
 
 class Kind(Protocol):
@@ -37,11 +25,11 @@ class Kind(Protocol):
     rows_per_request: int
     columns: frozenset[str]  # input columns the templates need
 
-    def build(self, key: Any, row: Mapping[str, Any]) -> Item:
-        """One row -> an Item; RowError says why the row cannot be a valid request."""
+    def build(self, key: Any, row: Mapping[str, Any]) -> Row:
+        """One row -> an Row; RowError says why the row cannot be a valid request."""
         ...
 
-    def flow(self, items: Sequence[Item]) -> Flow:
+    def flow(self, items: Sequence[Row]) -> Flow:
         """The steps that carry these items (one request, or a workflow), returning one
         Outcome per item, in order (see ``steps.py``)."""
         ...

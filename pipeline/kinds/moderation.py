@@ -16,8 +16,8 @@ import pyarrow as pa
 from pipeline.errors import JobError, RowError
 from pipeline.http import Answer
 from pipeline.job import JobSpec
-from pipeline.kinds.base import Item
 from pipeline.outcomes import Failure, Outcome, Success
+from pipeline.rows import Row
 from pipeline.steps import Flow, Request, packed
 from pipeline.templates import as_text, compile_template
 from pipeline.tokens import estimate_tokens
@@ -118,19 +118,19 @@ class Moderation:
             )
         self.rows_per_request = rows
 
-    def build(self, key: Any, row: Mapping[str, Any]) -> Item:
+    def build(self, key: Any, row: Mapping[str, Any]) -> Row:
         value = self.template.render(row)
         text = as_text(value)
         if text is not None:  # a number is sent as its text, as a CSV cell "5" is
             _nonblank(text, "input")
-            return Item(key, text, estimate_tokens(text), characters=len(text))
+            return Row(key, text, estimate_tokens(text), characters=len(text))
         if isinstance(value, list) and value:
             texts = [_part_text(part, i) for i, part in enumerate(value)]
             tokens = sum(estimate_tokens(text) for text in texts if text)
-            return Item(key, value, max(tokens, 1), characters=sum(map(len, texts)))
+            return Row(key, value, max(tokens, 1), characters=sum(map(len, texts)))
         raise RowError(f"input must be text, got {_describe(value)}", field="input")
 
-    def flow(self, items: Sequence[Item]) -> Flow:
+    def flow(self, items: Sequence[Row]) -> Flow:
         if len(items) > 1 and not all(isinstance(item.payload, str) for item in items):
             outcomes: list[Outcome] = []  # a multimodal row gets its own request
             for item in items:
@@ -138,7 +138,7 @@ class Moderation:
             return outcomes
         return (yield from packed(items, self.request, _outcomes))
 
-    def request(self, items: Sequence[Item]) -> Request:
+    def request(self, items: Sequence[Row]) -> Request:
         """One CreateModerationRequest for these rows (an array input when packing)."""
         array = len(items) > 1 or self.rows_per_request > 1
         return Request(
@@ -159,7 +159,7 @@ class Moderation:
         )
 
 
-def _outcomes(items: Sequence[Item], answer: Answer) -> list[Outcome]:
+def _outcomes(items: Sequence[Row], answer: Answer) -> list[Outcome]:
     return _shape(answer.data, len(items))
 
 

@@ -22,7 +22,6 @@ import pyarrow as pa
 
 from pipeline.errors import JobError, RowError
 from pipeline.job import DEFAULT_BASE_URL, JobSpec, resolve_base_url
-from pipeline.kinds.base import Item
 from pipeline.kinds.run_protocols import (
     ASSISTANT_FIELDS,
     RunSettings,
@@ -30,6 +29,7 @@ from pipeline.kinds.run_protocols import (
     run_on_responses,
     unmapped_fields,
 )
+from pipeline.rows import Row
 from pipeline.steps import Flow
 from pipeline.templates import Template, as_text, compile_template
 from pipeline.tokens import estimate_tokens
@@ -101,7 +101,7 @@ class Run:
             )
         self.unmapped = unmapped_fields(job.request, messages) if protocol == "responses" else []
 
-    def build(self, key: Any, row: Mapping[str, Any]) -> Item:
+    def build(self, key: Any, row: Mapping[str, Any]) -> Row:
         messages = [
             _numbers_as_text(template.render(row), ("content",)) for template in self.messages
         ]
@@ -122,9 +122,9 @@ class Run:
         text = "\n".join(texts)
         requests = 1 if self.settings.protocol == "responses" else 3  # create, poll, read
         payload = {"messages": messages, "run": run}
-        return Item(key, payload, estimate_tokens(text), requests=requests, characters=len(text))
+        return Row(key, payload, estimate_tokens(text), requests=requests, characters=len(text))
 
-    def flow(self, items: Sequence[Item]) -> Flow:
+    def flow(self, items: Sequence[Row]) -> Flow:
         (item,) = items
         if self.settings.protocol == "responses":
             return run_on_responses(item, self.settings)

@@ -20,8 +20,8 @@ from typing import Any
 
 from pipeline.errors import RejectedApiError
 from pipeline.http import Answer
-from pipeline.kinds.base import Item
 from pipeline.outcomes import Failure, Outcome, Success
+from pipeline.rows import Row
 from pipeline.steps import Flow, Note, Pause, Request, Step, one_request
 
 BETA = {"OpenAI-Beta": "assistants=v2"}
@@ -49,7 +49,7 @@ def _assistants(method: str, path: str, body: Any = None, tokens: int = 1) -> Re
     return Request(method, path, body, tokens=tokens, headers=BETA)
 
 
-def run_on_assistants(item: Item, settings: RunSettings) -> Flow:
+def run_on_assistants(item: Row, settings: RunSettings) -> Flow:
     """Thread, run, polls, messages; each id noted as soon as it is known."""
     progress = dict(item.progress or {})
     try:
@@ -71,7 +71,7 @@ def run_on_assistants(item: Item, settings: RunSettings) -> Flow:
     return [(yield from _outcome(run))]
 
 
-def _start(item: Item, thread_id: str, *, resumed: bool) -> Steps:
+def _start(item: Row, thread_id: str, *, resumed: bool) -> Steps:
     """Start the row's run, or adopt the one a crashed attempt started but did not record."""
     if resumed:
         listed = yield _assistants("GET", f"/threads/{thread_id}/runs?limit=1")
@@ -192,7 +192,7 @@ def unmapped_fields(request: Mapping[str, Any], messages: list[dict[str, Any]]) 
     return found
 
 
-def run_on_responses(item: Item, settings: RunSettings) -> Flow:
+def run_on_responses(item: Row, settings: RunSettings) -> Flow:
     """One POST /v1/responses."""
     run = item.payload["run"]
     body = responses_body(run, item.payload["messages"], settings.assistants[run["assistant_id"]])

@@ -19,8 +19,8 @@ from pipeline import audio
 from pipeline.errors import JobError, RejectedApiError, RowError, TransientApiError
 from pipeline.http import Answer
 from pipeline.job import JobSpec
-from pipeline.kinds.base import Item
 from pipeline.outcomes import Failure, Success
+from pipeline.rows import Row
 from pipeline.steps import Flow, Request, Save
 from pipeline.templates import Template, as_text, compile_template
 from pipeline.textsplit import SPEECH_INPUT_LIMIT, split_text
@@ -144,7 +144,7 @@ class Speech:
             )
         return text
 
-    def build(self, key: Any, row: Mapping[str, Any]) -> Item:
+    def build(self, key: Any, row: Mapping[str, Any]) -> Row:
         body = self.template.render(row)
         body.setdefault("response_format", "mp3")
         for name, check in self._checks.items():
@@ -154,7 +154,7 @@ class Speech:
         chunks = len(_chunks(text)) if len(text) > MAX_INPUT_CHARS else 1
         name_row = {**row, KEY_PLACEHOLDER: key}
         stem = str(self.file_name.render(name_row))
-        return Item(
+        return Row(
             key,
             {"body": body, "stem": stem},
             estimate_tokens(text),
@@ -162,7 +162,7 @@ class Speech:
             characters=len(text),
         )
 
-    def flow(self, items: Sequence[Item]) -> Flow:
+    def flow(self, items: Sequence[Row]) -> Flow:
         """One request per chunk, in order; the pieces joined and saved as the row's file."""
         (item,) = items
         body, fmt = item.payload["body"], item.payload["body"]["response_format"]
