@@ -125,6 +125,27 @@ def _local_emulator() -> Iterator[str]:
 
 
 async def _run(plan: Plan, base_url: str, api_key: str | None, options: RunOptions) -> RunResult:
+    journal, store, run_id, stats = _open(plan, options)
+    started = time.time()
+    pool, input_error, feeder_read_all = await _execute(
+        plan, base_url, api_key, options, journal, store, stats
+    )
+    outcome, summary = _finish(
+        plan, options, journal, store, pool, stats, run_id, started, feeder_read_all
+    )
+    if input_error is not None:
+        raise JobError(
+            f"{input_error.message}; the run stopped, the answers so far are kept (journal "
+            "and outputs written): fix or restore the file, then rerun to resume",
+            path=str(plan.job.path),
+            field=input_error.field,
+        )
+    return RunResult(outcome, plan.job.output.dir, summary)
+
+
+def _open(plan: Plan, options: RunOptions) -> tuple[Journal, ResultsStore, int, RunStats]:
+    """The journal claimed, reconciled (keys, --rebuild-journal, result columns) and recovered
+    (rows left in flight, outputs a crash left half-recorded), and the run's counters."""
     job, kind = plan.job, plan.kind
     rebuild = folder.check_journal_present(job.output.dir, options.rebuild_journal)
     try:
@@ -157,18 +178,31 @@ async def _run(plan: Plan, base_url: str, api_key: str | None, options: RunOptio
         resent_rows=resent_rows,
     )
     logs.bind(counts=stats.snapshot)
+    return journal, store, run_id, stats
+
+
+async def _execute(
+    plan: Plan,
+    base_url: str,
+    api_key: str | None,
+    options: RunOptions,
+    journal: Journal,
+    store: ResultsStore,
+    stats: RunStats,
+) -> tuple[Pool, JobError | None, bool]:
+    """Feed the executor and let it carry every row (or until the run stops); returns it, the
+    input's error if reading failed mid-run, and whether the feeder read the whole input."""
+    job = plan.job
     stopper = Stopper()
     limiter = RateLimiter(job.api.requests_per_minute, job.api.tokens_per_minute, stopper)
     policy = RetryPolicy(job.api.max_attempts, limiter, stats, stopper, options.bounds)
-    started = time.time()
     async with Http(
         base_url, api_key, job.api.timeout_s, job.api.concurrency, observe=limiter.observe
     ) as http:
         files = OutputFiles(job.output.dir, journal)
-        transport = Transport(http, policy)
         pool = Pool(
-            kind,
-            transport,
+            plan.kind,
+            Transport(http, policy),
             journal,
             files,
             stats,
@@ -194,21 +228,36 @@ async def _run(plan: Plan, base_url: str, api_key: str | None, options: RunOptio
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.remove_signal_handler(sig)
-
     for error in (pool.storage_error, *flush_failed):
         if error is not None:
             journal.close()  # every committed answer not written yet is in it
             raise error
+    return pool, input_error, not feeder.cancelled()
+
+
+def _finish(
+    plan: Plan,
+    options: RunOptions,
+    journal: Journal,
+    store: ResultsStore,
+    pool: Pool,
+    stats: RunStats,
+    run_id: int,
+    started: float,
+    feeder_read_all: bool,
+) -> tuple[Outcome, dict[str, Any]]:
+    """The outputs flushed, the outcome decided, summary.json written, the run recorded."""
+    job = plan.job
     with _gc_paused():  # millions of short-lived, acyclic values: collecting finds nothing
         paths = store.flush(final=True)
     counts = journal.counts()
-    read_all = options.limit is None and not feeder.cancelled()
+    read_all = options.limit is None and feeder_read_all
     unread = 0 if read_all else count_unread(plan, journal, sum(counts.values()))
     limited = options.limit is not None and unread > 0
     outcome: Outcome
     if pool.fatal is not None:
         outcome = "stopped_fatal"
-    elif stopper.stopped or limited:  # a signal, a --max-* bound, or --limit left rows unread
+    elif pool.stopper.stopped or limited:  # a signal, a --max-* bound, or --limit: rows left
         outcome = "interrupted"
     else:
         outcome = "completed_with_errors" if counts["failed"] else "completed"
@@ -221,14 +270,7 @@ async def _run(plan: Plan, base_url: str, api_key: str | None, options: RunOptio
     except sqlite3.Error as exc:
         raise journal_error(job.output.dir, exc) from exc
     journal.close()
-    if input_error is not None:
-        raise JobError(
-            f"{input_error.message}; the run stopped, the answers so far are kept (journal "
-            "and outputs written): fix or restore the file, then rerun to resume",
-            path=str(job.path),
-            field=input_error.field,
-        )
-    return RunResult(outcome, job.output.dir, summary)
+    return outcome, summary
 
 
 def _results_store(plan: Plan, journal: Journal, key_family: keys.Family) -> ResultsStore:

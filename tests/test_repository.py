@@ -36,14 +36,6 @@ def test_no_test_reads_the_shared_folder_beside_the_clone() -> None:
     assert offenders == []
 
 
-# Files and functions others are shortening now (issue 11, item 7). This list must shrink to
-# empty: remove an entry in the change that fixes it (the test fails while a fixed one stays).
-# An entry (file, "") stands for the file itself.
-SIZE_ALLOWLIST: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("pipeline/runner.py", "_run"),
-    }
-)
 MAX_FILE_LINES = 399
 MAX_FUNCTION_LINES = 60
 
@@ -82,12 +74,9 @@ def _size_offenders() -> dict[tuple[str, str], int]:
 
 
 def test_files_and_functions_stay_short() -> None:
-    """Files under 400 lines, functions under 61 (STYLE.md), but for the allowlist."""
+    """Files under 400 lines, functions under 61 (STYLE.md)."""
     offenders = _size_offenders()
-    new = {entry: lines for entry, lines in offenders.items() if entry not in SIZE_ALLOWLIST}
-    assert new == {}, "split these: files over 399 lines, functions over 60"
-    stale = SIZE_ALLOWLIST - offenders.keys()
-    assert stale == set(), "short enough now: remove them from SIZE_ALLOWLIST"
+    assert offenders == {}, "split these: files over 399 lines, functions over 60"
 
 
 def test_the_size_check_sees_long_functions_and_nested_ones() -> None:
