@@ -56,6 +56,13 @@ def part_name(file: int) -> str:
     return f"part-{file:05d}.parquet"
 
 
+def part_number(path: Path) -> int | None:
+    """The number of a part file this module named, None for any other file."""
+    digits = path.name.removeprefix("part-").removesuffix(".parquet")
+    named = path.name == f"part-{digits}.parquet" and digits.isdigit() and digits.isascii()
+    return int(digits) if named else None
+
+
 def schema_text(schema: pl.Schema) -> str:
     """A schema as the journal records it (Arrow IPC, hex): compared exactly, read back."""
     return str(pl.DataFrame(schema=schema).to_arrow().schema.serialize().to_pybytes().hex())
@@ -102,21 +109,50 @@ class ResultsStore:
         elif self.fmt == "parquet":
             recorded = self.journal.part_files()
             for path in self._part_paths():
-                if int(path.stem.removeprefix("part-")) not in recorded:
+                if part_number(path) not in recorded:
                     _remove(path, "a part the journal never recorded (a crash left it)")
-        elif self.results.is_file() and self.results.stat().st_size > store["bytes"]:
-            log.warning("%s: cutting an append the journal never recorded", self.results.name)
-            with self.results.open("r+b") as handle:
-                handle.truncate(store["bytes"])
+            self._name_foreign_files()
+        elif self.results.is_file():
+            self._cut_to_recorded(store["bytes"])
         for name in OUTPUT_FORMATS:
             if name != self.fmt:  # errors are written whole from the journal by the flush
                 for output in ("results", "errors"):
                     _remove(self.dir / f"{output}.{name}", f"the output format is now {self.fmt}")
 
     def _part_paths(self) -> list[Path]:
+        """The part files in the results folder (named as this module names them)."""
         if not self.results.is_dir():
             return []
-        return sorted(self.results.glob("part-*.parquet"))
+        return sorted(p for p in self.results.glob("part-*.parquet") if part_number(p) is not None)
+
+    def _name_foreign_files(self) -> None:
+        """A file in the folder that is not a part: the user's, left alone, but named, since a
+        reader of the folder may take it for results."""
+        for path in sorted(self.results.iterdir()):
+            if part_number(path) is None:
+                log.warning(
+                    "%s: not a part this pipeline wrote; left alone, but readers of %s may read "
+                    "it as results: move it elsewhere",
+                    path.name,
+                    self.results.name,
+                )
+
+    def _cut_to_recorded(self, recorded: int) -> None:
+        """An append the journal never recorded is cut off; a file shorter than recorded was
+        cut by hand: its missing rows cannot come back from the journal, so say so."""
+        size = self.results.stat().st_size
+        if size > recorded:
+            log.warning("%s: cutting an append the journal never recorded", self.results.name)
+            with self.results.open("r+b") as handle:
+                handle.truncate(recorded)
+        elif size < recorded:
+            log.warning(
+                "%s is %d bytes shorter than the journal recorded: rows written earlier are "
+                "missing from it and are not in the journal any more; restore the file from a "
+                "backup (new rows are appended after what is there)",
+                self.results.name,
+                recorded - size,
+            )
 
     # -- flushing ----------------------------------------------------------------------------
 

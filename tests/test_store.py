@@ -128,6 +128,43 @@ def test_a_part_the_journal_never_recorded_is_deleted_and_its_rows_written_once(
     assert sorted(pl.read_parquet(parts(out)[1])["id"]) == comments(15, 10)["id"].to_list()
 
 
+@pytest.mark.parametrize("name", ["part-final.parquet", "part-00007.parquet.bak", "notes.txt"])
+def test_a_file_of_the_users_in_the_parts_folder_is_left_alone_and_named(
+    tmp_path: Path, emulator: StartEmulator, name: str
+) -> None:
+    """Not a part this pipeline writes (no part number): never parsed as one (it crashed the
+    run), never deleted; the run says readers of the folder may take it for results."""
+    server = emulator(engine="wordlist")
+    job = write_job(tmp_path, comments(10))
+    assert run(job, server) == 0
+    out = tmp_path / "out"
+    foreign = out / "results.parquet" / name
+    foreign.write_bytes(b"the user's own bytes")
+    comments(12).write_parquet(tmp_path / "input.parquet")
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert foreign.read_bytes() == b"the user's own bytes"
+    assert f"{name}: not a part this pipeline wrote" in result.stderr
+    recorded = [p for p in parts(out) if p.name.startswith("part-0") and p.suffix == ".parquet"]
+    assert sorted(pl.read_parquet(recorded)["id"]) == comments(12)["id"].to_list()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_text_output_cut_short_by_hand_is_said_not_silently_appended_to(
+    tmp_path: Path, emulator: StartEmulator, fmt: str
+) -> None:
+    server = emulator(engine="wordlist")
+    job = write_job(tmp_path, comments(5), output={"format": fmt})
+    assert run(job, server) == 0
+    results = tmp_path / "out" / f"results.{fmt}"
+    with results.open("r+b") as handle:
+        handle.truncate(results.stat().st_size - 10)
+    comments(8).write_parquet(tmp_path / "input.parquet")
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"results.{fmt} is 10 bytes shorter than the journal recorded" in result.stderr
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_a_text_output_grows_by_appends_and_loses_a_tail_the_journal_never_recorded(
     tmp_path: Path, emulator: StartEmulator, fmt: str
