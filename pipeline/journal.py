@@ -176,7 +176,7 @@ class Journal(ResultsLedger, BatchLedger):
         """The state and request hash of those of these keys the journal already holds."""
         return {
             key: (state, ADOPTED if digest is None else digest.hex())
-            for key, state, digest in self._among(
+            for key, state, digest in self._rows_for_keys(
                 keys, "SELECT key, state, request_hash FROM rows WHERE key IN ({})"
             )
         }
@@ -186,32 +186,21 @@ class Journal(ResultsLedger, BatchLedger):
         """The input position the next new key gets: keys below it were added by earlier runs."""
         return int(self._next_seq)
 
-    def done_among_earlier(self, keys: Sequence[Any], below_seq: int) -> dict[Any, str]:
-        """The request hash of those of these keys that are done and were added (their request
-        built) before position ``below_seq``."""
-        # Filtered here, not in SQL: with state and seq in the WHERE clause SQLite may pick the
-        # (state, seq) index over the key, scanning every done row for each lookup.
-        return {
-            key: ADOPTED if digest is None else digest.hex()
-            for key, state, seq, digest in self._among(
-                keys, "SELECT key, state, seq, request_hash FROM rows WHERE key IN ({})"
-            )
-            if state == "done" and seq < below_seq
-        }
-
-    def _among(self, keys: Sequence[Any], sql: str, *more: Any) -> Iterator[tuple[Any, ...]]:
+    def _rows_for_keys(
+        self, keys: Sequence[Any], sql: str, *more: Any
+    ) -> Iterator[tuple[Any, ...]]:
         """Rows of ``sql`` (whose ``{}`` takes the key placeholders) for keys, 500 at a time."""
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             yield from self._db.execute(sql.format(",".join("?" * len(chunk))), [*chunk, *more])
 
     def requeue(self, rows: Iterable[Row]) -> None:
-        """Done or failed keys to send again (--retry-failed, --redo-changed), with their new request;
-        a row that still cannot be built stays failed with its new error. Everything of the old
-        request goes in the same transaction: its answer and the workflow progress (thread and
-        run ids) that would let a resumed run pick up the old answer again. A result already in
-        a results part is recorded in ``moved``: the store takes it out of its part before the
-        key's new outcome is written."""
+        """Settled keys (done or failed) to send again (--retry-failed, --redo-changed), with
+        their new request; a row that still cannot be built stays failed with its new error.
+        Everything of the old request goes in the same transaction: its answer and the workflow
+        progress (thread and run ids) that would let a resumed run pick up the old answer again.
+        A result already in a results part is recorded in ``moved``: the store takes it out of
+        its part before the key's new outcome is written."""
         records = [(*built(row), row.key) for row in rows]
         self.errors_changed += 1
         with self._transaction():

@@ -18,7 +18,9 @@ class BatchLedger:
 
     _db: sqlite3.Connection
 
-    def _among(self, keys: Sequence[Any], sql: str, *more: Any) -> Iterator[tuple[Any, ...]]:
+    def _rows_for_keys(
+        self, keys: Sequence[Any], sql: str, *more: Any
+    ) -> Iterator[tuple[Any, ...]]:
         raise NotImplementedError  # Journal's
 
     def held_among(self, keys: Sequence[Any]) -> dict[Any, tuple[State, int, str]]:
@@ -26,7 +28,7 @@ class BatchLedger:
         held."""
         return {
             key: (state, seq, ADOPTED if digest is None else digest.hex())
-            for key, state, seq, digest in self._among(
+            for key, state, seq, digest in self._rows_for_keys(
                 keys, "SELECT key, state, seq, request_hash FROM rows WHERE key IN ({})"
             )
         }
