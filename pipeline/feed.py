@@ -55,7 +55,7 @@ async def feed(plan: Plan, journal: Journal, pool: Executor, stats: RunStats, sc
     or changed ones), then END; then compare the done rows with the input to count the changed
     ones (unless --redo-changed queued them). Keys that left the input keep their results."""
     for name in ("rows_changed_since_done", "rows_redone", "rows_retried_failed"):
-        stats.tally[name] += 0  # always in the summary, 0 when none
+        stats.totals[name] += 0  # always in the summary, 0 when none
     log.info("feeding: the rows earlier runs left pending, then the input")
     after = pending = 0
     while rows := journal.pending(after, PENDING_CHUNK):
@@ -249,12 +249,12 @@ def _take(
         built = _build(kind, row, names[i], keep)
         state, request = known[names[i]]
         if state == "failed":
-            stats.tally["rows_retried_failed"] += 1
+            stats.totals["rows_retried_failed"] += 1
             requeued.append(built)
         elif request == ADOPTED:  # adopted from the outputs: taken as built from this input
             adopted.append((request_hash(built.payload), built.key))
         elif request_hash(built.payload) != request:
-            stats.tally["rows_redone"] += 1  # redone, so no longer changed since done
+            stats.totals["rows_redone"] += 1  # redone, so no longer changed since done
             requeued.append(built)
     journal.add(fresh_rows)
     journal.requeue(requeued)
@@ -298,7 +298,7 @@ async def _count_changed(
                 adopted.append((built, names[i]))
             elif built != request:
                 differ += 1
-                stats.tally["rows_changed_since_done"] += state == "done"
+                stats.totals["rows_changed_since_done"] += state == "done"
             if count % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
         journal.record_hashes(adopted)

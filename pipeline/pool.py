@@ -200,6 +200,6 @@ class Pool:
         await self.journal.settle(rows)
 
     def _count(self, outcome: Success) -> None:
-        tally = self.stats.tally
+        totals = self.stats.totals
         for name, amount in outcome.counts.items():
-            tally[name] += amount
+            totals[name] += amount

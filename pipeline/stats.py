@@ -27,7 +27,7 @@ class RunStats:
     characters_sent: int = 0  # text characters in the requests answered (--max-characters)
     # kind-specific totals for summary.json; counted from int 0, so counts stay whole numbers
     # and only amounts that are fractions (audio seconds) become floats
-    tally: defaultdict[str, float] = field(default_factory=lambda: defaultdict(int))
+    totals: defaultdict[str, float] = field(default_factory=lambda: defaultdict(int))
 
     @property
     def elapsed(self) -> float:

@@ -58,7 +58,7 @@ def build_summary(
         },
         "tokens_estimated": stats.tokens,
         "characters_sent": stats.characters_sent,
-        **{name: round(value, 3) for name, value in sorted(stats.tally.items())},
+        **{name: round(value, 3) for name, value in sorted(stats.totals.items())},
         "sent_again_after_crash": {
             "this_run": {"requests": stats.resent_requests, "rows": stats.resent_rows},
             "all_runs": journal.duplicates(),
