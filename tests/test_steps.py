@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
 import orjson
 import polars as pl
+import pytest
 
-from pipeline.errors import ApiError
-from pipeline.http import Http
+from pipeline.errors import ApiError, TransientApiError
+from pipeline.http import Answer, Http
 from pipeline.kinds import Outcome, Success
 from pipeline.outcomes import Failure
 from pipeline.plan import make_plan
@@ -186,3 +188,29 @@ def _until_notes(flow: Flow, notes: int) -> Flow:
         seen += isinstance(step, Note)
     flow.close()
     return []
+
+
+def test_a_speech_request_pickles_for_another_process_with_its_answer_check(
+    tmp_path: Path,
+) -> None:
+    """A distributed executor ships requests to other processes: the request, its answer check
+    included, must survive pickling and still refuse a truncated audio answer."""
+    data = pl.DataFrame({"id": ["a"], "text": ["Hello there. " * 40]})
+    job = write_job(
+        tmp_path,
+        data,
+        kind="speech",
+        request={"model": "gpt-4o-mini-tts", "input": "{text}", "voice": "alloy"},
+    )
+    kind, [row] = built_items(job, "http://127.0.0.1:1/v1")
+    request = next(kind.flow([row]))
+    assert isinstance(request, Request)
+    shipped = pickle.loads(pickle.dumps(request))
+    assert (shipped.path, shipped.body, shipped.characters) == (
+        "/audio/speech",
+        request.body,
+        len("Hello there. " * 40),
+    )
+    assert shipped.check is not None
+    with pytest.raises(TransientApiError, match="the audio answer is incomplete"):
+        shipped.check(Answer(200, {}, b"ID3 not really an mp3"))
