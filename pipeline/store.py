@@ -108,9 +108,18 @@ class ResultsStore:
             self._convert_format(store)
         elif self.fmt == "parquet":
             recorded = self.journal.part_files()
-            for path in self._part_paths():
-                if part_number(path) not in recorded:
+            found = {part_number(path): path for path in self._part_paths()}
+            for number, path in found.items():
+                if number not in recorded:
                     _remove(path, "a part the journal never recorded (a crash left it)")
+            if missing := sorted(recorded - found.keys()):
+                log.warning(
+                    "%s: %d part(s) the journal recorded are missing (%s...): the rows written "
+                    "there are not in the journal any more; restore them from a backup",
+                    self.results.name,
+                    len(missing),
+                    part_name(missing[0]),
+                )
             self._name_foreign_files()
         elif self.results.is_file():
             self._cut_to_recorded(store["bytes"])
@@ -128,7 +137,7 @@ class ResultsStore:
     def _name_foreign_files(self) -> None:
         """A file in the folder that is not a part: the user's, left alone, but named, since a
         reader of the folder may take it for results."""
-        for path in sorted(self.results.iterdir()):
+        for path in sorted(self.results.iterdir()) if self.results.is_dir() else []:
             if part_number(path) is None:
                 log.warning(
                     "%s: not a part this pipeline wrote; left alone, but readers of %s may read "

@@ -149,6 +149,23 @@ def test_a_file_of_the_users_in_the_parts_folder_is_left_alone_and_named(
     assert sorted(pl.read_parquet(recorded)["id"]) == comments(12)["id"].to_list()
 
 
+def test_a_results_folder_deleted_by_hand_is_said_and_the_run_goes_on(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
+    """The journal no longer holds written results: deleting the folder loses them. The next
+    run must say so (not crash with exit 70) and write its new rows."""
+    server = emulator(engine="wordlist")
+    job = write_job(tmp_path, comments(10))
+    assert run(job, server) == 0
+    shutil.rmtree(tmp_path / "out" / "results.parquet")
+    comments(12).write_parquet(tmp_path / "input.parquet")
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "1 part(s) the journal recorded are missing (part-00001.parquet...)" in result.stderr
+    assert sorted(read_output(job, "results")["id"]) == comments(12, 10)["id"].to_list()
+    assert server.stats()["requests"] == 12, "nothing sent twice"
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_a_text_output_cut_short_by_hand_is_said_not_silently_appended_to(
     tmp_path: Path, emulator: StartEmulator, fmt: str
