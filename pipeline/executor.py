@@ -34,7 +34,7 @@ class Executor(Protocol):
     fatal: FatalApiError | None  # the answer that stopped the run (401, quota), if any
     storage_error: StorageError | None  # the output folder could not be written: stopped
 
-    async def submit(self, item: Row) -> None:
+    async def submit(self, row: Row) -> None:
         """Take one built, pending row; waits while the executor holds as much as it may."""
         ...
 

@@ -3,7 +3,7 @@ failed or changed ones) into the executor's queue, then END; then the count of d
 request changed since. Build failures become failed rows at once.
 
 Sending starts at once: done rows cost only a journal lookup until END is queued; building
-their requests again to find changes comes after, while the pool works. An input batch unchanged
+their requests again to find changes comes after, while the executor works. An input batch unchanged
 since it was last checked (``BatchDigests``) costs neither: a rerun of a grown input pays for its
 new rows and one read of the input.
 """
@@ -37,7 +37,7 @@ from pipeline.stats import RunStats
 
 log = logging.getLogger(__name__)
 READ_BATCH_ROWS = 10_000
-YIELD_EVERY = 500  # rows compared between two yields to the pool (about 5 ms)
+YIELD_EVERY = 500  # rows compared between two yields to the executor (about 5 ms)
 PENDING_CHUNK = 1_000
 
 
@@ -50,7 +50,9 @@ class Scope:
     redo_changed: bool = False  # the done keys whose request changed since
 
 
-async def feed(plan: Plan, journal: Journal, pool: Executor, stats: RunStats, scope: Scope) -> None:
+async def feed(
+    plan: Plan, journal: Journal, executor: Executor, stats: RunStats, scope: Scope
+) -> None:
     """Queue what earlier runs left pending, then the input's new keys (and, when asked, failed
     or changed ones), then END; then compare the done rows with the input to count the changed
     ones (unless --redo-changed queued them). Keys that left the input keep their results."""
@@ -60,12 +62,12 @@ async def feed(plan: Plan, journal: Journal, pool: Executor, stats: RunStats, sc
     after = pending = 0
     while rows := journal.pending(after, PENDING_CHUNK):
         for row in rows:
-            await pool.submit(row)
+            await executor.submit(row)
         after = rows[-1].seq
         pending += len(rows)
     first_new = journal.next_seq  # rows added from here on are built from the input as it is
-    read = await _feed_input(plan, journal, pool, stats, scope)
-    await pool.finish()
+    read = await _feed_input(plan, journal, executor, stats, scope)
+    await executor.finish()
     log.info(
         "input read: %d batch(es), %d unchanged since checked (skipped), %d new row(s); "
         "%d pending row(s) queued before",
@@ -179,7 +181,7 @@ def _input_columns(plan: Plan) -> list[str]:
 
 
 async def _feed_input(
-    plan: Plan, journal: Journal, pool: Executor, stats: RunStats, scope: Scope
+    plan: Plan, journal: Journal, executor: Executor, stats: RunStats, scope: Scope
 ) -> Pass:
     """Queue the keys the journal has never seen (at most --limit), the failed ones with
     --retry-failed and the changed done ones with --redo-changed; return what was read.
@@ -212,7 +214,7 @@ async def _feed_input(
             done.to_check.add(index)
         for new in [*fresh, *requeued]:
             if new.outcome is None:
-                await pool.submit(new)
+                await executor.submit(new)
             else:
                 stats.rows_failed += 1
     return done
@@ -268,7 +270,7 @@ async def _count_changed(
     """Count the done rows whose request was built by an earlier run (journal position below
     ``first_new``) and, built from the input as it is now, would differ, in the batches the
     first pass read and did not skip. A batch where no request built earlier differs and every
-    key is held gets its digest recorded: the next run skips it. Yields to the pool between
+    key is held gets its digest recorded: the next run skips it. Yields to the executor between
     small groups of rows."""
     if not read.to_check:
         return  # every batch unchanged or new: nothing built earlier to compare

@@ -68,8 +68,8 @@ class Pool:
         self._held: deque[Row] = deque()  # taken from the queue but left out of a full pack
         stopper.on_stop(self._wake)
 
-    async def submit(self, item: Row) -> None:
-        await self.queue.put(item)
+    async def submit(self, row: Row) -> None:
+        await self.queue.put(row)
 
     async def finish(self) -> None:
         await self.queue.put(END)

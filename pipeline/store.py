@@ -28,7 +28,6 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline import keys as key_contract
 from pipeline.job import OUTPUT_FORMATS, OutputFormat
@@ -308,10 +307,8 @@ class ResultsStore:
         shutil.rmtree(work, ignore_errors=True)
         merged = work / self.results.name
         merged.mkdir(parents=True)
-        target = schema_arrow(schema)  # every part has it: _conform ran first
-        with pq.ParquetWriter(merged / part_name(into), target, compression="zstd") as writer:
-            for file in files:  # one part in memory at a time
-                writer.write_table(pq.read_table(self.results / part_name(file)).cast(target))
+        parts = (pl.read_parquet(self.results / part_name(file)) for file in files)
+        fill(parts, merged / part_name(into), "parquet", schema)  # one part in memory at a time
         self.journal.set_meta(COMPACT_PLAN, {"into": into, "from": files})
         os.rename(self.results, work / "old")
         os.rename(merged, self.results)
@@ -330,10 +327,6 @@ class ResultsStore:
                 os.rename(work / "old", self.results)
             self.journal.set_meta(COMPACT_PLAN, None)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def schema_arrow(schema: pl.Schema) -> pa.Schema:
-    return pl.DataFrame(schema=schema).to_arrow().schema
 
 
 def conformed(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
