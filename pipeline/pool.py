@@ -197,6 +197,7 @@ class Pool:
             else:
                 self.stats.rows_done += 1
                 self._count(outcome)
+                self.stats.cost.add_done(self.kind.model_of(row), row, outcome)
         await self.journal.settle(rows)
 
     def _count(self, outcome: Success) -> None:

@@ -7,6 +7,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.cost import CostTally
+
 
 @dataclass
 class RunStats:
@@ -28,6 +30,7 @@ class RunStats:
     # kind-specific totals for summary.json; counted from int 0, so counts stay whole numbers
     # and only amounts that are fractions (audio seconds) become floats
     totals: defaultdict[str, float] = field(default_factory=lambda: defaultdict(int))
+    cost: CostTally = field(default_factory=CostTally)  # usage per model of the rows done
 
     @property
     def elapsed(self) -> float:

@@ -70,6 +70,7 @@ class Speech:
         ]
     )
     rows_per_request = 1
+    batchable = False  # the Batch API does not take /v1/audio/speech
 
     def __init__(self, job: JobSpec) -> None:
         where = str(job.path)
@@ -199,6 +200,9 @@ class Speech:
             "model": body["model"],
         }
         return [Success(columns, counts={"audio_seconds": duration})]
+
+    def model_of(self, row: Row) -> str | None:
+        return str(row.payload["body"]["model"])
 
     def describe(self) -> str:
         return "POST /v1/audio/speech, one audio file per row" + (
