@@ -103,31 +103,35 @@ def price_for(
     return dollars * (table.batch_discount if mode == "batch" else 1.0)
 
 
-def estimated_usage(row: Row) -> Usage:
+def estimated_usage(row: Row, characters: int | None = None) -> Usage:
     """A built row's estimated usage: its estimated input tokens, its characters, and the audio
     they would make at ``SPEECH_CHARS_PER_SECOND`` (priced only for a per-minute model)."""
+    characters = row.characters if characters is None else characters
     return Usage(
-        1,
-        row.tokens,
-        characters=row.characters,
-        audio_seconds=row.characters / SPEECH_CHARS_PER_SECOND,
+        1, row.tokens, characters=characters, audio_seconds=characters / SPEECH_CHARS_PER_SECOND
     )
 
 
 def actual_usage(row: Row, outcome: Success) -> Usage:
     """A done row's usage from its answer: the tokens it reports (a run's), the audio seconds
-    decoded (speech), the characters sent. Where the answer reports no tokens (moderation,
-    speech) the input tokens are the estimate, and ``reported`` stays 0."""
+    decoded and the characters narrated (speech). Where the answer reports no tokens
+    (moderation, speech) the input tokens are the estimate, and ``reported`` stays 0."""
     counts = outcome.counts
     reported = "prompt_tokens" in counts
     return Usage(
         1,
         int(counts["prompt_tokens"]) if reported else row.tokens,
         int(counts.get("completion_tokens", 0)),
-        row.characters,
+        _characters(row, outcome),
         float(counts.get("audio_seconds", 0.0)),
         reported=int(reported),
     )
+
+
+def _characters(row: Row, outcome: Success) -> int:
+    """Speech's ``chars`` column: a row carried again from the journal has no ``characters``."""
+    chars = outcome.columns.get("chars")
+    return chars if isinstance(chars, int) else row.characters
 
 
 @dataclass
@@ -143,7 +147,7 @@ class CostTally:
     def add_done(self, model: str | None, row: Row, outcome: Success) -> None:
         """A row that succeeded; ``model`` is the one its request named, else the answer's."""
         model = model or _answer_model(outcome)
-        self.estimated[model].add(estimated_usage(row))
+        self.estimated[model].add(estimated_usage(row, _characters(row, outcome)))
         self.actual[model].add(actual_usage(row, outcome))
 
 
