@@ -9,6 +9,7 @@ a run's output tokens are not known before its answer, so its estimate is the in
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections import defaultdict
@@ -17,6 +18,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
+from pipeline.errors import JobError
 from pipeline.outcomes import Success
 from pipeline.rows import Row
 
@@ -54,17 +56,50 @@ class PriceTable:
 
 @cache
 def load_prices() -> PriceTable:
-    """The packaged price table (``pipeline/data/prices.toml``)."""
-    text = resources.files("pipeline").joinpath("data/prices.toml").read_text(encoding="utf-8")
-    data = tomllib.loads(text)
-    known = {f.name for f in fields(Price)}
-    models = {}
-    for name, entry in data["models"].items():
-        unknown = set(entry) - known
-        if unknown:  # a typo in the file must not price a model at zero
-            raise ValueError(f"prices.toml: models.{name}: unknown field {sorted(unknown)[0]}")
-        models[name] = Price(**entry)
-    return PriceTable(models, data["source"], data["as_of"], float(data["batch_discount"]))
+    """The packaged price table (``pipeline/data/prices.toml``); JobError naming the field if
+    an edit broke it (checked when a job is planned, before anything is sent)."""
+    file = resources.files("pipeline").joinpath("data/prices.toml")
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise JobError(f"not valid TOML: {error}", path=str(file)) from None
+    return parse_prices(data, str(file))
+
+
+def parse_prices(data: dict[str, Any], path: str) -> PriceTable:
+    """A price table from the data file's TOML; JobError for a field a price cannot come from
+    (a typo must not price a model at zero)."""
+    types = {f.name: f.type for f in fields(Price)}
+    models = data.get("models")
+    if not isinstance(models, dict):
+        raise JobError("missing: the [models.<name>] tables of prices", path=path, field="models")
+    table = {}
+    for name, entry in models.items():
+        if not isinstance(entry, dict):
+            raise JobError("must be a table of prices", path=path, field=f"models.{name}")
+        for key, value in entry.items():
+            where = f"models.{name}.{key}"
+            if key not in types:
+                raise JobError(f"unknown field; known: {', '.join(types)}", path=path, field=where)
+            if types[key] == "bool" and not isinstance(value, bool):
+                raise JobError(f"must be true or false, got {value!r}", path=path, field=where)
+            if types[key] == "float":
+                _amount(value, path, where)
+        table[name] = Price(**entry)
+    source, as_of = data.get("source"), data.get("as_of")
+    if not isinstance(source, str) or not isinstance(as_of, str):
+        message = "must say where the prices come from, and when"
+        raise JobError(message, path=path, field="source / as_of")
+    return PriceTable(
+        table, source, as_of, _amount(data.get("batch_discount"), path, "batch_discount")
+    )
+
+
+def _amount(value: Any, path: str, where: str) -> float:
+    """A price (or the batch factor): a finite number, 0 or more."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise JobError(f"must be a finite number, 0 or more, got {value!r}", path=path, field=where)
+    return float(value)
 
 
 @dataclass

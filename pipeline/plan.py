@@ -11,7 +11,7 @@ import difflib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pipeline import preflight, readers
+from pipeline import cost, preflight, readers
 from pipeline.errors import JobError
 from pipeline.job import JobSpec, OutputSpec, load_job, resolve_base_url
 from pipeline.journal import rows_held
@@ -76,4 +76,5 @@ def make_plan(
                 field=where,
             )
     preflight.check(job, kind, info, create=for_run, full=limit is None)
+    cost.load_prices()  # a price file broken by an edit stops the job before it sends
     return Plan(job, kind, info)

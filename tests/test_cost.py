@@ -12,7 +12,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pipeline.cost import Usage, price_for
+from pipeline.cost import Usage, parse_prices, price_for
+from pipeline.errors import JobError
 from tests.conftest import REPO, StartEmulator, read_output, run_cli, write_job
 
 PRICES = tomllib.loads((REPO / "pipeline" / "data" / "prices.toml").read_text())["models"]
@@ -243,3 +244,30 @@ def test_a_resumed_speech_job_prices_every_row_once_across_its_runs(
     every_char = sum(map(len, texts)) * per_1m("tts-1", "per_1m_characters")
     assert stopped["actual"] + resumed["actual"] == pytest.approx(every_char, abs=2e-6)
     assert resumed["estimated"] == resumed["actual"], "tts-1 is priced by what is known before"
+
+
+def test_every_packaged_model_is_free_or_has_a_price() -> None:
+    for model, entry in PRICES.items():
+        amounts = [v for k, v in entry.items() if k not in ("free", "batch")]
+        assert entry.get("free") or any(amount > 0 for amount in amounts), model
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ({"input_per_1m_token": 0.4}, "models.m.input_per_1m_token"),  # a typo: not a zero price
+        ({"input_per_1m_tokens": "0.40"}, "models.m.input_per_1m_tokens"),
+        ({"output_per_1m_tokens": -1.0}, "models.m.output_per_1m_tokens"),
+        ({"audio_per_minute": float("nan")}, "models.m.audio_per_minute"),
+        ({"batch": "yes"}, "models.m.batch"),
+    ],
+)
+def test_a_broken_price_entry_is_refused_naming_its_field(
+    entry: dict[str, Any], field: str
+) -> None:
+    data = {"source": "page", "as_of": "2025-08", "batch_discount": 0.5, "models": {"m": entry}}
+    with pytest.raises(JobError) as raised:
+        parse_prices(data, "prices.toml")
+    assert raised.value.field == field and raised.value.path == "prices.toml"
+    good = parse_prices({**data, "models": {"m": {"input_per_1m_tokens": 0.4}}}, "prices.toml")
+    assert good.find("m-2025-01-31") == good.models["m"]
