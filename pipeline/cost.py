@@ -23,7 +23,6 @@ from pipeline.outcomes import Success
 from pipeline.rows import Row
 
 Mode = Literal["sync", "batch"]
-MODES: tuple[Mode, ...] = ("sync", "batch")
 SPEECH_CHARS_PER_SECOND = 15.0  # about 150 words a minute: an estimate's audio length
 _SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")  # gpt-4.1-mini-2025-04-14 -> gpt-4.1-mini
 

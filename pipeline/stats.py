@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.cost import CostTally
+from pipeline.outcomes import Success
+from pipeline.rows import Row
 
 
 @dataclass
@@ -35,6 +37,14 @@ class RunStats:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def count_done(self, row: Row, outcome: Success, model: str | None) -> None:
+        """A row that succeeded (any executor): its kind's totals and its usage, priced by
+        ``model`` (``kind.model_of(row)``) in summary.json."""
+        self.rows_done += 1
+        for name, amount in outcome.counts.items():
+            self.totals[name] += amount
+        self.cost.add_done(model, row, outcome)
 
     def count_answer(self, status: str) -> None:
         self.statuses[status] += 1
