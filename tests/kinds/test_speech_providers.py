@@ -3,7 +3,12 @@ OpenAI's checks kept for OpenAI; the sample self-hosted job on the embedded emul
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +135,45 @@ def test_the_sample_self_hosted_job_runs_on_the_embedded_emulator_in_provider_mo
         assert audio.duration_s(path.read_bytes(), "mp3") == pytest.approx(
             row["duration_s"], abs=0.001
         )
+
+
+def _speak(base_url: str, voice: str) -> tuple[int, bytes]:
+    body = {"model": "kokoro", "input": "Hello there.", "voice": voice, "response_format": "wav"}
+    request = urllib.request.Request(
+        base_url + "/audio/speech",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_serve_in_provider_mode_speaks_any_voice_and_refuses_the_named_one() -> None:
+    command = [sys.executable, "-m", "pipeline", "serve", "--port", "0", "--speech-voices", "any"]
+    with subprocess.Popen(
+        [*command, "--refuse-voice", "zz_gone"], stdout=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            base_url = process.stdout.readline().split(" on ", 1)[1].strip()
+            status, wav = _speak(base_url, "af_bella")
+            assert status == 200 and audio.duration_s(wav, "wav") > 0.3
+            status, refused = _speak(base_url, "zz_gone")
+            assert status == 400
+            assert json.loads(refused) == {
+                "detail": {
+                    "error": "validation_error",
+                    "message": "Voice 'zz_gone' not found. Available voices: any other name "
+                    "(local emulator, provider mode)",
+                    "type": "invalid_request_error",
+                }
+            }
+        finally:
+            process.terminate()
+    assert process.returncode == 0
 
 
 @pytest.mark.parametrize(
