@@ -84,5 +84,5 @@ def make_plan(
                 field=where,
             )
     preflight.check(job, kind, info, create=for_run, full=limit is None)
-    warnings = shutdowns.warnings(job, job.api.base_url or "", shutdowns.today())
+    warnings = shutdowns.warnings(job, job.api.base_url or "")
     return Plan(job, kind, info, tuple(warnings))
