@@ -191,6 +191,8 @@ def validate(job_file: str) -> None:
     found = preview(plan)
     job = plan.job
     click.echo(f"job {job.name} ({job.kind}): {plan.kind.describe()}")
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}")
     click.echo(f"input: {len(plan.input.files)} file(s), {found.rows} rows")
     click.echo(f"valid rows: {found.valid}; rows that would be error rows: {found.invalid}")
     click.echo(
@@ -282,6 +284,20 @@ def status(output_dir: Path) -> None:
     show_default=True,
     help="Moderation engine (wordlist: cheap, for benchmarks).",
 )
+@click.option(
+    "--speech-voices",
+    type=click.Choice(["openai", "any"]),
+    default="openai",
+    show_default=True,
+    help="any: /v1/audio/speech as a provider's, any model and voice name.",
+)
+@click.option(
+    "--refuse-voice",
+    "refuse_voices",
+    multiple=True,
+    metavar="NAME",
+    help="Refuse this voice with a provider's 400 (as Kokoro-FastAPI does). Repeatable.",
+)
 @click.option("--allow-remote", is_flag=True, help="Allow a host other than loopback.")
 @_exits
 def serve(
@@ -301,6 +317,8 @@ def serve(
     chat_completions_url: str | None,
     huge_body_bytes: int,
     clock_skew_s: float,
+    speech_voices: str,
+    refuse_voices: tuple[str, ...],
     allow_remote: bool,
 ) -> None:
     """Serve the local OpenAI-compatible emulator (loopback only unless --allow-remote)."""
@@ -324,6 +342,8 @@ def serve(
             chat_completions_url=chat_completions_url,
             huge_body_bytes=huge_body_bytes,
             clock_skew_s=clock_skew_s,
+            speech_voices=speech_voices,
+            refuse_voices=frozenset(refuse_voices),
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None

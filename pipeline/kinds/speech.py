@@ -19,6 +19,7 @@ from pipeline import audio
 from pipeline.errors import JobError, RejectedApiError, RowError, TransientApiError
 from pipeline.http import Answer
 from pipeline.job import JobSpec
+from pipeline.kinds import speech_providers as providers
 from pipeline.outcomes import Failure, Success
 from pipeline.rows import Row
 from pipeline.steps import Flow, Request, Save
@@ -97,14 +98,17 @@ class Speech:
         options = dict(job.sections.get("speech", {}))
         self.split_long_input = options.pop("split_long_input", True)
         file_name = options.pop("file_name", "{key}")
+        self.provider = providers.pop_provider(options, job)
         if options:
             raise JobError(
-                "unknown key; known: split_long_input, file_name",
+                "unknown key; known: split_long_input, file_name, provider",
                 path=where,
                 field=f"speech.{next(iter(options))}",
             )
         if not isinstance(self.split_long_input, bool):
             raise JobError("must be true or false", path=where, field="speech.split_long_input")
+        self.local_emulator = {"speech_voices": self.provider}  # for base_url = "local"
+        openai = self.provider == "openai"
         if not isinstance(file_name, str) or not file_name.strip():
             raise JobError(
                 'must be a file-name template such as "{key}"', path=where, field="speech.file_name"
@@ -116,10 +120,10 @@ class Speech:
         self._checks: dict[str, Callable[[Any], Any]] = {
             "input": self._input,
             "model": lambda value: _text(value, "model"),
-            "voice": _voice,
+            "voice": _voice if openai else providers.any_voice,
             "response_format": _format,
             "speed": _speed,
-            "instructions": _instructions,
+            "instructions": _instructions if openai else providers.any_instructions,
         }
         for name, value in self.template.constant_fields().items():  # once, not once a row
             check = self._checks.get(name)  # stream_format was checked above
@@ -205,8 +209,9 @@ class Speech:
         return str(row.payload["body"]["model"])
 
     def describe(self) -> str:
-        return "POST /v1/audio/speech, one audio file per row" + (
-            ", long texts split and joined" if self.split_long_input else ""
+        return (
+            f"POST /v1/audio/speech ({providers.describe(self.provider)}), one audio file per row"
+            + (", long texts split and joined" if self.split_long_input else "")
         )
 
 
