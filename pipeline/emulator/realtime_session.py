@@ -141,13 +141,19 @@ class RealtimeSession:
             await self._refuse(refusal, client_id)
 
     def _cancel(self, response_id: Any) -> None:
-        """response.cancel: the named response (else every one in flight) ends ``cancelled``."""
+        """response.cancel: the named response (else every one in flight) ends ``cancelled``;
+        RealtimeRefusal when there is none in flight, as the API answers."""
         ids = [response_id] if isinstance(response_id, str) else list(self._responses)
-        for rid in ids:
-            task = self._responses.get(rid)
-            if task is not None:
-                self._cancelled.add(rid)
-                task.cancel()
+        active = [rid for rid in ids if rid in self._responses]
+        if not active:
+            raise RealtimeRefusal(
+                "Cancellation failed: no active response found (local emulator).",
+                param="response_id" if isinstance(response_id, str) else None,
+                code="response_cancel_not_active",
+            )
+        for rid in active:
+            self._cancelled.add(rid)
+            self._responses[rid].cancel()
 
     async def _respond(self, request: ResponseRequest, client_id: str | None) -> None:
         with contextlib.suppress(ConnectionError):  # the client closed the socket

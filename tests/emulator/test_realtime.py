@@ -13,7 +13,6 @@ from pipeline.emulator import RunningEmulator
 from pipeline.emulator.realtime_session import DELTA_BYTES
 from tests.emulator.conftest import StartEmulator
 from tests.emulator.realtime_client import (
-    MODEL,
     Realtime,
     connect,
     response_create,
@@ -218,4 +217,3 @@ async def test_an_unknown_event_type_and_bad_json_are_error_events(
     assert (unknown["error"]["param"], unknown["error"]["event_id"]) == ("type", "e9")
     assert broken["error"]["code"] == "invalid_json"
     assert client.ws.closed is False
-    assert MODEL in ws_url(emulator)
