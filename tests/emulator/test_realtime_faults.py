@@ -3,6 +3,8 @@ dropped mid-audio, error events, rate-limit events from a fault and from the lim
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import pytest
 
@@ -148,7 +150,7 @@ async def test_cancel_ends_a_response_cancelled(
     created = await client.next_of("response.created")
     response_id = created["response"]["id"]
     await client.ws.send_json({"type": "response.cancel", "response_id": response_id})
-    events = []
+    events: list[dict[str, Any]] = []
     while not events or events[-1]["type"] != "rate_limits.updated":
         event = await client.receive()
         assert event is not None
