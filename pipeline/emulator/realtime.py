@@ -49,6 +49,8 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
     stats = app[STATS]
     faults = FaultInjector(config.faults, config.seed, REALTIME_FAULT_NAMES)
     workers: list[ThreadPoolExecutor] = []
+    open_sessions: set[RealtimeSession] = set()
+    stats.add_gauge("realtime_sessions_open", lambda: len(open_sessions))
 
     async def pool(_: web.Application) -> AsyncIterator[None]:
         threads = min(8, os.cpu_count() or 1)  # eSpeak runs one at a time; resampling does not
@@ -87,11 +89,14 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
             limiter=app[LIMITER],
             stats=stats,
         )
+        open_sessions.add(session)
         try:
             await session.run()
         except Exception:  # a bug here must not become an HTTP answer on an upgraded socket
             log.exception("emulator realtime session failed")
             await ws.close(code=1011, message=b"local emulator error")
+        finally:
+            open_sessions.discard(session)
         return ws
 
     app.cleanup_ctx.append(pool)

@@ -23,7 +23,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from pipeline.emulator import realtime_events as events
-from pipeline.emulator.config import EmulatorConfig
+from pipeline.emulator.config import EmulatorConfig, skewed_clock
 from pipeline.emulator.facts import SPEECH_SAMPLE_RATE, estimate_tokens
 from pipeline.emulator.faults import FaultInjector
 from pipeline.emulator.limits import RateLimiter, format_duration
@@ -295,7 +295,8 @@ class RealtimeSession:
         )
 
     async def _send_session(self, kind: str) -> None:
-        session = events.session_object(self._id, self._session, self._config.runs_clock())
+        now = skewed_clock(self._config)()
+        session = events.session_object(self._id, self._session, now)
         await self._send(events.event(kind, session=session))
 
     async def _send(self, body: dict[str, Any]) -> None:

@@ -104,23 +104,30 @@ async def test_two_responses_in_flight_on_one_socket(
 async def test_sessions_run_concurrently(
     emulator: RunningEmulator, http: aiohttp.ClientSession
 ) -> None:
-    voices = ["alloy", "echo", "nova", "sage"]
+    voices = ["alloy", "echo", "nova", "sage", "fable", "onyx", "cedar", "marin"]
+    clients = await asyncio.gather(*(connect(http, emulator, KEY, voice=v) for v in voices))
+    assert emulator.stats()["realtime_sessions_open"] == len(voices)
 
-    async def one(voice: str) -> tuple[str, bytes]:
-        client = await connect(http, emulator, KEY, voice=voice)
+    async def two(client: Realtime, voice: str) -> list[tuple[str | None, bytes]]:
         await client.send(response_create(f"{voice} reads this sentence."))
-        (spoken,) = (await client.responses(1)).values()
+        await client.send(response_create(f"{voice} reads another one."))
+        spoken = await client.responses(2)
         await client.ws.close()
-        assert spoken.transcript == f"{voice} reads this sentence."
-        return voice, spoken.pcm
+        return sorted((s.transcript, s.pcm) for s in spoken.values())
 
-    results = await asyncio.gather(*(one(voice) for voice in voices))
+    results = await asyncio.gather(*(two(c, v) for c, v in zip(clients, voices, strict=True)))
 
-    for voice, pcm in results:
-        assert pcm == await speech_pcm(http, emulator, f"{voice} reads this sentence.", voice)
+    for voice, said in zip(voices, results, strict=True):
+        assert [text for text, _ in said] == [
+            f"{voice} reads another one.",
+            f"{voice} reads this sentence.",
+        ]
+    for voice in voices[:2]:  # the audio is each session's own voice
+        expected = await speech_pcm(http, emulator, f"{voice} reads this sentence.", voice)
+        assert results[voices.index(voice)][1][1] == expected
     stats = emulator.stats()
-    assert stats["realtime_sessions"] == 4
-    assert stats["realtime_responses_done"] == 4
+    assert stats["realtime_sessions"] == len(voices)
+    assert stats["realtime_responses_done"] == 2 * len(voices)
 
 
 @pytest.mark.parametrize("key", [None, "sk-wrong"])
