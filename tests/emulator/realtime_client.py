@@ -108,6 +108,7 @@ class Realtime:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
         self.seen: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []  # the error events ``responses`` passed by
 
     async def send(self, event: dict[str, Any]) -> None:
         validator(CLIENT_SCHEMAS[event["type"]]).validate(event)
@@ -131,7 +132,8 @@ class Realtime:
 
     async def responses(self, count: int) -> dict[str, Spoken]:
         """Events until ``count`` responses ended with ``rate_limits.updated`` after their
-        ``response.done``, by response id; stops early if the socket closes."""
+        ``response.done``, by response id; stops early if the socket closes. Error events on
+        the way are kept in ``errors``."""
         spoken: dict[str, Spoken] = {}
         finished = 0
         pending_limits: defaultdict[str, int] = defaultdict(int)
@@ -154,6 +156,8 @@ class Realtime:
             elif kind == "rate_limits.updated" and pending_limits["done"]:
                 pending_limits["done"] -= 1
                 finished += 1
+            elif kind == "error":
+                self.errors.append(event)
             else:
                 raise AssertionError(f"unexpected event {event}")
         return spoken

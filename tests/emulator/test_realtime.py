@@ -224,3 +224,50 @@ async def test_an_unknown_event_type_and_bad_json_are_error_events(
     assert (unknown["error"]["param"], unknown["error"]["event_id"]) == ("type", "e9")
     assert broken["error"]["code"] == "invalid_json"
     assert client.ws.closed is False
+
+
+async def test_an_unknown_field_of_an_event_is_refused(
+    emulator: RunningEmulator, http: aiohttp.ClientSession
+) -> None:
+    client = await connect(http, emulator, KEY)
+
+    await client.ws.send_json({**response_create(TEXT), "respones": {}})
+    error = await client.next_of("error")
+
+    assert (error["error"]["param"], error["error"]["code"]) == ("respones", "unknown_parameter")
+    assert emulator.stats().get("realtime_responses", 0) == 0
+
+
+async def test_one_response_at_a_time_in_the_conversation_any_number_out_of_band(
+    emulator: RunningEmulator, http: aiohttp.ClientSession
+) -> None:
+    client = await connect(http, emulator, KEY)
+
+    await client.send(response_create(TEXT, conversation="auto"))
+    await client.send(response_create(OTHER, conversation="auto", metadata={"row": "2nd"}))
+    await client.send(response_create(OTHER, metadata={"row": "oob"}))
+    spoken = await client.responses(2)
+
+    (busy,) = client.errors
+    assert busy["error"]["code"] == "conversation_already_has_active_response"
+    done = {s.transcript: s.done["response"] for s in spoken.values() if s.done is not None}
+    assert done[TEXT]["conversation_id"].startswith("conv_")
+    assert done[OTHER]["metadata"] == {"row": "oob"}
+    assert "conversation_id" not in done[OTHER]
+
+
+async def test_a_session_expires_with_an_error_event_and_a_close(
+    start: StartEmulator, http: aiohttp.ClientSession
+) -> None:
+    emulator = start(realtime_session_s=0.3)
+    ws = await http.ws_connect(ws_url(emulator))
+    client = Realtime(ws)
+
+    created = await client.next_of("session.created")
+    expired = await client.next_of("error")  # whenever it comes: the test waits on the event
+
+    assert created["session"]["expires_at"] >= 0
+    assert expired["error"]["code"] == "session_expired"
+    assert expired["error"]["message"] == "Your session hit the maximum duration of 0.3 seconds."
+    assert await client.receive() is None
+    assert ws.close_code == 1001
