@@ -27,7 +27,7 @@ from pipeline.emulator.faults import REALTIME_FAULT_NAMES, FaultInjector
 from pipeline.emulator.limits import LIMITER
 from pipeline.emulator.realtime_events import error
 from pipeline.emulator.realtime_requests import RealtimeRefusal, SessionConfig, check_model
-from pipeline.emulator.realtime_session import RealtimeSession
+from pipeline.emulator.realtime_session import Audio, RealtimeSession, audio_deltas
 from pipeline.emulator.replies import invalid_request
 from pipeline.emulator.stats import STATS
 
@@ -41,6 +41,10 @@ def pcm_24khz(text: str, voice: str, speed: float) -> bytes:
     blocking."""
     pcm, rate = tts.synthesize(text, tts.espeak_voice(voice), speed)
     return encoder.encode(pcm, "pcm", sample_rate=rate)
+
+
+def _audio(text: str, voice: str, speed: float) -> Audio:
+    return audio_deltas(pcm_24khz(text, voice, speed))
 
 
 def register(app: web.Application, config: EmulatorConfig) -> None:
@@ -58,9 +62,9 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
         yield
         workers.pop().shutdown(wait=True, cancel_futures=True)
 
-    async def render(text: str, voice: str, speed: float) -> bytes:
+    async def render(text: str, voice: str, speed: float) -> Audio:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(workers[0], pcm_24khz, text, voice, speed)
+        return await loop.run_in_executor(workers[0], _audio, text, voice, speed)
 
     async def connect(request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(compress=False, max_msg_size=_MAX_EVENT_BYTES)

@@ -17,6 +17,7 @@ import base64
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -38,10 +39,30 @@ from pipeline.emulator.realtime_reword import reword
 from pipeline.emulator.replies import ApiReply
 from pipeline.emulator.stats import Stats
 
-# (text, voice, speed) -> s16le mono PCM at 24 kHz, synthesised off the event loop
-Render = Callable[[str, str, float], Awaitable[bytes]]
 DELTA_MS: Final[int] = 200  # audio per delta: several deltas for even a short sentence
+# 9,600 bytes, a multiple of 3: slices of the whole audio's base64 are each delta's base64
 DELTA_BYTES: Final[int] = SPEECH_SAMPLE_RATE * 2 * DELTA_MS // 1000
+_DELTA_CHARS: Final[int] = DELTA_BYTES // 3 * 4
+
+
+@dataclass(frozen=True)
+class Audio:
+    """A response's audio, ready to send: its PCM's length and the base64 of each delta."""
+
+    pcm_bytes: int
+    deltas: tuple[str, ...]
+
+
+def audio_deltas(pcm: bytes) -> Audio:
+    """``pcm`` (s16le, 24 kHz) cut into deltas of ``DELTA_BYTES``, base64-encoded; blocking, for
+    the worker thread that synthesised it (one encoding, not one per delta on the loop)."""
+    encoded = base64.b64encode(pcm).decode("ascii")
+    chunks = (encoded[i : i + _DELTA_CHARS] for i in range(0, len(encoded), _DELTA_CHARS))
+    return Audio(len(pcm), tuple(chunks))
+
+
+# (text, voice, speed) -> its audio, synthesised and encoded off the event loop
+Render = Callable[[str, str, float], Awaitable[Audio]]
 _INJECTED: Final[str] = "(local emulator: injected fault)"
 _EVENTS: Final[str] = "session.update, response.create and response.cancel"
 _EVENT_KEYS: Final[dict[str, frozenset[str]]] = {
@@ -260,11 +281,11 @@ class RealtimeSession:
             created = events.response_object(response_id, request)
             await self._send(events.event("response.created", response=created))
             self._stats.add("realtime_responses")
-            pcm = await self._render(text, request.voice, request.speed)
-            await self._stream(response_id, item_id, pcm, drop=drop)
+            audio = await self._render(text, request.voice, request.speed)
+            await self._stream(response_id, item_id, audio.deltas, drop=drop)
             if drop:
                 return
-            await self._finish(response_id, item_id, request, text, len(pcm))
+            await self._finish(response_id, item_id, request, text, audio.pcm_bytes)
         except asyncio.CancelledError:
             if response_id not in self._cancelled:
                 raise  # the socket is closing
@@ -273,21 +294,19 @@ class RealtimeSession:
             self._responses.pop(response_id, None)
             self._cancelled.discard(response_id)
 
-    async def _stream(self, response_id: str, item_id: str, pcm: bytes, *, drop: bool) -> None:
+    async def _stream(
+        self, response_id: str, item_id: str, deltas: tuple[str, ...], *, drop: bool
+    ) -> None:
         """The audio deltas; with ``drop``, the socket is closed after half of them."""
-        deltas = [pcm[i : i + DELTA_BYTES] for i in range(0, len(pcm), DELTA_BYTES)]
         cut = max(1, len(deltas) // 2) if drop else len(deltas)
+        # the JSON written by hand: ids and base64 need no escaping, and this is the hot loop
+        head = (
+            f'{{"type":"response.output_audio.delta","response_id":"{response_id}",'
+            f'"item_id":"{item_id}","output_index":0,"content_index":0,"event_id":"'
+        )
         for delta in deltas[:cut]:
-            await self._send(
-                events.event(
-                    "response.output_audio.delta",
-                    response_id=response_id,
-                    item_id=item_id,
-                    output_index=0,
-                    content_index=0,
-                    delta=base64.b64encode(delta).decode("ascii"),
-                )
-            )
+            async with self._send_lock:
+                await self._ws.send_str(f'{head}{events.new_id("event")}","delta":"{delta}"}}')
             await asyncio.sleep(0)  # a turn for the other responses: their deltas interleave
         if drop:
             await self._drop()
