@@ -5,8 +5,8 @@ key is a 401 before the upgrade (and HTTP faults can hit the handshake). A plain
 the upgrade is a 400. A model that is not a realtime one (``gpt-realtime...``) is not refused
 before the upgrade: the socket opens and says so in an ``error`` event
 (``invalid_request_error``, code ``model_not_found``), then closes with 1008, as a client
-reading events gets a message it can show. ``realtime_session`` serves the socket; speech is
-eSpeak NG (``tts``) resampled to 24 kHz (``encoder``), in worker threads off the event loop.
+reading events gets a message it can show. ``realtime_session`` serves the socket;
+``realtime_audio`` speaks, in this module's worker threads, off the event loop.
 """
 
 from __future__ import annotations
@@ -21,30 +21,20 @@ from typing import Final
 import orjson
 from aiohttp import web
 
-from pipeline.emulator import encoder, tts
+from pipeline.emulator import tts
 from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.faults import REALTIME_FAULT_NAMES, FaultInjector
 from pipeline.emulator.limits import LIMITER
+from pipeline.emulator.realtime_audio import Audio, speak
 from pipeline.emulator.realtime_events import error
 from pipeline.emulator.realtime_requests import RealtimeRefusal, SessionConfig, check_model
-from pipeline.emulator.realtime_session import Audio, RealtimeSession, audio_deltas
+from pipeline.emulator.realtime_session import RealtimeSession
 from pipeline.emulator.replies import invalid_request
 from pipeline.emulator.stats import STATS
 
 PATH: Final[str] = "/v1/realtime"
 _MAX_EVENT_BYTES: Final[int] = 16 * 1024 * 1024  # the API's own cap on a client event
 log = logging.getLogger(__name__)
-
-
-def pcm_24khz(text: str, voice: str, speed: float) -> bytes:
-    """``text`` spoken by ``voice`` (a ``tts.VOICES`` name) at ``speed``: s16le mono at 24 kHz;
-    blocking."""
-    pcm, rate = tts.synthesize(text, tts.espeak_voice(voice), speed)
-    return encoder.encode(pcm, "pcm", sample_rate=rate)
-
-
-def _audio(text: str, voice: str, speed: float) -> Audio:
-    return audio_deltas(pcm_24khz(text, voice, speed))
 
 
 def register(app: web.Application, config: EmulatorConfig) -> None:
@@ -64,7 +54,7 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
 
     async def render(text: str, voice: str, speed: float) -> Audio:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(workers[0], _audio, text, voice, speed)
+        return await loop.run_in_executor(workers[0], speak, text, voice, speed)
 
     async def connect(request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(compress=False, max_msg_size=_MAX_EVENT_BYTES)

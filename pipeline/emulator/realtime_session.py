@@ -7,17 +7,14 @@ the audio as ``response.output_audio.delta`` events of ``DELTA_MS`` each (base64
 mono), ``response.output_audio.done``, ``response.output_audio_transcript.done``,
 ``response.done`` (with ``usage``) and ``rate_limits.updated``. A refused client event, a rate
 limit and an injected error are ``error`` events carrying the client event's ``event_id``; the
-socket stays open. Only the ``realtime_drop`` fault closes it, mid-audio.
+socket stays open. Only the ``realtime_drop`` fault closes it (mid-audio, without a close
+frame) and the session's end (``realtime_session_s``: ``session_expired``, then close 1001).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -28,6 +25,7 @@ from pipeline.emulator.config import EmulatorConfig, skewed_clock
 from pipeline.emulator.facts import SPEECH_SAMPLE_RATE, estimate_tokens
 from pipeline.emulator.faults import FaultInjector
 from pipeline.emulator.limits import RateLimiter, format_duration
+from pipeline.emulator.realtime_audio import Render
 from pipeline.emulator.realtime_requests import (
     RealtimeRefusal,
     ResponseRequest,
@@ -39,30 +37,6 @@ from pipeline.emulator.realtime_reword import reword
 from pipeline.emulator.replies import ApiReply
 from pipeline.emulator.stats import Stats
 
-DELTA_MS: Final[int] = 200  # audio per delta: several deltas for even a short sentence
-# 9,600 bytes, a multiple of 3: slices of the whole audio's base64 are each delta's base64
-DELTA_BYTES: Final[int] = SPEECH_SAMPLE_RATE * 2 * DELTA_MS // 1000
-_DELTA_CHARS: Final[int] = DELTA_BYTES // 3 * 4
-
-
-@dataclass(frozen=True)
-class Audio:
-    """A response's audio, ready to send: its PCM's length and the base64 of each delta."""
-
-    pcm_bytes: int
-    deltas: tuple[str, ...]
-
-
-def audio_deltas(pcm: bytes) -> Audio:
-    """``pcm`` (s16le, 24 kHz) cut into deltas of ``DELTA_BYTES``, base64-encoded; blocking, for
-    the worker thread that synthesised it (one encoding, not one per delta on the loop)."""
-    encoded = base64.b64encode(pcm).decode("ascii")
-    chunks = (encoded[i : i + _DELTA_CHARS] for i in range(0, len(encoded), _DELTA_CHARS))
-    return Audio(len(pcm), tuple(chunks))
-
-
-# (text, voice, speed) -> its audio, synthesised and encoded off the event loop
-Render = Callable[[str, str, float], Awaitable[Audio]]
 _INJECTED: Final[str] = "(local emulator: injected fault)"
 _EVENTS: Final[str] = "session.update, response.create and response.cancel"
 _EVENT_KEYS: Final[dict[str, frozenset[str]]] = {
@@ -70,7 +44,6 @@ _EVENT_KEYS: Final[dict[str, frozenset[str]]] = {
     "response.create": frozenset({"type", "event_id", "response"}),
     "response.cancel": frozenset({"type", "event_id", "response_id"}),
 }
-log = logging.getLogger(__name__)
 
 
 class RealtimeSession:

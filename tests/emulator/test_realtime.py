@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from pipeline.emulator import RunningEmulator
-from pipeline.emulator.realtime_session import DELTA_BYTES
+from pipeline.emulator.realtime_audio import DELTA_BYTES
 from tests.emulator.conftest import StartEmulator
 from tests.emulator.realtime_client import (
     Realtime,

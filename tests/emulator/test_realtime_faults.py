@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from pipeline.emulator import EmulatorConfig
+from pipeline.emulator.realtime_audio import DELTA_BYTES
 from pipeline.emulator.realtime_reword import reword
-from pipeline.emulator.realtime_session import DELTA_BYTES
 from tests.emulator.conftest import StartEmulator
 from tests.emulator.helpers import FakeClock
 from tests.emulator.realtime_client import connect, response_create, session_update
