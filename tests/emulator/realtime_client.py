@@ -130,15 +130,18 @@ class Realtime:
         assert event is not None and event["type"] == kind, event
         return event
 
-    async def responses(self, count: int) -> dict[str, Spoken]:
+    async def responses(
+        self, count: int, received: tuple[dict[str, Any], ...] = ()
+    ) -> dict[str, Spoken]:
         """Events until ``count`` responses ended with ``rate_limits.updated`` after their
         ``response.done``, by response id; stops early if the socket closes. Error events on
-        the way are kept in ``errors``."""
+        the way are kept in ``errors``; ``received`` are events already read, taken first."""
         spoken: dict[str, Spoken] = {}
         finished = 0
         pending_limits: defaultdict[str, int] = defaultdict(int)
+        backlog = list(received)
         while finished < count:
-            event = await self.receive()
+            event = backlog.pop(0) if backlog else await self.receive()
             if event is None:
                 break
             kind = event["type"]
