@@ -249,23 +249,24 @@ class RealtimeSession:
         item_id = events.new_id("item")
         task = asyncio.current_task()
         assert task is not None
-        self._responses[response_id] = task
+        created = events.response_object(response_id, request)
+        await self._send(events.event("response.created", response=created))
+        self._stats.add("realtime_responses")
+        self._responses[response_id] = task  # cancellable from now until its audio is sent
         try:
-            created = events.response_object(response_id, request)
-            await self._send(events.event("response.created", response=created))
-            self._stats.add("realtime_responses")
             audio = await self._render(text, request.voice, request.speed)
             await self._stream(response_id, item_id, audio.deltas, drop=drop)
-            if drop:
-                return
-            await self._finish(response_id, item_id, request, text, audio.pcm_bytes)
         except asyncio.CancelledError:
             if response_id not in self._cancelled:
                 raise  # the socket is closing
+            del self._responses[response_id]
             await self._finish(response_id, item_id, request, text, 0, status="cancelled")
+            return
         finally:
             self._responses.pop(response_id, None)
             self._cancelled.discard(response_id)
+        if not drop:
+            await self._finish(response_id, item_id, request, text, audio.pcm_bytes)
 
     async def _stream(
         self, response_id: str, item_id: str, deltas: tuple[str, ...], *, drop: bool
