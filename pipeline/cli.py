@@ -241,8 +241,9 @@ def status(output_dir: Path) -> None:
     multiple=True,
     metavar="NAME=P",
     help="Inject a fault with probability P: 429 quota 401 500 502 503 drop "
-    "drop_body truncate slow malformed echo_key echo_key_401 huge_body huge_chunked. "
-    "Repeatable.",
+    "drop_body truncate slow malformed echo_key echo_key_401 huge_body huge_chunked; "
+    "per realtime response: realtime_reword realtime_drop realtime_error "
+    "realtime_rate_limit. Repeatable.",
 )
 @click.option(
     "--slow-s", type=float, default=30.0, show_default=True, help="How long the slow fault waits."
@@ -276,6 +277,13 @@ def status(output_dir: Path) -> None:
     type=float,
     default=0.0,
     help="Report timestamps (created_at...) this many seconds off the real clock.",
+)
+@click.option(
+    "--realtime-session-s",
+    type=click.FloatRange(min=0.001),
+    default=3600.0,
+    show_default=True,
+    help="End a realtime WebSocket session after this long (session_expired), as the API does.",
 )
 @click.option(
     "--engine",
@@ -319,6 +327,7 @@ def serve(
     clock_skew_s: float,
     speech_voices: str,
     refuse_voices: tuple[str, ...],
+    realtime_session_s: float,
     allow_remote: bool,
 ) -> None:
     """Serve the local OpenAI-compatible emulator (loopback only unless --allow-remote)."""
@@ -344,6 +353,7 @@ def serve(
             clock_skew_s=clock_skew_s,
             speech_voices=speech_voices,
             refuse_voices=frozenset(refuse_voices),
+            realtime_session_s=realtime_session_s,
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
