@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from pipeline import audio
+from pipeline.audiobook_options import parse_assemble
 from pipeline.errors import JobError, RejectedApiError, RowError, TransientApiError
 from pipeline.http import Answer
 from pipeline.job import JobSpec
@@ -96,9 +97,11 @@ class Speech:
         options = dict(job.sections.get("speech", {}))
         self.split_long_input = options.pop("split_long_input", True)
         file_name = options.pop("file_name", "{key}")
+        self.assemble = parse_assemble(options.pop("assemble", None), where)  # audiobook.py
+        self.section_columns = self.assemble.named_columns() if self.assemble else []
         if options:
             raise JobError(
-                "unknown key; known: split_long_input, file_name",
+                "unknown key; known: split_long_input, file_name, assemble",
                 path=where,
                 field=f"speech.{next(iter(options))}",
             )
