@@ -63,7 +63,8 @@ def assemble(plan: Plan, journal: Journal, *, stopped: bool) -> dict[str, Any] |
     if stopped:  # a signal or a bound wants the run over: assembling can wait for the next
         log.warning("books not assembled: the run stopped early; the next run assembles them")
         return {**summary, "skipped": "the run stopped early"}
-    books = plan_books(spec, plan.input, plan.job.input.key, output_dir, plan.job.output.format)
+    job = plan.job
+    books = plan_books(spec, plan.input, job.input.key, output_dir, job.output.format, job.name)
     state: dict[str, Any] = journal.meta(STATE) or {"books": {}}
     built, unchanged, refused = [], [], dict(books.refused)
     for book in books.complete:
@@ -157,7 +158,7 @@ def _claim(name: str, suffix: str, output_dir: Path, records: dict[str, Any]) ->
     if mine is not None and mine.endswith(suffix):
         return str(mine)
     others = {str(record["file"]).lower() for other, record in records.items() if other != name}
-    stem = safe_stem(name or "book")
+    stem = safe_stem(name)
     attempt = 1
     while True:
         relative = (

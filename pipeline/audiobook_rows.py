@@ -59,9 +59,15 @@ class Books:
 
 
 def plan_books(
-    spec: AssembleSpec, input_info: readers.InputInfo, key: str, output_dir: Path, fmt: str
+    spec: AssembleSpec,
+    input_info: readers.InputInfo,
+    key: str,
+    output_dir: Path,
+    fmt: str,
+    default_title: str,
 ) -> Books:
-    """The input's books, from its rows joined with their results."""
+    """The input's books, from its rows joined with their results; ``default_title`` names a
+    book without a group column or title (the job's name)."""
     table = _input_rows(spec, input_info, key).join(
         _results(output_dir, key, fmt), on=KEY, how="left"
     )
@@ -73,7 +79,7 @@ def plan_books(
         groups = grouped.partition_by("__book", maintain_order=True, as_dict=True)
         parts = [(str(name[0]), frame.drop("__book")) for name, frame in groups.items()]
     else:
-        parts = [("", table)] if len(table) else []
+        parts = [(default_title, table)] if len(table) else []
     for name, rows in parts:
         _plan_book(spec, name, rows, output_dir, books)
     return books

@@ -32,12 +32,12 @@ def chapters_input(per_chapter: int = 2) -> pl.DataFrame:
     """The sample chapters, shortened: chapters 1-3 are the book Alice, chapter 4 Sampler; each
     paragraph cut to its first sentence so that the emulator speaks a few seconds of each."""
     data = pl.read_parquet(REPO / "sample_data" / "chapters.parquet")
-    data = data.filter(pl.col("chapter") <= 4).group_by("chapter", maintain_order=True)
+    chapters = data.filter(pl.col("chapter") <= 4).group_by("chapter", maintain_order=True)
     first_sentence = pl.col("text").map_elements(
-        lambda text: re.split(r"(?<=[.!?’])\s", text)[0][:120], return_dtype=pl.String
+        lambda text: re.split(r"(?<=[.!?\u2019])\s", text)[0][:120], return_dtype=pl.String
     )
     return (
-        data.head(per_chapter)
+        chapters.head(per_chapter)
         .with_columns(
             first_sentence,
             pl.when(pl.col("chapter") <= 3).then(pl.lit("Alice")).otherwise(pl.lit("Sampler")),
@@ -161,7 +161,9 @@ def test_m4b_has_chapters_at_summed_durations_tags_and_is_rebuilt_only_when_its_
         assert (now.st_ino, now.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
 
     extra = data.filter(pl.col("book") == "Sampler").head(1)
-    extra = extra.with_columns(paragraph_id=pl.lit("ch04-p099"), paragraph=pl.lit(99, dtype=pl.Int64))
+    extra = extra.with_columns(
+        paragraph_id=pl.lit("ch04-p099"), paragraph=pl.lit(99, dtype=pl.Int64)
+    )
     book_job(tmp_path, pl.concat([data, extra]), format="m4b")
     third = run(job, server)
     assert third["books"]["assembled"] == ["Sampler"]
@@ -183,9 +185,15 @@ def test_mp3_book_has_id3_tags_and_chapters_mixed_formats_and_says_what_it_left_
     broken = (
         data.filter(pl.col("book") == "Sampler")
         .head(1)
-        .with_columns(paragraph_id=pl.lit("ch04-p098"), paragraph=pl.lit(98, dtype=pl.Int64), text=pl.lit("   "))
+        .with_columns(
+            paragraph_id=pl.lit("ch04-p098"),
+            paragraph=pl.lit(98, dtype=pl.Int64),
+            text=pl.lit("   "),
+        )
     )
-    loose = data.head(1).with_columns(paragraph_id=pl.lit("loose"), book=pl.lit(None, dtype=pl.String))
+    loose = data.head(1).with_columns(
+        paragraph_id=pl.lit("loose"), book=pl.lit(None, dtype=pl.String)
+    )
     job = book_job(tmp_path, pl.concat([data, broken, loose]), format="mp3", output_format="csv")
     text = job.read_text().replace('response_format = "mp3"', 'response_format = "{fmt}"')
     job.write_text(text)
