@@ -30,7 +30,7 @@ from pipeline.filenames import safe_stem
 from pipeline.job import OutputFormat
 from pipeline.journal import Journal
 from pipeline.plan import Plan
-from pipeline.writers import fill, storing
+from pipeline.writers import csv_cell_value, fill, storing
 
 log = logging.getLogger(__name__)
 BOOKS_FOLDER: Final = "books"
@@ -65,7 +65,7 @@ def assemble(plan: Plan, journal: Journal, *, stopped: bool) -> dict[str, Any] |
         return {**summary, "skipped": "the run stopped early"}
     job = plan.job
     books = plan_books(spec, plan.input, job.input.key, output_dir, job.output.format, job.name)
-    state: dict[str, Any] = journal.meta(STATE) or {"books": {}}
+    state: dict[str, Any] = journal.meta(STATE) or _adopted(output_dir, job.output.format)
     built, unchanged, refused = [], [], dict(books.refused)
     for book in books.complete:
         try:
@@ -193,6 +193,29 @@ def _chapter_rows(book: BookPlan, relative: str, samples: list[int]) -> list[dic
             }
         )
     return rows
+
+
+def _adopted(output_dir: Path, fmt: OutputFormat) -> dict[str, Any]:
+    """A journal without book records (new, or rebuilt): the books the manifest lists are ours
+    to rebuild in place, not files of yours to keep away from."""
+    path = output_dir / f"{MANIFEST}.{fmt}"
+    books: dict[str, Any] = {}
+    try:
+        frame = (
+            pl.read_parquet(path)
+            if fmt == "parquet"
+            else pl.read_ndjson(path)
+            if fmt == "jsonl"
+            else pl.read_csv(path, infer_schema=False).rename(csv_cell_value)
+        )
+        pairs = frame.select("book", "book_path").unique(maintain_order=True).iter_rows()
+    except (OSError, pl.exceptions.PolarsError):
+        return {"books": {}}  # no manifest (or not one of ours): nothing to adopt
+    for book, relative in pairs:
+        if fmt == "csv":
+            book, relative = csv_cell_value(str(book)), csv_cell_value(str(relative))
+        books[str(book)] = {"file": str(relative), "digest": None, "bytes": -1, "chapters": []}
+    return {"books": books}
 
 
 def _write_manifest(output_dir: Path, fmt: OutputFormat, state: dict[str, Any]) -> None:

@@ -26,6 +26,8 @@ from pipeline.writers import csv_cell_value, csv_header_name
 
 KEY: Final = "__key"  # the canonical key text, to join input rows with their results
 POSITION: Final = "__position"  # input order: ties in the order column keep it
+RESULT: Final = {"audio_path": "__audio_path", "format": "__format", "voice": "__voice"}
+AUDIO_PATH, FORMAT, VOICE = RESULT.values()  # renamed: the input may have such columns too
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def missing_rows(book: Incomplete, journal: Journal) -> dict[str, int]:
 def _plan_book(
     spec: AssembleSpec, name: str, rows: pl.DataFrame, output_dir: Path, books: Books
 ) -> None:
-    missing = rows.filter(pl.col("audio_path").is_null())
+    missing = rows.filter(pl.col(AUDIO_PATH).is_null())
     unordered = (
         rows.select(pl.any_horizontal(pl.col(spec.order).is_null()).sum()).item()
         if spec.order
@@ -119,7 +121,7 @@ def _plan_book(
         )
         return
     records = rows.to_dicts()
-    voices = list(dict.fromkeys(str(row["voice"]) for row in records if row["voice"]))
+    voices = list(dict.fromkeys(str(row[VOICE]) for row in records if row[VOICE]))
     author = _text(spec.author, first)
     tags = {"title": title, "album": title, "genre": "Audiobook"}
     if author:
@@ -131,8 +133,8 @@ def _plan_book(
         BookPlan(
             name=book,
             keys=[row[KEY] for row in records],
-            sources=[Source(output_dir / row["audio_path"], row["format"]) for row in records],
-            audio_paths=[row["audio_path"] for row in records],
+            sources=[Source(output_dir / row[AUDIO_PATH], row[FORMAT]) for row in records],
+            audio_paths=[row[AUDIO_PATH] for row in records],
             chapters=_chapters(spec, records, title),
             tags=tags,
         )
@@ -170,9 +172,8 @@ def _text(template: Template | None, row: Mapping[str, Any]) -> str | None:
 def _input_rows(spec: AssembleSpec, input_info: readers.InputInfo, key: str) -> pl.DataFrame:
     columns = list(dict.fromkeys([key, *spec.columns()]))
     frames = list(readers.iter_batches(input_info.files, columns, batch_size=100_000))
-    if not frames:
-        return pl.DataFrame(schema={KEY: pl.String, POSITION: pl.Int64})
-    table = pl.concat(frames)
+    schema = {column: input_info.schema[column] for column in columns}
+    table = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
     return table.with_columns(
         keys.canonical(table.get_column(key)).alias(KEY),
         pl.int_range(pl.len(), dtype=pl.Int64).alias(POSITION),
@@ -182,12 +183,11 @@ def _input_rows(spec: AssembleSpec, input_info: readers.InputInfo, key: str) -> 
 def _results(output_dir: Path, key: str, fmt: str) -> pl.DataFrame:
     """Each done key's audio columns, from the results output (every result is there once the
     run's final flush is done)."""
-    types = {"audio_path": pl.String, "format": pl.String, "bytes": pl.Int64, "voice": pl.String}
-    empty = pl.DataFrame(schema={KEY: pl.String, **types})
+    empty = pl.DataFrame(schema={KEY: pl.String, **dict.fromkeys(RESULT.values(), pl.String)})
     path = output_dir / f"results.{fmt}"
     if not path.exists() or (path.is_file() and not path.stat().st_size):
         return empty
-    wanted = [key, *types]
+    wanted = [key, *RESULT]
     if fmt == "parquet":
         frame = pl.read_parquet(path, columns=wanted)
     elif fmt == "jsonl":
@@ -202,5 +202,5 @@ def _results(output_dir: Path, key: str, fmt: str) -> pl.DataFrame:
         )
     return frame.select(
         keys.canonical(frame.get_column(key)).alias(KEY),
-        *(pl.col(name).cast(dtype) for name, dtype in types.items()),
+        *(pl.col(name).cast(pl.String).alias(alias) for name, alias in RESULT.items()),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -173,6 +174,12 @@ def test_m4b_has_chapters_at_summed_durations_tags_and_is_rebuilt_only_when_its_
     assert (out / "books" / "Sampler.m4b").stat().st_mtime_ns != before["Sampler.m4b"].st_mtime_ns
     manifest = pl.read_parquet(out / "books.parquet")
     assert manifest.filter(pl.col("book") == "Sampler")["rows"].to_list() == [3]
+
+    shutil.rmtree(out / ".pipeline")  # a lost journal: the books are rebuilt in place, no ~2
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--rebuild-journal")
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in (out / "books").iterdir()) == ["Alice.m4b", "Sampler.m4b"]
+    assert len(pl.read_parquet(out / "books.parquet")) == 4
 
 
 def test_mp3_book_has_id3_tags_and_chapters_mixed_formats_and_says_what_it_left_out(
