@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -30,7 +31,7 @@ from pipeline.filenames import safe_stem
 from pipeline.job import OutputFormat
 from pipeline.journal import Journal
 from pipeline.plan import Plan
-from pipeline.writers import csv_cell_value, fill, storing
+from pipeline.writers import csv_cell_value, fill, journal_error, storing
 
 log = logging.getLogger(__name__)
 BOOKS_FOLDER: Final = "books"
@@ -69,15 +70,18 @@ def assemble(plan: Plan, journal: Journal, *, stopped: bool) -> dict[str, Any] |
     built, unchanged, refused = [], [], dict(books.refused)
     for book in books.complete:
         try:
-            if _build(book, spec, output_dir, state):
-                built.append(book.name)
-            else:
+            if not _build(book, spec, output_dir, state):
                 unchanged.append(book.name)
+                continue
         except audio.AudioError as error:
             refused[book.name] = error.message
             log.error("book %r not assembled: %s", book.name, error.message)
             continue
-        journal.set_meta(STATE, state)  # each book recorded once it is in place
+        built.append(book.name)
+        try:
+            journal.set_meta(STATE, state)  # each book recorded once it is in place
+        except sqlite3.Error as exc:
+            raise journal_error(output_dir, exc) from exc
     incomplete = {name: missing_rows(book, journal) for name, book in books.incomplete.items()}
     for name, counts in incomplete.items():
         log.warning(
@@ -118,8 +122,8 @@ def _build(book: BookPlan, spec: AssembleSpec, output_dir: Path, state: dict[str
         len(book.keys),
         len(book.chapters),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
     with storing(path, output_dir) as tmp:
+        path.parent.mkdir(parents=True, exist_ok=True)
         samples = write_book(tmp, spec.format, book.sources, book.chapters, book.tags)
     records[book.name] = {
         "file": relative,
