@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 BOOKS_FOLDER: Final = "books"
 MANIFEST: Final = "books"  # books.<output format>
 STATE: Final = "audiobooks"  # the journal's meta record: {"books": {name: record}}
+LOGGED_BOOKS: Final = 10  # incomplete books named in the log (a --limit trial leaves many)
 VERSION: Final = 1  # part of every digest: a new way of assembling rebuilds the books
 MANIFEST_SCHEMA: Final = pl.Schema(
     {
@@ -83,17 +84,7 @@ def assemble(plan: Plan, journal: Journal, *, stopped: bool) -> dict[str, Any] |
         except sqlite3.Error as exc:
             raise journal_error(output_dir, exc) from exc
     incomplete = {name: missing_rows(book, journal) for name, book in books.incomplete.items()}
-    for name, counts in incomplete.items():
-        log.warning(
-            "book %r not assembled: %d of its %d row(s) missing (%d failed, %d pending)",
-            name,
-            counts["missing"],
-            counts["rows"],
-            counts["failed"],
-            counts["pending"],
-        )
-    for name, why in books.refused.items():
-        log.error("book %r not assembled: %s", name, why)
+    _say(incomplete, books.refused)
     _write_manifest(output_dir, plan.job.output.format, state)
     if books.rows_without_book:
         log.warning("%d row(s) have no group value: they are in no book", books.rows_without_book)
@@ -105,6 +96,26 @@ def assemble(plan: Plan, journal: Journal, *, stopped: bool) -> dict[str, Any] |
         "not_assembled": refused,
         "rows_without_book": books.rows_without_book,
     }
+
+
+def _say(incomplete: dict[str, dict[str, int]], refused: dict[str, str]) -> None:
+    """One log line per book not assembled (the first few incomplete ones: a --limit trial
+    leaves many), naming it and what is missing."""
+    for name, counts in list(incomplete.items())[:LOGGED_BOOKS]:
+        log.warning(
+            "book %r not assembled: %d of its %d row(s) missing (%d failed, %d pending)",
+            name,
+            counts["missing"],
+            counts["rows"],
+            counts["failed"],
+            counts["pending"],
+        )
+    if len(incomplete) > LOGGED_BOOKS:
+        log.warning(
+            "... and %d more incomplete book(s): see summary.json", len(incomplete) - LOGGED_BOOKS
+        )
+    for name, why in refused.items():
+        log.error("book %r not assembled: %s", name, why)
 
 
 def _build(book: BookPlan, spec: AssembleSpec, output_dir: Path, state: dict[str, Any]) -> bool:

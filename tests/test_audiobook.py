@@ -115,18 +115,11 @@ def expected_starts(data: pl.DataFrame, seconds: dict[str, float]) -> list[float
     return starts
 
 
-def test_m4b_has_chapters_at_summed_durations_tags_and_is_rebuilt_only_when_its_rows_change(
-    tmp_path: Path, emulator: StartEmulator
-) -> None:
-    server = emulator()
-    data = chapters_input()
-    job = book_job(tmp_path, data, format="m4b")
-    summary = run(job, server)
-    out = tmp_path / "out"
-    assert sorted(summary["books"]["assembled"]) == ["Alice", "Sampler"]
+def check_alice_m4b(out: Path, data: pl.DataFrame) -> None:
+    """Alice.m4b: its tags, 3 chapters at the summed durations of the rows before, the whole
+    audio; and its manifest rows."""
     alice = data.filter(pl.col("book") == "Alice")
     seconds = row_seconds(out, data)
-
     tags, marks, decoded = read_book(out / "books" / "Alice.m4b")
     assert tags["title"] == "Alice" and tags["album"] == "Alice"
     assert tags["artist"] == "Lewis Carroll"
@@ -151,6 +144,18 @@ def test_m4b_has_chapters_at_summed_durations_tags_and_is_rebuilt_only_when_its_
     assert manifest["rows"].to_list() == [2, 2, 2]
     assert manifest["first_key"].to_list() == ["ch01-p001", "ch02-p001", "ch03-p001"]
     assert set(manifest["book_path"]) == {"books/Alice.m4b"}
+
+
+def test_m4b_has_chapters_at_summed_durations_tags_and_is_rebuilt_only_when_its_rows_change(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
+    server = emulator()
+    data = chapters_input()
+    job = book_job(tmp_path, data, format="m4b")
+    summary = run(job, server)
+    out = tmp_path / "out"
+    assert sorted(summary["books"]["assembled"]) == ["Alice", "Sampler"]
+    check_alice_m4b(out, data)
     assert len(list((out / "audio").iterdir())) == len(data), "each row's own file stays"
 
     before = {name: (out / "books" / name).stat() for name in ("Alice.m4b", "Sampler.m4b")}
