@@ -183,6 +183,7 @@ def run(
 @_exits
 def validate(job_file: str) -> None:
     """Read the job and every row, build every request; send nothing."""
+    from pipeline.cost import validate_lines
     from pipeline.plan import make_plan
     from pipeline.preview import preview, shortened
 
@@ -190,6 +191,8 @@ def validate(job_file: str) -> None:
     found = preview(plan)
     job = plan.job
     click.echo(f"job {job.name} ({job.kind}): {plan.kind.describe()}")
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}")
     click.echo(f"input: {len(plan.input.files)} file(s), {found.rows} rows")
     click.echo(f"valid rows: {found.valid}; rows that would be error rows: {found.invalid}")
     click.echo(
@@ -200,6 +203,8 @@ def validate(job_file: str) -> None:
         click.echo(f"  {count} x {reason}")
     for key, message in found.problems:
         click.echo(f"  row {key!r}: {message}")
+    for line in validate_lines(found.cost, plan.kind.batchable):
+        click.echo(line)
     if found.first_payload is not None:
         shown = json.dumps(shortened(found.first_payload), ensure_ascii=False)
         click.echo(f"first row's part of a request: {shown}")
@@ -279,6 +284,20 @@ def status(output_dir: Path) -> None:
     show_default=True,
     help="Moderation engine (wordlist: cheap, for benchmarks).",
 )
+@click.option(
+    "--speech-voices",
+    type=click.Choice(["openai", "any"]),
+    default="openai",
+    show_default=True,
+    help="any: /v1/audio/speech as a provider's, any model and voice name.",
+)
+@click.option(
+    "--refuse-voice",
+    "refuse_voices",
+    multiple=True,
+    metavar="NAME",
+    help="Refuse this voice with a provider's 400 (as Kokoro-FastAPI does). Repeatable.",
+)
 @click.option("--allow-remote", is_flag=True, help="Allow a host other than loopback.")
 @_exits
 def serve(
@@ -298,6 +317,8 @@ def serve(
     chat_completions_url: str | None,
     huge_body_bytes: int,
     clock_skew_s: float,
+    speech_voices: str,
+    refuse_voices: tuple[str, ...],
     allow_remote: bool,
 ) -> None:
     """Serve the local OpenAI-compatible emulator (loopback only unless --allow-remote)."""
@@ -321,6 +342,8 @@ def serve(
             chat_completions_url=chat_completions_url,
             huge_body_bytes=huge_body_bytes,
             clock_skew_s=clock_skew_s,
+            speech_voices=speech_voices,
+            refuse_voices=frozenset(refuse_voices),
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None

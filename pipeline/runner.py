@@ -83,6 +83,8 @@ def run(job_path: str, options: RunOptions) -> RunResult:
     job = plan.job
     logs.bind(job=job.name)
     base_url = plan.base_url
+    for warning in plan.warnings:
+        log.warning("%s", warning)
     api_key = resolve_api_key(base_url, job.path)
     lock = OutputLock(job.output.dir)
     lock.acquire()
@@ -90,7 +92,7 @@ def run(job_path: str, options: RunOptions) -> RunResult:
         remove_stale_temporaries(job.output.dir)
         with ExitStack() as stack:
             if base_url == LOCAL:
-                base_url = stack.enter_context(_local_emulator())
+                base_url = stack.enter_context(_local_emulator(plan.local_emulator))
             # What exists now (modules, the job, the embedded emulator) lives as long as the
             # run: out of the collector's sight, it is not scanned again (~10% less CPU).
             gc.collect()
@@ -111,12 +113,12 @@ def run(job_path: str, options: RunOptions) -> RunResult:
 
 
 @contextmanager
-def _local_emulator() -> Iterator[str]:
+def _local_emulator(settings: dict[str, Any]) -> Iterator[str]:
     from pipeline.emulator import EmulatorConfig, start_emulator
     from pipeline.emulator.errors import EmulatorError
 
     try:
-        started = start_emulator(EmulatorConfig())
+        started = start_emulator(EmulatorConfig(**settings))
     except EmulatorError as error:  # the `local` extra is missing: exit 2, naming the fix
         raise JobError(error.message) from None
     with started as emulator:

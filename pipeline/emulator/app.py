@@ -96,7 +96,8 @@ async def _openai_middleware(request: web.Request, handler: Handler) -> web.Stre
             response = await handler(request)
     except ApiReply as reply:
         response = json_response(reply.body, status=reply.status, headers=reply.headers)
-        code = reply.body["error"].get("code")
+        error = reply.body.get("error")  # a provider's refusal has no OpenAI "error" object
+        code = error.get("code") if isinstance(error, dict) else None
         if fault != "429" and code == "rate_limit_exceeded":  # the limiter's, not injected
             stats.rate_limited(reply.body["error"]["type"])
     except web.HTTPException as exc:
