@@ -74,6 +74,7 @@ def make_plan(
     available = list(info.schema)
     wanted = [(col, "input.keep") for col in job.input.keep]
     wanted += [(col, "request") for col in sorted(kind.columns)]
+    wanted += getattr(kind, "section_columns", [])  # (column, field) a kind's own table names
     for column, where in wanted:
         if column not in info.schema:
             close = difflib.get_close_matches(column, available, n=1)

@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import folder, keys, logs
+from pipeline import audiobook, folder, keys, logs
 from pipeline.errors import JobError, StorageError
 from pipeline.feed import Scope, count_unread, feed
 from pipeline.http import Http
@@ -252,6 +252,8 @@ def _finish(
     job = plan.job
     with _gc_paused():  # millions of short-lived, acyclic values: collecting finds nothing
         paths = store.flush(final=True)
+    stopped = pool.stopper.stopped or pool.fatal is not None
+    books = audiobook.assemble(plan, journal, stopped=stopped)  # from the results just written
     counts = journal.counts()
     read_all = options.limit is None and feeder_read_all
     unread = 0 if read_all else count_unread(plan, journal, sum(counts.values()))
@@ -266,6 +268,8 @@ def _finish(
     summary = build_summary(
         plan, run_id, outcome, started, stats, counts, unread, journal, paths, pool
     )
+    if books is not None:
+        summary["books"] = books
     write_json(job.output.dir, "summary.json", summary)
     try:
         journal.finish_run(run_id, outcome, summary)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from pipeline import audio
+from pipeline.audiobook_options import parse_assemble
 from pipeline.errors import JobError, RejectedApiError, RowError, TransientApiError
 from pipeline.http import Answer
 from pipeline.job import JobSpec
@@ -99,9 +100,10 @@ class Speech:
         self.split_long_input = options.pop("split_long_input", True)
         file_name = options.pop("file_name", "{key}")
         self.provider = providers.pop_provider(options, job)
+        self.assemble = parse_assemble(options.pop("assemble", None), where)  # audiobook.py
         if options:
             raise JobError(
-                "unknown key; known: split_long_input, file_name, provider",
+                "unknown key; known: split_long_input, file_name, provider, assemble",
                 path=where,
                 field=f"speech.{next(iter(options))}",
             )
@@ -132,6 +134,11 @@ class Speech:
                     check(value)
             except RowError as error:
                 raise JobError(error.message, path=where, field=f"request.{name}") from None
+
+    @property
+    def section_columns(self) -> list[tuple[str, str]]:
+        """(column, field) of the input columns [speech.assemble] names, checked by the plan."""
+        return self.assemble.named_columns() if self.assemble else []
 
     def _input(self, value: Any) -> str:
         text = as_text(value)  # a number is spoken as its text, as a CSV cell "5" is
