@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -22,12 +23,13 @@ from pipeline import folder, keys, logs
 from pipeline.errors import JobError, StorageError
 from pipeline.feed import Scope, count_unread, feed
 from pipeline.http import Http
-from pipeline.job import LOCAL, resolve_api_key
+from pipeline.job import LOCAL, JobSource, resolve_api_key
 from pipeline.journal import (
     Journal,
     OutputLock,
 )
 from pipeline.limits import RateLimiter, RetryPolicy
+from pipeline.notify import post_summary
 from pipeline.plan import Plan, make_plan
 from pipeline.pool import Pool
 from pipeline.progress import Mode, report
@@ -70,7 +72,7 @@ class RunResult:
     summary: dict[str, Any]
 
 
-def run(job_path: str, options: RunOptions) -> RunResult:
+def run(job_path: JobSource, options: RunOptions) -> RunResult:
     """Run a job to the end (or until stopped); raises JobError, LockedError."""
     settled_too = options.retry_failed or options.redo_changed  # these read the whole input
     plan = make_plan(
@@ -135,6 +137,8 @@ async def _run(plan: Plan, base_url: str, api_key: str | None, options: RunOptio
     outcome, summary = _finish(
         plan, options, journal, store, pool, stats, run_id, started, feeder_read_all
     )
+    failed = outcome != "completed" or input_error is not None  # exits non-zero
+    await post_summary(plan.job.notify, summary, failed=failed, secret=api_key)
     if input_error is not None:
         raise JobError(
             f"{input_error.message}; the run stopped, the answers so far are kept (journal "
@@ -342,6 +346,8 @@ def _on_signals(pool: Pool) -> None:
     """SIGINT/SIGTERM/SIGHUP: drain and stop cleanly; a second signal exits at once (the journal
     is consistent at any instant: every change is one SQLite transaction). SIGHUP is a closed
     terminal or a killed tmux session: the run still writes its outputs and summary."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # the Python API in a thread (beside a notebook's loop): signals are the caller's
     loop = asyncio.get_running_loop()
 
     def handle(sig: signal.Signals) -> None:
