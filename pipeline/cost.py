@@ -113,14 +113,17 @@ def check_price_entries(
 
 def job_prices(overrides: Mapping[str, Mapping[str, Any]]) -> PriceTable:
     """The packaged table with a job's ``[prices."model"]`` over it: a field the job names
-    replaces the packaged one, the others stay (a model the file lacks starts from zero)."""
+    replaces the packaged one, the others stay (a model the file lacks starts from zero); an
+    entry naming a price and not ``free`` makes the model not free."""
     table = load_prices()
     if not overrides:
         return table
     models = dict(table.models)
     for name, entry in overrides.items():
-        base = table.find(name) or Price()
-        models[name] = replace(base, **{k: _number(k, v) for k, v in entry.items()})
+        fields_ = {k: _number(k, v) for k, v in entry.items()}
+        if "free" not in fields_ and set(fields_) - {"batch"}:
+            fields_["free"] = False  # a job pricing a free model means to charge it
+        models[name] = replace(table.find(name) or Price(), **fields_)
     return replace(table, models=models, from_job=tuple(sorted(overrides)))
 
 

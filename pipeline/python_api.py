@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 from pipeline import cost
-from pipeline.job import JobSource
+from pipeline.errors import JobError
+from pipeline.job import DICT_JOB, JobSource
 from pipeline.stopping import Bounds
 
 T = TypeVar("T")
@@ -106,7 +108,8 @@ def run(
         retry_failed=retry_failed,
         redo_changed=redo_changed,
     )
-    result = outside_a_loop(run_job, plain(job), options)
+    with _named_for(job):
+        result = outside_a_loop(run_job, plain(job), options)
     outputs = result.summary["outputs"]
     return Summary(
         outcome=result.outcome,
@@ -124,8 +127,9 @@ def validate(job: JobSource, *, base_url: str | None = None) -> Validation:
     from pipeline.plan import make_plan
     from pipeline.preview import preview
 
-    plan = make_plan(plain(job), base_url=base_url)
-    found = preview(plan)
+    with _named_for(job):
+        plan = make_plan(plain(job), base_url=base_url)
+        found = preview(plan)
     table = cost.job_prices(plan.job.prices)
     return Validation(
         job=plan.job.name,
@@ -145,6 +149,18 @@ def validate(job: JobSource, *, base_url: str | None = None) -> Validation:
         cost_lines=tuple(cost.validate_lines(found.cost, plan.kind.batchable, table)),
         output_dir=plan.job.output.dir,
     )
+
+
+@contextmanager
+def _named_for(job: JobSource) -> Iterator[None]:
+    """A dict job's JobError without the stand-in file name (``<job dict>``): the field is
+    what the caller wrote."""
+    try:
+        yield
+    except JobError as error:
+        if not isinstance(job, Mapping) or error.path != str(Path.cwd() / DICT_JOB):
+            raise
+        raise JobError(error.message, field=error.field) from None
 
 
 def plain(job: JobSource) -> JobSource:
