@@ -11,19 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 from pipeline import cost
+from pipeline.cli import OUTCOME_EXIT  # cli.py owns the exit codes
 from pipeline.errors import JobError
 from pipeline.job import DICT_JOB, JobSource
+from pipeline.plan import make_plan
+from pipeline.preview import preview
+from pipeline.runner import RunOptions
+from pipeline.runner import run as run_job
 from pipeline.stopping import Bounds
 
 T = TypeVar("T")
+JOIN_WAIT_S = 0.2  # how soon a caller's interrupt reaches a run going on in a worker thread
 
 
 @dataclass(frozen=True)
@@ -95,10 +102,6 @@ def run(
     ``job`` is a job file's path, a dict of its TOML tables (relative paths from the current
     folder) or a JobSpec. Raises JobError (unusable job or input), LockedError (another run
     holds the output folder), StorageError (the output folder cannot be written)."""
-    from pipeline.cli import OUTCOME_EXIT  # cli.py owns the exit codes
-    from pipeline.runner import RunOptions
-    from pipeline.runner import run as run_job
-
     options = RunOptions(
         limit=limit,
         base_url=base_url,
@@ -109,7 +112,7 @@ def run(
         redo_changed=redo_changed,
     )
     with _named_for(job):
-        result = outside_a_loop(run_job, plain(job), options)
+        result = outside_a_loop(partial(run_job, plain(job)), options)
     outputs = result.summary["outputs"]
     return Summary(
         outcome=result.outcome,
@@ -124,9 +127,6 @@ def run(
 def validate(job: JobSource, *, base_url: str | None = None) -> Validation:
     """Read the job and every row and build every request, as ``pipeline validate``; nothing is
     sent or written. Raises JobError for an unusable job or input."""
-    from pipeline.plan import make_plan
-    from pipeline.preview import preview
-
     with _named_for(job):
         plan = make_plan(plain(job), base_url=base_url)
         found = preview(plan)
@@ -180,12 +180,39 @@ def _plain_value(value: Any) -> Any:
     return value
 
 
-def outside_a_loop(function: Callable[..., T], *args: Any) -> T:
-    """``function(*args)`` here, or in a worker thread when this thread runs an event loop (a
-    notebook's): the run starts its own loop, which cannot nest in a running one."""
+def outside_a_loop(function: Callable[[RunOptions], T], options: RunOptions) -> T:
+    """``function(options)`` here, or in a worker thread when this thread runs an event loop (a
+    notebook's): the run starts its own loop, which cannot nest in a running one. There, an
+    interrupt (KeyboardInterrupt) stops the run as SIGINT does, waits for it to drain (its
+    folder resumable), and is raised again; a second one leaves it to finish in the thread."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return function(*args)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline-run") as worker:
-        return worker.submit(function, *args).result()
+        return function(options)  # the main thread's signals stop it: the runner's handlers
+    stops: list[Callable[[str], object]] = []
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+    ended = threading.Event()  # not Thread.join: on 3.11 an interrupted join returns early
+
+    def work() -> None:
+        try:
+            outcome.append(function(replace(options, on_start=stops.append)))
+        except BaseException as error:  # handed to the caller's thread, raised there
+            failure.append(error)
+        finally:
+            ended.set()
+
+    thread = threading.Thread(target=work, name="pipeline-run", daemon=True)
+    thread.start()
+    try:
+        while not ended.wait(JOIN_WAIT_S):  # short waits: an interrupt is raised between them
+            pass
+    except KeyboardInterrupt:
+        for stop in stops:
+            with suppress(RuntimeError):  # the run's loop closed: it had ended already
+                stop("SIGINT")
+        ended.wait()
+        raise
+    if failure:
+        raise failure[0]
+    return outcome[0]

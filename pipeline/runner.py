@@ -11,9 +11,10 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ class RunOptions:
     max_runtime_s: float | None = None  # then stop cleanly, resumable (exit 4)
     stop_grace_s: float = 30.0  # after a stop, how long requests in flight may take
     rebuild_journal: bool = False  # adopt the results/errors files of a folder without journal
+    # given a thread-safe stop(reason) once the run goes: the Python API's run in a thread
+    on_start: Callable[[Callable[[str], object]], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,9 @@ async def _execute(
             options.stop_grace_s,
         )
         _on_signals(pool)
+        if options.on_start is not None:
+            loop = asyncio.get_running_loop()
+            options.on_start(partial(loop.call_soon_threadsafe, pool.stop))
         flush_failed = _watch_backlog(journal, store, pool)
         if options.max_runtime_s is not None:
             asyncio.get_running_loop().call_later(options.max_runtime_s, pool.stop, "max_runtime")

@@ -4,7 +4,10 @@ error rows kept, a rerun sends nothing)."""
 
 from __future__ import annotations
 
+import _thread
 import json
+import signal
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -199,3 +202,56 @@ def test_run_a_dict_job_with_path_values(tmp_path: Path, emulator: StartEmulator
     with pytest.raises(pipeline.JobError) as bad:
         pipeline.run({**job, "output": {"dir": 3}})
     assert bad.value.field == "output.dir"
+
+
+def test_speak_a_frame_with_a_voice_per_row(tmp_path: Path, emulator: StartEmulator) -> None:
+    server = emulator()
+    frame = pl.DataFrame(
+        {"id": ["p2", "p1", "p3"], "text": ["Hello there.", "", "A second line."]}
+    ).with_columns(who=pl.Series(["echo", "alloy", "nova"]))
+    out = tmp_path / "out"
+    result = pipeline.speak(
+        frame, output_dir=out, voice="{who}", request={"speed": 1.25}, base_url=server.base_url
+    )
+    assert result.select(frame.columns).equals(frame)
+    done = result.filter(pl.col("error_type").is_null())
+    assert done["voice"].to_list() == ["echo", "nova"] == done["who"].to_list()
+    for row in done.iter_rows(named=True):
+        audio = (out / row["audio_path"]).read_bytes()
+        assert len(audio) == row["bytes"] > 0 and row["duration_s"] > 0
+    sent = [body for _, body in server.recorded_requests()]
+    assert sorted((b["input"], b["voice"], b["speed"]) for b in sent) == [
+        ("A second line.", "nova", 1.25),
+        ("Hello there.", "echo", 1.25),
+    ]
+    assert result.filter(pl.col("id") == "p1")["error_message"].to_list() == ["input is empty"]
+
+
+async def test_an_interrupt_inside_an_event_loop_stops_the_run_resumably(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
+    server = emulator(latency_ms=100)  # answers slow enough that the run is going when hit
+    rows = 30
+    frame = pl.DataFrame({"id": list(range(rows)), "text": [f"comment {i}" for i in range(rows)]})
+    out = tmp_path / "out"
+
+    def interrupt_once_started() -> None:
+        if server.wait_for_requests(3, timeout=60):
+            _thread.interrupt_main()  # what a notebook's "interrupt kernel" sends
+
+    hitter = threading.Thread(target=interrupt_once_started)
+    # a notebook's kernel raises KeyboardInterrupt in the cell (asyncio.Runner would cancel)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        hitter.start()
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.moderate(frame, output_dir=out, base_url=server.base_url, concurrency=1)
+    finally:
+        signal.signal(signal.SIGINT, before)
+        hitter.join()
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["outcome"], summary["stopped_by"]) == ("interrupted", "SIGINT")
+    assert 0 < summary["rows"]["done"] < rows
+    result = pipeline.moderate(frame, output_dir=out, base_url=server.base_url, concurrency=8)
+    assert result["error_type"].null_count() == rows  # every row done, none failed
+    assert server.stats()["requests"] == rows  # nothing sent twice
