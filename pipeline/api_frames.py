@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 
 from pipeline.errors import JobError, PipelineError
 from pipeline.journal import OutputLock
@@ -132,7 +133,10 @@ def as_polars(df: Any, key: str) -> pl.DataFrame:
         return df.collect()
     if type(df).__module__.partition(".")[0] == "pandas":
         index_named_key = getattr(df.index, "name", None) == key and key not in df.columns
-        return pl.from_pandas(df, include_index=index_named_key)
+        try:
+            return pl.from_pandas(df, include_index=index_named_key)
+        except (pa.ArrowException, TypeError, ValueError) as error:  # an object column, say
+            raise JobError(f"cannot read the pandas frame through pyarrow: {error}") from None
     try:
         return pl.DataFrame(df)
     except (TypeError, ValueError) as error:

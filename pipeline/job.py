@@ -74,7 +74,12 @@ def read_job(source: JobSource, kind_sections: Mapping[str, tuple[str, ...]]) ->
     if isinstance(source, JobSpec):
         return source
     if isinstance(source, Mapping):
-        return job_from_document(dict(source), Path.cwd() / DICT_JOB, kind_sections)
+        doc = dict(source)
+        output = doc.get("output")
+        folder = output.get("dir") if isinstance(output, Mapping) else None
+        if "name" not in doc and isinstance(folder, str) and Path(folder).name:
+            doc["name"] = Path(folder).name  # a dict has no file name to default to
+        return job_from_document(doc, Path.cwd() / DICT_JOB, kind_sections)
     return load_job(source, kind_sections)
 
 
@@ -131,7 +136,7 @@ def job_from_document(
         api=_api_spec(check, doc),
         sections={key: doc[key] for key in kind_sections[kind] if key in doc},
         prices=_prices(check, doc),
-        notify=notify_spec(check.table(doc, "notify"), check.path),
+        notify=notify_spec(check.table(doc, "notify"), check.path) if "notify" in doc else None,
     )
 
 

@@ -41,10 +41,8 @@ class NotifySpec:
     on: When = "failure"
 
 
-def notify_spec(table: dict[str, Any], path: str) -> NotifySpec | None:
-    """The ``[notify]`` table checked (None when the job has none); JobError naming the field."""
-    if not table:
-        return None
+def notify_spec(table: dict[str, Any], path: str) -> NotifySpec:
+    """The job's ``[notify]`` table, checked; JobError naming the field."""
     for name in table:
         if name not in ("webhook", "on"):
             raise JobError("unknown key; known: webhook, on", path=path, field=f"notify.{name}")

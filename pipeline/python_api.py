@@ -124,11 +124,17 @@ def run(
     )
 
 
-def validate(job: JobSource, *, base_url: str | None = None) -> Validation:
+def validate(
+    job: JobSource,
+    *,
+    output_dir: str | os.PathLike[str] | None = None,
+    base_url: str | None = None,
+) -> Validation:
     """Read the job and every row and build every request, as ``pipeline validate``; nothing is
     sent or written. Raises JobError for an unusable job or input."""
+    output = None if output_dir is None else Path(output_dir)
     with _named_for(job):
-        plan = make_plan(plain(job), base_url=base_url)
+        plan = make_plan(plain(job), output, base_url=base_url)
         found = preview(plan)
     table = cost.job_prices(plan.job.prices)
     return Validation(

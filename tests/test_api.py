@@ -146,6 +146,9 @@ def test_bad_arguments_are_job_errors_not_exits(tmp_path: Path) -> None:
     assert setting.value.field == "api.concurrency"
     with pytest.raises(pipeline.JobError, match="polars or pandas"):
         pipeline.moderate(42, output_dir=tmp_path / "d", base_url="local")
+    mixed = pd.DataFrame({"id": [1, 2], "text": ["a", "b"], "odd": [object(), 3]})
+    with pytest.raises(pipeline.JobError, match="cannot read the pandas frame through pyarrow"):
+        pipeline.moderate(mixed, output_dir=tmp_path / "e", base_url="local")
 
 
 def test_a_run_stopped_by_the_api_raises_with_its_summary(
@@ -202,6 +205,8 @@ def test_run_a_dict_job_with_path_values(tmp_path: Path, emulator: StartEmulator
     with pytest.raises(pipeline.JobError) as bad:
         pipeline.run({**job, "output": {"dir": 3}})
     assert bad.value.field == "output.dir"
+    unnamed = {name: value for name, value in job.items() if name != "name"}
+    assert pipeline.validate(unnamed, output_dir=tmp_path / "trial").job == "out"
 
 
 def test_speak_a_frame_with_a_voice_per_row(tmp_path: Path, emulator: StartEmulator) -> None:

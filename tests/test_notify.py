@@ -149,6 +149,7 @@ def test_a_receiver_not_listening_changes_nothing(tmp_path: Path, emulator: Star
 @pytest.mark.parametrize(
     ("notify", "field"),
     [
+        ({}, "notify.webhook"),
         ({"webhook": "ftp://example.com/hook"}, "notify.webhook"),
         ({"webhook": "example.com/hook"}, "notify.webhook"),
         ({"webhook": 3}, "notify.webhook"),
