@@ -183,7 +183,7 @@ def run(
 @_exits
 def validate(job_file: str) -> None:
     """Read the job and every row, build every request; send nothing."""
-    from pipeline.cost import validate_lines
+    from pipeline.cost import job_prices, validate_lines
     from pipeline.plan import make_plan
     from pipeline.preview import preview, shortened
 
@@ -203,7 +203,7 @@ def validate(job_file: str) -> None:
         click.echo(f"  {count} x {reason}")
     for key, message in found.problems:
         click.echo(f"  row {key!r}: {message}")
-    for line in validate_lines(found.cost, plan.kind.batchable):
+    for line in validate_lines(found.cost, plan.kind.batchable, job_prices(job.prices)):
         click.echo(line)
     if found.first_payload is not None:
         shown = json.dumps(shortened(found.first_payload), ensure_ascii=False)

@@ -9,10 +9,12 @@ import logging
 import os
 import signal
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +24,13 @@ from pipeline import audiobook, folder, keys, logs
 from pipeline.errors import JobError, StorageError
 from pipeline.feed import Scope, count_unread, feed
 from pipeline.http import Http
-from pipeline.job import LOCAL, resolve_api_key
+from pipeline.job import LOCAL, JobSource, resolve_api_key
 from pipeline.journal import (
     Journal,
     OutputLock,
 )
 from pipeline.limits import RateLimiter, RetryPolicy
+from pipeline.notify import post_summary
 from pipeline.plan import Plan, make_plan
 from pipeline.pool import Pool
 from pipeline.progress import Mode, report
@@ -61,6 +64,8 @@ class RunOptions:
     max_runtime_s: float | None = None  # then stop cleanly, resumable (exit 4)
     stop_grace_s: float = 30.0  # after a stop, how long requests in flight may take
     rebuild_journal: bool = False  # adopt the results/errors files of a folder without journal
+    # given a thread-safe stop(reason) once the run goes: the Python API's run in a thread
+    on_start: Callable[[Callable[[str], object]], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class RunResult:
     summary: dict[str, Any]
 
 
-def run(job_path: str, options: RunOptions) -> RunResult:
+def run(job_path: JobSource, options: RunOptions) -> RunResult:
     """Run a job to the end (or until stopped); raises JobError, LockedError."""
     settled_too = options.retry_failed or options.redo_changed  # these read the whole input
     plan = make_plan(
@@ -135,6 +140,8 @@ async def _run(plan: Plan, base_url: str, api_key: str | None, options: RunOptio
     outcome, summary = _finish(
         plan, options, journal, store, pool, stats, run_id, started, feeder_read_all
     )
+    failed = outcome != "completed" or input_error is not None  # exits non-zero
+    await post_summary(plan.job.notify, summary, failed=failed, secret=api_key)
     if input_error is not None:
         raise JobError(
             f"{input_error.message}; the run stopped, the answers so far are kept (journal "
@@ -213,6 +220,9 @@ async def _execute(
             options.stop_grace_s,
         )
         _on_signals(pool)
+        if options.on_start is not None:
+            loop = asyncio.get_running_loop()
+            options.on_start(partial(loop.call_soon_threadsafe, pool.stop))
         flush_failed = _watch_backlog(journal, store, pool)
         if options.max_runtime_s is not None:
             asyncio.get_running_loop().call_later(options.max_runtime_s, pool.stop, "max_runtime")
@@ -346,6 +356,8 @@ def _on_signals(pool: Pool) -> None:
     """SIGINT/SIGTERM/SIGHUP: drain and stop cleanly; a second signal exits at once (the journal
     is consistent at any instant: every change is one SQLite transaction). SIGHUP is a closed
     terminal or a killed tmux session: the run still writes its outputs and summary."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # the Python API in a thread (beside a notebook's loop): signals are the caller's
     loop = asyncio.get_running_loop()
 
     def handle(sig: signal.Signals) -> None:

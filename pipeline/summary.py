@@ -59,7 +59,7 @@ def build_summary(
             "rows_per_s": snap["rows_per_s"],
         },
         "tokens_estimated": stats.tokens,  # every attempt's, as the TPM limit counted them
-        **cost.summary_part(stats.cost, _mode(job)),
+        **cost.summary_part(stats.cost, _mode(job), cost.job_prices(job.prices)),
         "characters_sent": stats.characters_sent,
         **{name: round(value, 3) for name, value in sorted(stats.totals.items())},
         "sent_again_after_crash": {
