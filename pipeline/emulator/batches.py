@@ -159,11 +159,11 @@ class BatchStore:
             work.checked.problem(
                 "server_error", f"The batch could not be processed: {exc!r}.", None
             )
-        self._verdict(batch, work)
+        await self._verdict(batch, work)
         batch.work = work
         return work
 
-    def _verdict(self, batch: Batch, work: Work) -> None:
+    async def _verdict(self, batch: Batch, work: Work) -> None:
         checked = work.checked
         if batch.fault == "batch_failed" and not checked.errors:
             checked.problem(
@@ -171,7 +171,7 @@ class BatchStore:
             )
         limit = self.config.batch_queue_tokens
         if limit is not None and not checked.errors:
-            queued = self._queued_tokens(batch)
+            queued = await self._queued_tokens(batch)
             if queued + checked.tokens > limit:
                 checked.problem(
                     "token_limit_exceeded",
@@ -183,16 +183,19 @@ class BatchStore:
         batch.life.failed = bool(checked.errors)
         batch.life.expiring = EXPIRES in work.codes
 
-    def _queued_tokens(self, batch: Batch) -> int:
-        now = self.clock()
-        return sum(
-            other.work.checked.tokens
-            for other in self._batches.values()
-            if other is not batch
-            and other.work is not None
-            and not other.life.failed
-            and other.life.status(now) in ACTIVE
-        )
+    async def _queued_tokens(self, batch: Batch) -> int:
+        """The tokens of the batches created before ``batch`` and still active when it is
+        validated (by the clock, so that the verdict does not depend on the tasks' timing)."""
+        earlier = list(self._batches.values())
+        earlier = earlier[: earlier.index(batch)]
+        queued = 0
+        for other in earlier:
+            if other.working is not None:
+                await asyncio.shield(other.working)
+            active = other.life.status(batch.life.validated_at) in ACTIVE
+            if other.work is not None and not other.life.failed and active:
+                queued += other.work.checked.tokens
+        return queued
 
     async def settle(self, batch: Batch) -> dict[str, Any]:
         """The Batch object now, once the work the clock says is done is done."""

@@ -38,9 +38,9 @@ def jsonl(lines: list[Any]) -> bytes:
 class Batches:
     """Calls to one emulator's /v1/files and /v1/batches; every answer is schema-checked."""
 
-    def __init__(self, http: aiohttp.ClientSession, emulator: RunningEmulator) -> None:
+    def __init__(self, http: aiohttp.ClientSession, emulator: RunningEmulator | str) -> None:
         self.http = http
-        self.url = emulator.base_url
+        self.url = emulator if isinstance(emulator, str) else emulator.base_url
 
     async def upload_raw(
         self, data: bytes, purpose: str | None = "batch", filename: str = "in.jsonl"
