@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from pipeline.emulator import EmulatorConfig
 from tests.conftest import run_cli
@@ -202,6 +203,42 @@ async def test_the_stats_count_a_request_completed_twice(
     assert counted["created"] == 2 and counted["by_status"] == {"completed": 2}
 
 
+async def test_a_batch_whose_work_is_behind_the_clock_reads_as_in_progress(
+    start: StartEmulator, http: aiohttp.ClientSession
+) -> None:
+    asked, gate = asyncio.Event(), asyncio.Event()
+
+    async def chat(request: web.Request) -> web.Response:  # answers once the test says so
+        asked.set()
+        await gate.wait()
+        return web.json_response({"choices": [{"message": {"content": "late"}}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1/chat/completions"
+    clock = FakeClock(START)
+    emulator = start(batches_clock=clock, chat_completions_url=url, batch_read_wait_s=0.2)
+    client = Batches(http, emulator)
+    line = {"method": "POST", "url": "/v1/responses", "body": {"model": "m", "input": "hi"}}
+    try:
+        batch = await client.submit(
+            [line | {"custom_id": "a"}, line | {"custom_id": "b"}], endpoint="/v1/responses"
+        )
+        await asyncio.wait_for(asked.wait(), 30)  # its file is checked, its lines wait
+        clock.advance(1000)
+        behind = await client.get(batch["id"])
+    finally:
+        gate.set()
+        await runner.cleanup()
+
+    assert behind["status"] == "in_progress" and "output_file_id" not in behind
+    assert behind["request_counts"] == {"total": 2, "completed": 0, "failed": 0}
+    assert behind["in_progress_at"] == int(START + 0.1) and "finalizing_at" not in behind
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -210,6 +247,7 @@ async def test_the_stats_count_a_request_completed_twice(
         {"batch_faults": {"line_expired": 0.7, "line_500": 0.7}},
         {"batch_faults": {"batch_lost": 0.1}},
         {"batch_queue_tokens": 0},
+        {"batch_read_wait_s": -1.0},
     ],
 )
 def test_bad_batch_settings_are_refused(bad: dict[str, Any]) -> None:
