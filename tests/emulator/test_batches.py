@@ -29,7 +29,8 @@ async def test_a_file_uploads_reads_back_and_deletes(
     start: StartEmulator, http: aiohttp.ClientSession
 ) -> None:
     clock = FakeClock(START)
-    client = Batches(http, start(batches_clock=clock))
+    emulator = start(batches_clock=clock, record_requests=True)
+    client = Batches(http, emulator)
     data = jsonl(moderation_lines(5)) + "ünïcode\n".encode()
 
     status, uploaded = await client.upload_raw(data, filename="comments.jsonl")
@@ -43,6 +44,7 @@ async def test_a_file_uploads_reads_back_and_deletes(
     status, deleted = await client.call("DELETE", f"/files/{uploaded['id']}")
     assert (status, deleted) == (200, {"id": uploaded["id"], "object": "file", "deleted": True})
     assert (await client.call("GET", f"/files/{uploaded['id']}"))[0] == 404
+    assert emulator.recorded_requests() == []  # an upload is streamed, never read whole
 
 
 @pytest.mark.parametrize(
