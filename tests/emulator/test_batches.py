@@ -10,6 +10,7 @@ import pytest
 
 from tests.emulator.assistants import component_validator
 from tests.emulator.batches_client import (
+    FILE,
     LIST,
     MODEL,
     START,
@@ -45,6 +46,24 @@ async def test_a_file_uploads_reads_back_and_deletes(
     assert (status, deleted) == (200, {"id": uploaded["id"], "object": "file", "deleted": True})
     assert (await client.call("GET", f"/files/{uploaded['id']}"))[0] == 404
     assert emulator.recorded_requests() == []  # an upload is streamed, never read whole
+
+
+async def test_files_list_newest_first_by_purpose(
+    start: StartEmulator, http: aiohttp.ClientSession
+) -> None:
+    client = Batches(http, start())
+    made = [await client.upload(moderation_lines(1)) for _ in range(3)]
+    await client.upload_raw(b"{}", purpose="user_data")
+
+    status, first = await client.call("GET", "/files", purpose="batch", limit="2")
+    status_rest, rest = await client.call("GET", "/files", purpose="batch", after=first["last_id"])
+
+    assert (status, status_rest) == (200, 200)
+    assert [f["id"] for f in first["data"]] == made[:0:-1] and first["has_more"]
+    assert [f["id"] for f in rest["data"]] == made[:1] and not rest["has_more"]
+    for page in (first, rest):
+        for found in page["data"]:
+            FILE.validate(found)
 
 
 @pytest.mark.parametrize(
