@@ -304,12 +304,11 @@ def serve(
     **batch: Any,
 ) -> None:
     """Serve the local OpenAI-compatible emulator (loopback only unless --allow-remote)."""
-    from pipeline.emulator import EmulatorConfig
-    from pipeline.emulator import serve as serve_emulator
+    import pipeline.emulator as emulator
     from pipeline.emulator.errors import EmulatorError
 
     try:
-        config = EmulatorConfig(
+        config = emulator.EmulatorConfig(
             requests_per_minute=rpm,
             tokens_per_minute=tpm,
             burst_s=burst_s,
@@ -329,7 +328,7 @@ def serve(
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     try:
-        serve_emulator(config, host=host, port=port, allow_remote=allow_remote)
+        emulator.serve(config, host=host, port=port, allow_remote=allow_remote)
     except EmulatorError as error:  # a missing extra or a remote host: the user's to fix
         raise JobError(error.message) from None
     except OSError as error:  # the port is taken or not ours: the user's to fix, not a bug
