@@ -184,6 +184,7 @@ def run(
 @_exits
 def validate(job_file: str) -> None:
     """Read the job and every row, build every request; send nothing."""
+    from pipeline.cost import validate_lines
     from pipeline.plan import make_plan
     from pipeline.preview import preview, shortened
 
@@ -191,6 +192,8 @@ def validate(job_file: str) -> None:
     found = preview(plan)
     job = plan.job
     click.echo(f"job {job.name} ({job.kind}): {plan.kind.describe()}")
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}")
     click.echo(f"input: {len(plan.input.files)} file(s), {found.rows} rows")
     click.echo(f"valid rows: {found.valid}; rows that would be error rows: {found.invalid}")
     click.echo(
@@ -201,6 +204,8 @@ def validate(job_file: str) -> None:
         click.echo(f"  {count} x {reason}")
     for key, message in found.problems:
         click.echo(f"  row {key!r}: {message}")
+    for line in validate_lines(found.cost, plan.kind.batchable):
+        click.echo(line)
     if found.first_payload is not None:
         shown = json.dumps(shortened(found.first_payload), ensure_ascii=False)
         click.echo(f"first row's part of a request: {shown}")
@@ -237,8 +242,9 @@ def status(output_dir: Path) -> None:
     multiple=True,
     metavar="NAME=P",
     help="Inject a fault with probability P: 429 quota 401 500 502 503 drop "
-    "drop_body truncate slow malformed echo_key echo_key_401 huge_body huge_chunked. "
-    "Repeatable.",
+    "drop_body truncate slow malformed echo_key echo_key_401 huge_body huge_chunked; "
+    "per realtime response: realtime_reword realtime_drop realtime_error "
+    "realtime_rate_limit. Repeatable.",
 )
 @click.option(
     "--slow-s", type=float, default=30.0, show_default=True, help="How long the slow fault waits."
@@ -274,11 +280,32 @@ def status(output_dir: Path) -> None:
     help="Report timestamps (created_at...) this many seconds off the real clock.",
 )
 @click.option(
+    "--realtime-session-s",
+    type=click.FloatRange(min=0.001),
+    default=3600.0,
+    show_default=True,
+    help="End a realtime WebSocket session after this long (session_expired), as the API does.",
+)
+@click.option(
     "--engine",
     type=click.Choice(["profanity", "wordlist"]),
     default="profanity",
     show_default=True,
     help="Moderation engine (wordlist: cheap, for benchmarks).",
+)
+@click.option(
+    "--speech-voices",
+    type=click.Choice(["openai", "any"]),
+    default="openai",
+    show_default=True,
+    help="any: /v1/audio/speech as a provider's, any model and voice name.",
+)
+@click.option(
+    "--refuse-voice",
+    "refuse_voices",
+    multiple=True,
+    metavar="NAME",
+    help="Refuse this voice with a provider's 400 (as Kokoro-FastAPI does). Repeatable.",
 )
 @batch_flags
 @click.option("--allow-remote", is_flag=True, help="Allow a host other than loopback.")
@@ -300,6 +327,9 @@ def serve(
     chat_completions_url: str | None,
     huge_body_bytes: int,
     clock_skew_s: float,
+    speech_voices: str,
+    refuse_voices: tuple[str, ...],
+    realtime_session_s: float,
     allow_remote: bool,
     **batch: Any,
 ) -> None:
@@ -323,6 +353,9 @@ def serve(
             chat_completions_url=chat_completions_url,
             huge_body_bytes=huge_body_bytes,
             clock_skew_s=clock_skew_s,
+            speech_voices=speech_voices,
+            refuse_voices=frozenset(refuse_voices),
+            realtime_session_s=realtime_session_s,
             **batch_settings(batch),
         )
     except ValueError as error:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pipeline.errors import JobError
 
@@ -136,6 +137,11 @@ def resolve_base_url(job: JobSpec, flag: str | None) -> str:
     """--base-url, else the job's base_url, else OPENAI_BASE_URL, else api.openai.com."""
     url = flag or job.api.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
     return url if url == LOCAL else url.rstrip("/")
+
+
+def is_openai_url(base_url: str) -> bool:
+    """Whether ``base_url`` is OpenAI's own API (api.openai.com), not a provider or the emulator."""
+    return base_url != LOCAL and urlsplit(base_url).hostname == "api.openai.com"
 
 
 def resolve_api_key(base_url: str, job_path: Path) -> str | None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from pipeline import preflight, readers
+from pipeline import cost, preflight, readers, shutdowns
 from pipeline.errors import JobError
 from pipeline.job import JobSpec, OutputSpec, load_job, resolve_base_url
 from pipeline.journal import rows_held
@@ -26,6 +27,13 @@ class Plan:
     job: JobSpec
     kind: Kind
     input: readers.InputInfo
+    warnings: tuple[str, ...] = ()  # what validate prints and run logs: shutdowns.py
+
+    @property
+    def local_emulator(self) -> dict[str, Any]:
+        """What the kind asks of the embedded emulator (EmulatorConfig fields), e.g. a speech
+        job's provider mode."""
+        return dict(getattr(self.kind, "local_emulator", {}))
 
     @property
     def base_url(self) -> str:
@@ -66,6 +74,7 @@ def make_plan(
     available = list(info.schema)
     wanted = [(col, "input.keep") for col in job.input.keep]
     wanted += [(col, "request") for col in sorted(kind.columns)]
+    wanted += getattr(kind, "section_columns", [])  # (column, field) a kind's own table names
     for column, where in wanted:
         if column not in info.schema:
             close = difflib.get_close_matches(column, available, n=1)
@@ -76,4 +85,6 @@ def make_plan(
                 field=where,
             )
     preflight.check(job, kind, info, create=for_run, full=limit is None)
-    return Plan(job, kind, info)
+    cost.load_prices()  # a price file broken by an edit stops the job before it sends
+    warnings = shutdowns.warnings(job, job.api.base_url or "")
+    return Plan(job, kind, info, tuple(warnings))

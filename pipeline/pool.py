@@ -19,7 +19,7 @@ from contextlib import suppress
 from pipeline.errors import ApiError, FatalApiError, StorageError
 from pipeline.executor import RowWork
 from pipeline.journal import Journal
-from pipeline.kinds import Failure, Kind, Outcome, Success
+from pipeline.kinds import Failure, Kind, Outcome
 from pipeline.rows import Row
 from pipeline.stats import RunStats
 from pipeline.stopping import Stopped, Stopper
@@ -195,11 +195,5 @@ class Pool:
             if isinstance(outcome, Failure):
                 self.stats.rows_failed += 1
             else:
-                self.stats.rows_done += 1
-                self._count(outcome)
+                self.stats.count_done(row, outcome, self.kind.model_of(row))
         await self.journal.settle(rows)
-
-    def _count(self, outcome: Success) -> None:
-        totals = self.stats.totals
-        for name, amount in outcome.counts.items():
-            totals[name] += amount

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import readers
+from pipeline.cost import CostTally
 from pipeline.errors import RowError
 from pipeline.feed import READ_BATCH_ROWS
 from pipeline.limits import OVER_TOKEN_LIMIT
@@ -28,6 +29,7 @@ class Preview:
     first_payload: Any = None
     problems: list[tuple[Any, str]] = field(default_factory=list)  # (key, message), the first few
     reasons: Counter[str] = field(default_factory=Counter)
+    cost: CostTally = field(default_factory=CostTally)  # the valid rows' estimates, per model
 
 
 def preview(plan: Plan) -> Preview:
@@ -59,6 +61,7 @@ def preview(plan: Plan) -> Preview:
             result.tokens += item.tokens
             result.characters += item.characters
             result.requests += item.requests
+            result.cost.add_estimate(kind.model_of(item), item)
             if result.first_payload is None:
                 result.first_payload = item.payload
     result.requests = math.ceil(result.requests / kind.rows_per_request)

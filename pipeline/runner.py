@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import folder, keys, logs
+from pipeline import audiobook, folder, keys, logs
 from pipeline.errors import JobError, StorageError
 from pipeline.feed import Scope, count_unread, feed
 from pipeline.http import Http
@@ -83,6 +83,8 @@ def run(job_path: str, options: RunOptions) -> RunResult:
     job = plan.job
     logs.bind(job=job.name)
     base_url = plan.base_url
+    for warning in plan.warnings:
+        log.warning("%s", warning)
     api_key = resolve_api_key(base_url, job.path)
     lock = OutputLock(job.output.dir)
     lock.acquire()
@@ -90,7 +92,7 @@ def run(job_path: str, options: RunOptions) -> RunResult:
         remove_stale_temporaries(job.output.dir)
         with ExitStack() as stack:
             if base_url == LOCAL:
-                base_url = stack.enter_context(_local_emulator())
+                base_url = stack.enter_context(_local_emulator(plan.local_emulator))
             # What exists now (modules, the job, the embedded emulator) lives as long as the
             # run: out of the collector's sight, it is not scanned again (~10% less CPU).
             gc.collect()
@@ -111,12 +113,12 @@ def run(job_path: str, options: RunOptions) -> RunResult:
 
 
 @contextmanager
-def _local_emulator() -> Iterator[str]:
+def _local_emulator(settings: dict[str, Any]) -> Iterator[str]:
     from pipeline.emulator import EmulatorConfig, start_emulator
     from pipeline.emulator.errors import EmulatorError
 
     try:
-        started = start_emulator(EmulatorConfig())
+        started = start_emulator(EmulatorConfig(**settings))
     except EmulatorError as error:  # the `local` extra is missing: exit 2, naming the fix
         raise JobError(error.message) from None
     with started as emulator:
@@ -250,6 +252,8 @@ def _finish(
     job = plan.job
     with _gc_paused():  # millions of short-lived, acyclic values: collecting finds nothing
         paths = store.flush(final=True)
+    stopped = pool.stopper.stopped or pool.fatal is not None
+    books = audiobook.assemble(plan, journal, stopped=stopped)  # from the results just written
     counts = journal.counts()
     read_all = options.limit is None and feeder_read_all
     unread = 0 if read_all else count_unread(plan, journal, sum(counts.values()))
@@ -264,6 +268,8 @@ def _finish(
     summary = build_summary(
         plan, run_id, outcome, started, stats, counts, unread, journal, paths, pool
     )
+    if books is not None:
+        summary["books"] = books
     write_json(job.output.dir, "summary.json", summary)
     try:
         journal.finish_run(run_id, outcome, summary)

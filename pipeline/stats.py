@@ -7,6 +7,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.cost import CostTally
+from pipeline.outcomes import Success
+from pipeline.rows import Row
+
 
 @dataclass
 class RunStats:
@@ -28,10 +32,19 @@ class RunStats:
     # kind-specific totals for summary.json; counted from int 0, so counts stay whole numbers
     # and only amounts that are fractions (audio seconds) become floats
     totals: defaultdict[str, float] = field(default_factory=lambda: defaultdict(int))
+    cost: CostTally = field(default_factory=CostTally)  # usage per model of the rows done
 
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def count_done(self, row: Row, outcome: Success, model: str | None) -> None:
+        """A row that succeeded (any executor): its kind's totals and its usage, priced by
+        ``model`` (``kind.model_of(row)``) in summary.json."""
+        self.rows_done += 1
+        for name, amount in outcome.counts.items():
+            self.totals[name] += amount
+        self.cost.add_done(model, row, outcome)
 
     def count_answer(self, status: str) -> None:
         self.statuses[status] += 1

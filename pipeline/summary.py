@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from pipeline import cost
+from pipeline.job import JobSpec
 from pipeline.journal import Journal
 from pipeline.plan import Plan
 from pipeline.pool import Pool
@@ -56,7 +58,8 @@ def build_summary(
             "requests_per_s": snap["requests_per_s"],
             "rows_per_s": snap["rows_per_s"],
         },
-        "tokens_estimated": stats.tokens,
+        "tokens_estimated": stats.tokens,  # every attempt's, as the TPM limit counted them
+        **cost.summary_part(stats.cost, _mode(job)),
         "characters_sent": stats.characters_sent,
         **{name: round(value, 3) for name, value in sorted(stats.totals.items())},
         "sent_again_after_crash": {
@@ -72,6 +75,11 @@ def build_summary(
         },
         "outputs": {name: path.name for name, path in paths.items()},
     }
+
+
+def _mode(job: JobSpec) -> cost.Mode:
+    """The job's ``[api] mode`` once the Batch API mode exists, else sync."""
+    return "batch" if getattr(job.api, "mode", "sync") == "batch" else "sync"
 
 
 def _iso(timestamp: float) -> str:

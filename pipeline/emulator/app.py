@@ -5,9 +5,9 @@ recording the body, the API key, fault injection, then the route; it turns ``Api
 aiohttp's own HTTP errors into OpenAI error bodies, adds ``x-request-id`` and the
 ``x-ratelimit-*`` headers, and lets a body fault break the finished answer (multipart uploads
 are never recorded: they are streamed). It counts requests by route. A route module
-(``moderation.py``, ``speech.py``, ``threads.py``, ``responses.py``, ``files.py``,
-``batches.py``) exposes ``register(app, config)`` and is listed in ``ROUTES``: adding an
-endpoint is one module.
+(``moderation.py``, ``speech.py``, ``threads.py``, ``responses.py``, ``realtime.py``,
+``files.py``, ``batches.py``) exposes ``register(app, config)`` and is listed in ``ROUTES``:
+adding an endpoint is one module.
 """
 
 from __future__ import annotations
@@ -21,7 +21,16 @@ from typing import Final
 
 from aiohttp import web
 
-from pipeline.emulator import batches, files, moderation, responder, responses, speech, threads
+from pipeline.emulator import (
+    batches,
+    files,
+    moderation,
+    realtime,
+    responder,
+    responses,
+    speech,
+    threads,
+)
 from pipeline.emulator.config import CONFIG, EmulatorConfig
 from pipeline.emulator.faults import BODY_FAULTS, FaultInjector, cut_body, inject
 from pipeline.emulator.limits import LIMITER, RateLimiter
@@ -37,6 +46,7 @@ ROUTES: Final[tuple[Callable[[web.Application, EmulatorConfig], None], ...]] = (
     responder.register,  # the answer engine threads and responses share; no routes
     threads.register,
     responses.register,
+    realtime.register,
     files.register,
     batches.register,  # after files, moderation and responses: it answers with their engines
 )
@@ -102,7 +112,8 @@ async def _openai_middleware(request: web.Request, handler: Handler) -> web.Stre
             response = await handler(request)
     except ApiReply as reply:
         response = json_response(reply.body, status=reply.status, headers=reply.headers)
-        code = reply.body["error"].get("code")
+        error = reply.body.get("error")  # a provider's refusal has no OpenAI "error" object
+        code = error.get("code") if isinstance(error, dict) else None
         if fault != "429" and code == "rate_limit_exceeded":  # the limiter's, not injected
             stats.rate_limited(reply.body["error"]["type"])
     except web.HTTPException as exc:

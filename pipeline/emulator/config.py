@@ -16,6 +16,7 @@ from pipeline.emulator.faults import check_faults
 from pipeline.emulator.lifecycle import ERROR_CODES, check_outcomes
 
 ENGINES: Final[tuple[str, ...]] = ("profanity", "wordlist")
+SPEECH_VOICES: Final[tuple[str, ...]] = ("openai", "any")
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,11 @@ class EmulatorConfig:
     ``run_expires_s`` after it was created. ``chat_completions_url`` delegates answers to a
     chat-completions endpoint (as ``chat_completions_model``, else the request's model).
     ``max_stored`` threads and stored responses are kept; past it the oldest finished are dropped.
-    ``limits_clock`` (monotonic seconds) is what the rate-limit buckets read, ``runs_clock``
-    (epoch seconds) what the runs' lifecycle and timestamps read; tests pass fakes.
+    ``speech_voices`` ``"any"`` is the provider mode of ``/v1/audio/speech`` (any model and
+    voice, unknown voices spoken by an eSpeak voice chosen by a hash of the name);
+    ``refuse_voices`` are answered with the 400 a provider (Kokoro-FastAPI) gives a voice it
+    does not have. ``limits_clock`` (monotonic seconds) is what the rate-limit buckets read,
+    ``runs_clock`` (epoch seconds) what the runs' lifecycle and timestamps read; tests pass fakes.
 
     Batches (see ``batches``, ``batches_life``): ``batch_phase_s`` (seconds of ``validating``,
     ``in_progress``, ``finalizing``, ``cancelling``; unnamed phases keep their defaults),
@@ -70,6 +74,9 @@ class EmulatorConfig:
     runs_clock: Callable[[], float] = field(default=time.time, compare=False)
     huge_body_bytes: int = 2**31  # what the huge_body / huge_chunked faults send
     clock_skew_s: float = 0.0  # the emulator's clock (every timestamp it reports) runs this far off
+    speech_voices: str = "openai"  # "any": a provider's /v1/audio/speech (any model and voice)
+    refuse_voices: frozenset[str] = frozenset()  # voices refused with a provider's 400
+    realtime_session_s: float = 3600.0  # a realtime socket is ended after this (the API: 60 min)
     batch_phase_s: Mapping[str, float] = field(
         default_factory=lambda: MappingProxyType(dict(DEFAULT_PHASE_S)), hash=False
     )
@@ -92,6 +99,10 @@ class EmulatorConfig:
             raise ValueError(f"burst_s must be a finite number > 0, not {self.burst_s!r}")
         if isinstance(self.huge_body_bytes, bool) or self.huge_body_bytes < 1:
             raise ValueError(f"huge_body_bytes must be >= 1, not {self.huge_body_bytes!r}")
+        if not (math.isfinite(self.realtime_session_s) and self.realtime_session_s > 0):
+            raise ValueError(
+                f"realtime_session_s must be a finite number > 0, not {self.realtime_session_s!r}"
+            )
         if not math.isfinite(self.clock_skew_s):
             raise ValueError(f"clock_skew_s must be a finite number, not {self.clock_skew_s!r}")
         for name in ("latency_ms", "slow_s"):
@@ -104,6 +115,12 @@ class EmulatorConfig:
             )
         if self.engine not in ENGINES:
             raise ValueError(f"unknown engine {self.engine!r}; known engines: {', '.join(ENGINES)}")
+        if self.speech_voices not in SPEECH_VOICES:
+            raise ValueError(
+                f"speech_voices must be one of {', '.join(SPEECH_VOICES)}, "
+                f"not {self.speech_voices!r}"
+            )
+        object.__setattr__(self, "refuse_voices", frozenset(self.refuse_voices))
         if self.reject_substring == "":
             raise ValueError("reject_substring must not be empty (it would reject everything)")
         self._check_runs()

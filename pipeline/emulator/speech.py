@@ -7,6 +7,12 @@ its 13 built-in voices (the schema's ``anyOf`` lets any string through; the API 
 A custom ``{"id": ...}`` voice is accepted and spoken by a built-in eSpeak voice chosen from the
 id. ``stream_format: "sse"`` is refused: the emulator answers only a whole audio body.
 
+Provider mode (``speech_voices = "any"``) stands for an OpenAI-compatible server such as
+Kokoro-FastAPI: any model and any voice name are spoken (a name that is not one of OpenAI's by
+an eSpeak voice chosen by its hash), ``instructions`` have no length limit, and a voice in
+``refuse_voices`` (or an empty one) is refused as Kokoro-FastAPI refuses a voice it does not
+have: a 400 whose body is ``{"detail": {"error", "message", "type"}}``, not OpenAI's shape.
+
 eSpeak NG speaks it (``tts.py``) in a worker thread; ``encoder.py`` encodes the 24 kHz mono
 result. Answers say they are local: ``x-emulator-model`` and ``x-emulator-voice`` name the engine
 and the eSpeak voice, and ``x-emulator-note`` says when ``instructions`` were not followed.
@@ -27,7 +33,7 @@ from pipeline.emulator import checks, encoder, tts
 from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.facts import SPEECH_FORMATS, estimate_tokens
 from pipeline.emulator.limits import admit
-from pipeline.emulator.replies import invalid_request, json_type
+from pipeline.emulator.replies import ApiReply, invalid_request, json_type
 from pipeline.emulator.replies import read_json_object as read_body
 from pipeline.emulator.stats import STATS
 
@@ -63,8 +69,10 @@ class SpeechRequest:
     instructions: str | None = None
 
 
-def parse_request(body: dict[str, Any]) -> SpeechRequest:
-    """Validate a CreateSpeechRequest body; raises ApiReply (400) naming what is wrong."""
+def parse_request(body: dict[str, Any], *, any_voice: bool = False) -> SpeechRequest:
+    """Validate a CreateSpeechRequest body; raises ApiReply (400) naming what is wrong.
+
+    ``any_voice``: provider mode, any voice name and instructions of any length."""
     checks.known(body, _KNOWN_KEYS)
     checks.present(body, _REQUIRED)
     model = _string(body, "model")
@@ -77,7 +85,9 @@ def parse_request(body: dict[str, Any]) -> SpeechRequest:
             code="string_below_min_length",
         )
     instructions = (
-        _string(body, "instructions", max_length=MAX_CHARS) if "instructions" in body else None
+        _string(body, "instructions", max_length=None if any_voice else MAX_CHARS)
+        if "instructions" in body
+        else None
     )
     response_format = _choice(body, "response_format", SPEECH_FORMATS) or "mp3"
     if _choice(body, "stream_format", ("sse", "audio")) == "sse":
@@ -90,7 +100,7 @@ def parse_request(body: dict[str, Any]) -> SpeechRequest:
     return SpeechRequest(
         model=model,
         input=text,
-        voice=_voice(body["voice"]),
+        voice=_voice(body["voice"], any_voice=any_voice),
         response_format=response_format,
         speed=_speed(body.get("speed", 1.0)),
         instructions=instructions,
@@ -124,9 +134,11 @@ def _choice(body: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str | 
     return value
 
 
-def _voice(value: Any) -> str | Mapping[str, str]:
+def _voice(value: Any, *, any_voice: bool) -> str | Mapping[str, str]:
     if isinstance(value, str):
-        if value not in tts.VOICES:
+        if any_voice and not value.strip():
+            raise provider_refusal(value)
+        if not any_voice and value not in tts.VOICES:
             raise _not_one_of("voice", value, tuple(tts.VOICES))
         return value
     if not isinstance(value, dict):
@@ -183,6 +195,23 @@ def _not_one_of(name: str, value: str, allowed: tuple[str, ...]) -> Exception:
     )
 
 
+def provider_refusal(voice: str) -> ApiReply:
+    """The 400 Kokoro-FastAPI answers for a voice it does not have (FastAPI's ``detail``)."""
+    message = (
+        f"Voice '{voice}' not found. Available voices: any other name (local emulator, "
+        "provider mode)"
+    )
+    detail = {"error": "validation_error", "message": message, "type": "invalid_request_error"}
+    return ApiReply(400, {"detail": detail})
+
+
+def check_refused(voice: str | Mapping[str, str], refused: frozenset[str]) -> None:
+    """The refuse_voices test hook: a provider's 400 for these voice names (or ids)."""
+    name = voice if isinstance(voice, str) else voice["id"]
+    if name in refused:
+        raise provider_refusal(name)
+
+
 def check_rejected(text: str, needle: str | None) -> None:
     """The reject_substring test hook: a 400 when ``input`` contains it."""
     if needle is not None and needle in text:
@@ -211,7 +240,8 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
         workers.pop().shutdown(wait=True, cancel_futures=True)
 
     async def speak(request: web.Request) -> web.StreamResponse:
-        parsed = parse_request(await read_body(request))
+        parsed = parse_request(await read_body(request), any_voice=config.speech_voices == "any")
+        check_refused(parsed.voice, config.refuse_voices)
         check_rejected(parsed.input, config.reject_substring)
         admit(request, estimate_tokens(parsed.input))
         loop = asyncio.get_running_loop()

@@ -107,14 +107,16 @@ _CALLBACK = _SynthCallback(_collect)  # alive as long as the module: eSpeak keep
 
 
 def espeak_voice(voice: str | Mapping[str, Any]) -> str:
-    """The eSpeak voice for a validated ``voice``: a name from VOICES or ``{"id": ...}``.
+    """The eSpeak voice for a validated ``voice``: a name from VOICES, another name (a
+    provider's, in provider mode) or ``{"id": ...}``.
 
-    A custom voice id maps to one of the VOICES' eSpeak voices by a hash of the id, so the
-    same id always sounds the same (in every process).
+    Any other name or custom voice id maps to one of the VOICES' eSpeak voices by a hash of
+    it, so the same name always sounds the same (in every process).
     """
-    if isinstance(voice, str):
+    if isinstance(voice, str) and voice in VOICES:
         return VOICES[voice]
-    digest = hashlib.sha256(str(voice["id"]).encode()).digest()
+    name = voice if isinstance(voice, str) else str(voice["id"])
+    digest = hashlib.sha256(name.encode()).digest()
     choices = list(VOICES.values())
     return choices[int.from_bytes(digest[:8], "big") % len(choices)]
 

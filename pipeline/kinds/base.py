@@ -24,6 +24,7 @@ class Kind(Protocol):
     result_schema: ClassVar[pa.Schema]  # the kind's result columns, after key and keep
     rows_per_request: int
     columns: frozenset[str]  # input columns the templates need
+    batchable: bool  # its requests can go through the Batch API (cost.py prices both modes)
 
     def build(self, key: Any, row: Mapping[str, Any]) -> Row:
         """One row -> an Row; RowError says why the row cannot be a valid request."""
@@ -32,6 +33,10 @@ class Kind(Protocol):
     def flow(self, items: Sequence[Row]) -> Flow:
         """The steps that carry these items (one request, or a workflow), returning one
         Outcome per item, in order (see ``steps.py``)."""
+        ...
+
+    def model_of(self, row: Row) -> str | None:
+        """The model a built row's requests name, for its price; None if the server decides."""
         ...
 
     def describe(self) -> str:

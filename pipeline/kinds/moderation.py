@@ -117,6 +117,7 @@ class Moderation:
                 field="moderation.rows_per_request",
             )
         self.rows_per_request = rows
+        self.batchable = True
 
     def build(self, key: Any, row: Mapping[str, Any]) -> Row:
         value = self.template.render(row)
@@ -151,6 +152,9 @@ class Moderation:
             tokens=sum(item.tokens for item in items),
             max_bytes=ANSWER_BYTES_BASE + ANSWER_BYTES_PER_ROW * len(items),
         )
+
+    def model_of(self, row: Row) -> str | None:  # noqa: ARG002 - one model for every row
+        return self.model
 
     def describe(self) -> str:
         return (

@@ -100,6 +100,7 @@ class Run:
                 field=f"assistants.{assistant}",
             )
         self.unmapped = unmapped_fields(job.request, messages) if protocol == "responses" else []
+        self.batchable = protocol == "responses"  # the Batch API has no Assistants API
 
     def build(self, key: Any, row: Mapping[str, Any]) -> Row:
         messages = [
@@ -129,6 +130,15 @@ class Run:
         if self.settings.protocol == "responses":
             return run_on_responses(item, self.settings)
         return run_on_assistants(item, self.settings)
+
+    def model_of(self, row: Row) -> str | None:
+        """The run request's model; on the responses protocol else its assistant table's (on
+        the assistants protocol that table is not sent: the assistant's own model runs)."""
+        run = row.payload["run"]
+        model = run.get("model")
+        if not model and self.settings.protocol == "responses":
+            model = self.settings.assistants[run["assistant_id"]].get("model")
+        return str(model) if model else None
 
     def describe(self) -> str:
         if self.settings.protocol == "responses":

@@ -16,9 +16,11 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from pipeline import audio
+from pipeline.audiobook_options import parse_assemble
 from pipeline.errors import JobError, RejectedApiError, RowError, TransientApiError
 from pipeline.http import Answer
 from pipeline.job import JobSpec
+from pipeline.kinds import speech_providers as providers
 from pipeline.outcomes import Failure, Success
 from pipeline.rows import Row
 from pipeline.steps import Flow, Request, Save
@@ -70,6 +72,7 @@ class Speech:
         ]
     )
     rows_per_request = 1
+    batchable = False  # the Batch API does not take /v1/audio/speech
 
     def __init__(self, job: JobSpec) -> None:
         where = str(job.path)
@@ -96,14 +99,18 @@ class Speech:
         options = dict(job.sections.get("speech", {}))
         self.split_long_input = options.pop("split_long_input", True)
         file_name = options.pop("file_name", "{key}")
+        self.provider = providers.pop_provider(options, job)
+        self.assemble = parse_assemble(options.pop("assemble", None), where)  # audiobook.py
         if options:
             raise JobError(
-                "unknown key; known: split_long_input, file_name",
+                "unknown key; known: split_long_input, file_name, provider, assemble",
                 path=where,
                 field=f"speech.{next(iter(options))}",
             )
         if not isinstance(self.split_long_input, bool):
             raise JobError("must be true or false", path=where, field="speech.split_long_input")
+        self.local_emulator = {"speech_voices": self.provider}  # for base_url = "local"
+        openai = self.provider == "openai"
         if not isinstance(file_name, str) or not file_name.strip():
             raise JobError(
                 'must be a file-name template such as "{key}"', path=where, field="speech.file_name"
@@ -115,10 +122,10 @@ class Speech:
         self._checks: dict[str, Callable[[Any], Any]] = {
             "input": self._input,
             "model": lambda value: _text(value, "model"),
-            "voice": _voice,
+            "voice": _voice if openai else providers.any_voice,
             "response_format": _format,
             "speed": _speed,
-            "instructions": _instructions,
+            "instructions": _instructions if openai else providers.any_instructions,
         }
         for name, value in self.template.constant_fields().items():  # once, not once a row
             check = self._checks.get(name)  # stream_format was checked above
@@ -127,6 +134,11 @@ class Speech:
                     check(value)
             except RowError as error:
                 raise JobError(error.message, path=where, field=f"request.{name}") from None
+
+    @property
+    def section_columns(self) -> list[tuple[str, str]]:
+        """(column, field) of the input columns [speech.assemble] names, checked by the plan."""
+        return self.assemble.named_columns() if self.assemble else []
 
     def _input(self, value: Any) -> str:
         text = as_text(value)  # a number is spoken as its text, as a CSV cell "5" is
@@ -200,9 +212,13 @@ class Speech:
         }
         return [Success(columns, counts={"audio_seconds": duration})]
 
+    def model_of(self, row: Row) -> str | None:
+        return str(row.payload["body"]["model"])
+
     def describe(self) -> str:
-        return "POST /v1/audio/speech, one audio file per row" + (
-            ", long texts split and joined" if self.split_long_input else ""
+        return (
+            f"POST /v1/audio/speech ({providers.describe(self.provider)}), one audio file per row"
+            + (", long texts split and joined" if self.split_long_input else "")
         )
 
 

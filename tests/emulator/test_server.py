@@ -145,6 +145,7 @@ def test_serve_on_a_remote_host_names_the_allow_remote_flag() -> None:
         {"clock_skew_s": float("inf")},
         {"huge_body_bytes": 0},
         {"reject_substring": ""},
+        {"speech_voices": "all"},
     ],
 )
 def test_bad_config_values_are_refused(fields: dict[str, Any]) -> None:
