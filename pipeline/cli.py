@@ -14,6 +14,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from pipeline.errors import JobError, LockedError, StorageError
+from pipeline.serve_flags import batch_flags, batch_settings, parse_pairs
 
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_UNUSABLE, EXIT_FATAL_API, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
 EXIT_INTERNAL, EXIT_STORAGE, EXIT_LOCKED = 70, 74, 75
@@ -306,6 +307,7 @@ def status(output_dir: Path) -> None:
     metavar="NAME",
     help="Refuse this voice with a provider's 400 (as Kokoro-FastAPI does). Repeatable.",
 )
+@batch_flags
 @click.option("--allow-remote", is_flag=True, help="Allow a host other than loopback.")
 @_exits
 def serve(
@@ -329,36 +331,37 @@ def serve(
     refuse_voices: tuple[str, ...],
     realtime_session_s: float,
     allow_remote: bool,
+    **batch: Any,
 ) -> None:
     """Serve the local OpenAI-compatible emulator (loopback only unless --allow-remote)."""
-    from pipeline.emulator import EmulatorConfig
-    from pipeline.emulator import serve as serve_emulator
+    import pipeline.emulator as emulator
     from pipeline.emulator.errors import EmulatorError
 
     try:
-        config = EmulatorConfig(
+        config = emulator.EmulatorConfig(
             requests_per_minute=rpm,
             tokens_per_minute=tpm,
             burst_s=burst_s,
             ratelimit_headers=not no_ratelimit_headers,
             latency_ms=latency_ms,
-            faults=_parse_faults(faults),
+            faults=parse_pairs(faults),
             slow_s=slow_s,
             seed=seed,
             engine=engine,
             run_duration_s=run_duration_s,
-            run_outcomes=_parse_faults(run_outcomes),
+            run_outcomes=parse_pairs(run_outcomes, "--run-outcome"),
             chat_completions_url=chat_completions_url,
             huge_body_bytes=huge_body_bytes,
             clock_skew_s=clock_skew_s,
             speech_voices=speech_voices,
             refuse_voices=frozenset(refuse_voices),
             realtime_session_s=realtime_session_s,
+            **batch_settings(batch),
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     try:
-        serve_emulator(config, host=host, port=port, allow_remote=allow_remote)
+        emulator.serve(config, host=host, port=port, allow_remote=allow_remote)
     except EmulatorError as error:  # a missing extra or a remote host: the user's to fix
         raise JobError(error.message) from None
     except OSError as error:  # the port is taken or not ours: the user's to fix, not a bug
@@ -382,16 +385,3 @@ def _duration(text: str, option: str = "--max-runtime") -> float:
         )
     hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
     return hours * 3600 + minutes * 60 + seconds
-
-
-def _parse_faults(faults: tuple[str, ...]) -> dict[str, float]:
-    parsed = {}
-    for fault in faults:
-        name, _, value = fault.partition("=")
-        try:
-            parsed[name] = float(value)
-        except ValueError:
-            raise click.BadParameter(
-                f"{fault!r}: write NAME=PROBABILITY, e.g. 500=0.1", param_hint="--fault"
-            ) from None
-    return parsed
