@@ -236,8 +236,9 @@ def status(output_dir: Path) -> None:
     multiple=True,
     metavar="NAME=P",
     help="Inject a fault with probability P: 429 quota 401 500 502 503 drop "
-    "drop_body truncate slow malformed echo_key echo_key_401 huge_body huge_chunked. "
-    "Repeatable.",
+    "drop_body truncate slow malformed echo_key echo_key_401 huge_body huge_chunked; "
+    "per realtime response: realtime_reword realtime_drop realtime_error "
+    "realtime_rate_limit. Repeatable.",
 )
 @click.option(
     "--slow-s", type=float, default=30.0, show_default=True, help="How long the slow fault waits."

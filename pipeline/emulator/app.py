@@ -4,7 +4,7 @@ The middleware owns what all routes share, in the order a real API applies it: l
 recording the body, the API key, fault injection, then the route; it turns ``ApiReply`` and
 aiohttp's own HTTP errors into OpenAI error bodies, adds ``x-request-id`` and the
 ``x-ratelimit-*`` headers, and lets a body fault break the finished answer. A route module
-(``moderation.py``, ``speech.py``, ``threads.py``, ``responses.py``) exposes
+(``moderation.py``, ``speech.py``, ``threads.py``, ``responses.py``, ``realtime.py``) exposes
 ``register(app, config)`` and is listed in ``ROUTES``: adding an endpoint is one module.
 """
 
@@ -19,7 +19,7 @@ from typing import Final
 
 from aiohttp import web
 
-from pipeline.emulator import moderation, responder, responses, speech, threads
+from pipeline.emulator import moderation, realtime, responder, responses, speech, threads
 from pipeline.emulator.config import CONFIG, EmulatorConfig
 from pipeline.emulator.faults import BODY_FAULTS, FaultInjector, cut_body, inject
 from pipeline.emulator.limits import LIMITER, RateLimiter
@@ -35,6 +35,7 @@ ROUTES: Final[tuple[Callable[[web.Application, EmulatorConfig], None], ...]] = (
     responder.register,  # the answer engine threads and responses share; no routes
     threads.register,
     responses.register,
+    realtime.register,
 )
 STATS_PATH: Final[str] = "/v1/_emulator/stats"
 _INTERNAL_PREFIX: Final[str] = "/v1/_emulator/"

@@ -4,6 +4,9 @@ A request draws one number from a seeded RNG; the configured probabilities are l
 (in the order of ``FAULT_NAMES``), so at most one fault hits a request and their sum must be <= 1.
 Most faults replace the route (``inject``, before it runs); the ``BODY_FAULTS`` break the route's
 own answer after it ran (``cut_body``): a moderation's JSON, a speech's audio.
+The ``REALTIME_FAULT_NAMES`` are drawn the same way but per ``response.create`` on a realtime
+WebSocket, from their own seeded RNG, and carried out by ``realtime_session``; their sum is
+checked on its own (<= 1), as they never hit the same draw as an HTTP fault.
 """
 
 from __future__ import annotations
@@ -37,6 +40,13 @@ FAULT_NAMES: Final[tuple[str, ...]] = (
     "huge_body",  # a 200 announcing EmulatorConfig.huge_body_bytes of Content-Length, streamed
     "huge_chunked",  # the same body chunked, its length never announced
 )
+# drawn per realtime response.create (not per HTTP request); see realtime_session
+REALTIME_FAULT_NAMES: Final[tuple[str, ...]] = (
+    "realtime_reword",  # the audio and its transcript say the input with a few words changed
+    "realtime_drop",  # the socket is closed mid-audio, after some of the response's deltas
+    "realtime_error",  # an error event (server_error) instead of the response
+    "realtime_rate_limit",  # an error event rate_limit_exceeded instead of the response
+)
 # faults carried out on the route's real answer, after it ran (rate limits and engines included)
 BODY_FAULTS: Final[frozenset[str]] = frozenset({"drop_body", "truncate", "malformed"})
 
@@ -45,15 +55,30 @@ HUGE_BLOCK = b" " * 2**20  # one block written again and again: the huge body is
 
 
 def check_faults(faults: Mapping[str, float]) -> None:
-    """Raise ValueError for an unknown fault name, a probability outside [0, 1] or a sum over 1."""
-    check_probabilities(faults, FAULT_NAMES, "fault")
+    """Raise ValueError for an unknown fault name, a probability outside [0, 1] or a sum over 1
+    (the HTTP faults' sum and the realtime faults' sum, each on its own)."""
+    http = {name: p for name, p in faults.items() if name not in REALTIME_FAULT_NAMES}
+    check_probabilities(http, FAULT_NAMES + REALTIME_FAULT_NAMES, "fault")
+    realtime = {name: p for name, p in faults.items() if name in REALTIME_FAULT_NAMES}
+    check_probabilities(realtime, REALTIME_FAULT_NAMES, "realtime fault")
 
 
 class FaultInjector:
-    """Draws at most one fault per request from a seeded RNG (one event loop: no lock needed)."""
+    """Draws at most one fault per request from a seeded RNG (one event loop: no lock needed).
 
-    def __init__(self, faults: Mapping[str, float], seed: int | None) -> None:
-        self._draw = WeightedDraw(faults, FAULT_NAMES, random.Random(seed), "fault")
+    ``names`` are the faults it draws (the HTTP ones by default); others in ``faults`` are
+    another injector's.
+    """
+
+    def __init__(
+        self,
+        faults: Mapping[str, float],
+        seed: int | None,
+        names: tuple[str, ...] = FAULT_NAMES,
+    ) -> None:
+        check_faults(faults)
+        mine = {name: p for name, p in faults.items() if name in names}
+        self._draw = WeightedDraw(mine, names, random.Random(seed), "fault")
 
     def draw(self) -> str | None:
         """The fault to inject into this request, or None."""
