@@ -78,7 +78,7 @@ class RealtimeSession:
 
     async def send(self, event: Mapping[str, Any]) -> None:
         try:
-            await self.socket.send_bytes(orjson.dumps(event))
+            await self.socket.send_str(orjson.dumps(event).decode())  # JSON goes in text frames
         except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
             raise TransientApiError(
                 self._http.redact(f"the realtime WebSocket failed: {type(exc).__name__}: {exc}"),
