@@ -81,8 +81,9 @@ def take_options(options: dict[str, Any], where: str) -> ProtocolOptions:
 
 
 def check_realtime_row(body: Mapping[str, Any]) -> None:
-    """RowError when a built request cannot be spoken over the Realtime API."""
-    voice = body["voice"]
+    """RowError when a built request cannot be spoken over the Realtime API (its voice, its
+    speed); also run once on the job's constant fields, where it becomes a JobError."""
+    voice = body.get("voice")
     if isinstance(voice, str) and voice not in REALTIME_VOICES:
         raise RowError(
             f"voice {voice!r} is not a voice of the Realtime API ({', '.join(REALTIME_VOICES)}, "
@@ -91,7 +92,7 @@ def check_realtime_row(body: Mapping[str, Any]) -> None:
         )
     low, high = REALTIME_SPEED
     speed = body.get("speed", 1.0)
-    if not low <= speed <= high:
+    if isinstance(speed, int | float) and not low <= speed <= high:
         raise RowError(
             f"speed {speed!r} is outside {low} to {high}, the Realtime API's range", field="speed"
         )

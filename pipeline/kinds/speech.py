@@ -133,6 +133,17 @@ class Speech:
                     check(value)
             except RowError as error:
                 raise JobError(error.message, path=where, field=f"request.{name}") from None
+        self._check_realtime_constants(where)
+
+    def _check_realtime_constants(self, where: str) -> None:
+        """A constant voice or speed the Realtime API lacks fails the job, not every row."""
+        constants = self.template.constant_fields()
+        model = constants.get("model")
+        if isinstance(model, str) and self.protocol.for_model(model) == "realtime":
+            try:
+                realtime_speech.check_realtime_row(constants)
+            except RowError as error:
+                raise JobError(error.message, path=where, field=f"request.{error.field}") from None
 
     def _input(self, value: Any) -> str:
         text = as_text(value)  # a number is spoken as its text, as a CSV cell "5" is
@@ -204,7 +215,9 @@ class Speech:
         return [Success(columns, counts={"audio_seconds": duration})]
 
     def describe(self) -> str:
-        protocol = self.protocol.protocol
+        protocol, model = self.protocol.protocol, self.template.constant_fields().get("model")
+        if protocol is None and isinstance(model, str):
+            protocol = self.protocol.for_model(model)
         where = {
             "realtime": "the Realtime API (/v1/realtime), checked word for word",
             "speech": "POST /v1/audio/speech",

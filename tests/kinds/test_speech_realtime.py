@@ -260,10 +260,17 @@ def test_the_protocol_follows_the_model_and_the_options_are_checked(tmp_path: Pa
     job = realtime_job(tmp_path, data, request={"voice": "{voice}"})
     result = run_cli("validate", job)
     assert "Realtime API" in result.output and "fable" in result.output  # not a realtime voice
-    for option, value in (("protocol", "ws"), ("max_word_error_rate", 1.5)):
-        job = realtime_job(tmp_path, data, speech={option: value})
-        result = run_cli("validate", job)
-        assert result.exit_code == 2 and f"speech.{option}" in result.output
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"speech": {"protocol": "ws"}}, "speech.protocol"),
+        ({"speech": {"max_word_error_rate": 1.5}}, "speech.max_word_error_rate"),
+        ({"request": {"voice": "nova"}}, "request.voice"),  # a constant: the job, not each row
+        ({"request": {"speed": 2.0}}, "request.speed"),
+    ]
+    for sections, field in cases:
+        result = run_cli("validate", realtime_job(tmp_path, data, **sections))
+        assert result.exit_code == 2 and field in result.output
+    speech = realtime_job(tmp_path, data, request={"voice": "nova"}, speech={"protocol": "speech"})
+    assert run_cli("validate", speech).exit_code == 0
 
 
 def test_a_speak_step_pickles_with_its_verbatim_check() -> None:
