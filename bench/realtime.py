@@ -15,6 +15,11 @@ fresh output folder; the figures are from each case's fastest repeat.
 - emulator CPU s per audio s: /proc/PID/stat of the emulator before and after the run.
 - realtime sessions: the emulator's ``realtime_sessions`` counter over the run (sockets opened).
 
+Then the verbatim check's default: the 64 sample paragraphs as they are (``text``, pcm, one
+attempt each) on that emulator, and on a second one with ``--fault realtime_reword=1.0`` under
+``max_word_error_rate = 1`` (every chunk reworded, every rate kept): the spread of the manifest's
+``word_error_rate`` over the rows of each.
+
 Every child has a hard timeout; all of them together fit in BUDGET_S.
 """
 
@@ -35,22 +40,32 @@ BUDGET_S = 420.0  # the scenario takes ~3 min on 2 busy cores
 RUN_TIMEOUT_S = 120.0
 
 
-def write_job(path: Path, *, input_path: str, protocol: str, concurrency: int) -> Path:
-    """A narration job over ``input_path`` (id, text) in one voice, by ``protocol``."""
+def write_job(
+    path: Path,
+    *,
+    input_path: str,
+    protocol: str,
+    concurrency: int,
+    key: str = "id",
+    fmt: str = "mp3",
+    max_word_error_rate: float = 0.1,
+) -> Path:
+    """A narration job over ``input_path`` (key, text) in one voice, by ``protocol``."""
     lines = [
         'kind = "speech"',
         f"name = {json.dumps(path.stem)}",
         "[input]",
         f"path = {json.dumps(input_path)}",
-        'key = "id"',
+        f"key = {json.dumps(key)}",
         "[request]",
         f"model = {json.dumps(MODELS[protocol])}",
         'input = "{text}"',
         'voice = "alloy"',
         f"instructions = {json.dumps(INSTRUCTIONS)}",
-        'response_format = "mp3"',
+        f"response_format = {json.dumps(fmt)}",
         "[speech]",
         f"protocol = {json.dumps(protocol)}",
+        f"max_word_error_rate = {max_word_error_rate}",
         "[output]",
         'dir = "unused"',
         'format = "parquet"',
@@ -131,6 +146,9 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
                     name = f"{protocol}-c{concurrency}-r{rep + 1}"
                     log(f"realtime: {ROWS} rows, {name}")
                     runs.append(_one(emulator, rows, tmp, protocol, concurrency, name, budget))
+        verbatim = {"as written": _rates(emulator, tmp, "verbatim-clean", 0.1, budget)}
+    with Emulator(["--fault", "realtime_reword=1.0", "--seed", "1"], log_dir=tmp) as reworder:
+        verbatim["reworded"] = _rates(reworder, tmp, "verbatim-reworded", 1.0, budget)
     best = _best(runs)
     _print(best, runs)
     for case in best:
@@ -141,7 +159,38 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
             f"client CPU s per audio s ({label})",
             f"{case['client_cpu_s_per_audio_s']:.4f}",
         )
-    return {"rows": ROWS, "best": best, "runs": runs}
+    for label, rates in verbatim.items():
+        print(f"word_error_rate of the 64 sample paragraphs, {label}: {rates}")
+        table.add("realtime", f"word error rate, {label} (min/median/max)", rates)
+    return {"rows": ROWS, "best": best, "runs": runs, "verbatim": verbatim}
+
+
+def _rates(emulator: Emulator, tmp: Path, name: str, bound: float, budget: Budget) -> str:
+    """min / median / max of ``word_error_rate`` over the sample paragraphs on ``emulator``."""
+    job = write_job(
+        tmp / f"{name}.toml",
+        input_path=str(REPO / "sample_data" / "chapters.parquet"),
+        protocol="realtime",
+        concurrency=4,
+        key="paragraph_id",
+        fmt="pcm",
+        max_word_error_rate=bound,
+    )
+    run_pipeline(
+        job, emulator.base_url, timeout_s=budget.timeout(RUN_TIMEOUT_S), log_dir=tmp, name=name
+    )
+    measured = run_python(
+        [
+            "-c",
+            "import polars as pl, sys; r = pl.read_parquet(sys.argv[1])['word_error_rate']; "
+            "print(f'{r.min():.3f} / {r.median():.3f} / {r.max():.3f} ({r.len()} rows)')",
+            str(tmp / f"{name}.out" / "results.parquet"),
+        ],
+        timeout_s=budget.timeout(60),
+        log_dir=tmp,
+        name=f"{name}-rates",
+    )
+    return measured.stdout.strip().splitlines()[-1]
 
 
 def _best(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

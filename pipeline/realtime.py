@@ -159,8 +159,7 @@ class RealtimeSessions:
         """``step`` spoken over an idle session for its key, or a new one; raises ApiError
         classes as HTTP does. The whole response is bounded by the client's timeout."""
         key = step.session_key()
-        idle = self._idle[key]
-        session = idle.pop() if idle else None
+        session = await self._idle_session(key)
         reusable = False
         try:
             async with asyncio.timeout(self._http.timeout_s):
@@ -179,6 +178,16 @@ class RealtimeSessions:
                     await self._keep(key, session)
                 else:
                     await session.close()
+
+    async def _idle_session(self, key: SessionKey) -> RealtimeSession | None:
+        """The newest idle session for ``key`` still open (the server may close an idle one)."""
+        idle = self._idle[key]
+        while idle:
+            session = idle.pop()
+            if not session.socket.closed:
+                return session
+            await session.close()
+        return None
 
     async def _open(self, step: Speak) -> RealtimeSession:
         socket = await self._http.websocket("/realtime", {"model": step.model}, MAX_MESSAGE_BYTES)
