@@ -274,6 +274,13 @@ def status(output_dir: Path) -> None:
     help="Report timestamps (created_at...) this many seconds off the real clock.",
 )
 @click.option(
+    "--realtime-session-s",
+    type=click.FloatRange(min=0.001),
+    default=3600.0,
+    show_default=True,
+    help="End a realtime WebSocket session after this long (session_expired), as the API does.",
+)
+@click.option(
     "--engine",
     type=click.Choice(["profanity", "wordlist"]),
     default="profanity",
@@ -299,6 +306,7 @@ def serve(
     chat_completions_url: str | None,
     huge_body_bytes: int,
     clock_skew_s: float,
+    realtime_session_s: float,
     allow_remote: bool,
 ) -> None:
     """Serve the local OpenAI-compatible emulator (loopback only unless --allow-remote)."""
@@ -322,6 +330,7 @@ def serve(
             chat_completions_url=chat_completions_url,
             huge_body_bytes=huge_body_bytes,
             clock_skew_s=clock_skew_s,
+            realtime_session_s=realtime_session_s,
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None

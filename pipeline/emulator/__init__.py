@@ -10,11 +10,14 @@ aiohttp app and the middleware every route shares), ``limits`` (RPM/TPM buckets 
 ``wordlists`` and ``batcher``), ``speech`` (with ``tts``, eSpeak NG, and ``encoder``, the six
 audio formats), ``threads`` (the Assistants API: threads, messages, runs, with ``runs`` and
 ``records`` for the state, ``run_requests`` for the bodies, ``run_stream`` for server-sent
-events) and ``responses`` (POST /v1/responses, with ``response_requests``). Runs and responses
-share ``lifecycle`` (status as a function of the clock, injected outcomes), ``stores`` (records
-kept up to ``max_stored``, answers made at once or delegated in a task), ``responder`` (the
-deterministic local answer, or a chat-completions delegate) and ``checks`` (request checks with
-OpenAI error bodies).
+events), ``responses`` (POST /v1/responses, with ``response_requests``) and ``realtime`` (the
+Realtime API's WebSocket, with ``realtime_session`` serving a socket, ``realtime_requests`` and
+``realtime_events`` for the client and server events, ``realtime_audio`` for the deltas and
+``realtime_reword`` for its fault).
+Runs and responses share ``lifecycle`` (status as a function of the clock, injected outcomes),
+``stores`` (records kept up to ``max_stored``, answers made at once or delegated in a task),
+``responder`` (the deterministic local answer, or a chat-completions delegate) and ``checks``
+(request checks with OpenAI error bodies).
 """
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ class EmulatorConfig:
     runs_clock: Callable[[], float] = field(default=time.time, compare=False)
     huge_body_bytes: int = 2**31  # what the huge_body / huge_chunked faults send
     clock_skew_s: float = 0.0  # the emulator's clock (every timestamp it reports) runs this far off
+    realtime_session_s: float = 3600.0  # a realtime socket is ended after this (the API: 60 min)
 
     def __post_init__(self) -> None:
         check_faults(self.faults)
@@ -75,6 +76,10 @@ class EmulatorConfig:
             raise ValueError(f"burst_s must be a finite number > 0, not {self.burst_s!r}")
         if isinstance(self.huge_body_bytes, bool) or self.huge_body_bytes < 1:
             raise ValueError(f"huge_body_bytes must be >= 1, not {self.huge_body_bytes!r}")
+        if not (math.isfinite(self.realtime_session_s) and self.realtime_session_s > 0):
+            raise ValueError(
+                f"realtime_session_s must be a finite number > 0, not {self.realtime_session_s!r}"
+            )
         if not math.isfinite(self.clock_skew_s):
             raise ValueError(f"clock_skew_s must be a finite number, not {self.clock_skew_s!r}")
         for name in ("latency_ms", "slow_s"):

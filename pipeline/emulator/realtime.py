@@ -5,8 +5,8 @@ key is a 401 before the upgrade (and HTTP faults can hit the handshake). A plain
 the upgrade is a 400. A model that is not a realtime one (``gpt-realtime...``) is not refused
 before the upgrade: the socket opens and says so in an ``error`` event
 (``invalid_request_error``, code ``model_not_found``), then closes with 1008, as a client
-reading events gets a message it can show. ``realtime_session`` serves the socket; speech is
-eSpeak NG (``tts``) resampled to 24 kHz (``encoder``), in worker threads off the event loop.
+reading events gets a message it can show. ``realtime_session`` serves the socket;
+``realtime_audio`` speaks, in this module's worker threads, off the event loop.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from typing import Final
 import orjson
 from aiohttp import web
 
-from pipeline.emulator import encoder, tts
+from pipeline.emulator import tts
 from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.faults import REALTIME_FAULT_NAMES, FaultInjector
 from pipeline.emulator.limits import LIMITER
+from pipeline.emulator.realtime_audio import Audio, speak
 from pipeline.emulator.realtime_events import error
 from pipeline.emulator.realtime_requests import RealtimeRefusal, SessionConfig, check_model
 from pipeline.emulator.realtime_session import RealtimeSession
@@ -36,19 +37,14 @@ _MAX_EVENT_BYTES: Final[int] = 16 * 1024 * 1024  # the API's own cap on a client
 log = logging.getLogger(__name__)
 
 
-def pcm_24khz(text: str, voice: str, speed: float) -> bytes:
-    """``text`` spoken by ``voice`` (a ``tts.VOICES`` name) at ``speed``: s16le mono at 24 kHz;
-    blocking."""
-    pcm, rate = tts.synthesize(text, tts.espeak_voice(voice), speed)
-    return encoder.encode(pcm, "pcm", sample_rate=rate)
-
-
 def register(app: web.Application, config: EmulatorConfig) -> None:
     """Add GET /v1/realtime to ``app``; EmulatorError if eSpeak NG (the extra) is missing."""
     tts.check_installed()
     stats = app[STATS]
     faults = FaultInjector(config.faults, config.seed, REALTIME_FAULT_NAMES)
     workers: list[ThreadPoolExecutor] = []
+    open_sessions: set[RealtimeSession] = set()
+    stats.add_gauge("realtime_sessions_open", lambda: len(open_sessions))
 
     async def pool(_: web.Application) -> AsyncIterator[None]:
         threads = min(8, os.cpu_count() or 1)  # eSpeak runs one at a time; resampling does not
@@ -56,9 +52,9 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
         yield
         workers.pop().shutdown(wait=True, cancel_futures=True)
 
-    async def render(text: str, voice: str, speed: float) -> bytes:
+    async def render(text: str, voice: str, speed: float) -> Audio:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(workers[0], pcm_24khz, text, voice, speed)
+        return await loop.run_in_executor(workers[0], speak, text, voice, speed)
 
     async def connect(request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(compress=False, max_msg_size=_MAX_EVENT_BYTES)
@@ -87,11 +83,14 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
             limiter=app[LIMITER],
             stats=stats,
         )
+        open_sessions.add(session)
         try:
             await session.run()
         except Exception:  # a bug here must not become an HTTP answer on an upgraded socket
             log.exception("emulator realtime session failed")
             await ws.close(code=1011, message=b"local emulator error")
+        finally:
+            open_sessions.discard(session)
         return ws
 
     app.cleanup_ctx.append(pool)

@@ -17,7 +17,6 @@ from pipeline.emulator.limits import RateLimiter
 from pipeline.emulator.realtime_requests import ResponseRequest, SessionConfig
 
 AUDIO_TOKENS_PER_S: Final[int] = 20  # a realtime audio token is 50 ms of output (OpenAI's rate)
-SESSION_LIFETIME_S: Final[int] = 60 * 60  # the API's sessions expire after an hour
 _PCM: Final[Mapping[str, Any]] = {"type": "audio/pcm", "rate": SPEECH_SAMPLE_RATE}
 
 
@@ -31,8 +30,8 @@ def event(kind: str, **fields: Any) -> dict[str, Any]:
     return {"event_id": new_id("event"), "type": kind, **fields}
 
 
-def session_object(session_id: str, config: SessionConfig, now: float) -> dict[str, Any]:
-    """The ``session`` of ``session.created`` / ``session.updated``."""
+def session_object(session_id: str, config: SessionConfig, expires_at: int) -> dict[str, Any]:
+    """The ``session`` of ``session.created`` / ``session.updated`` (``expires_at``: epoch s)."""
     return {
         "type": "realtime",
         "object": "realtime.session",
@@ -48,7 +47,7 @@ def session_object(session_id: str, config: SessionConfig, now: float) -> dict[s
         "max_output_tokens": "inf",
         "tracing": None,
         "truncation": "auto",
-        "expires_at": int(now) + SESSION_LIFETIME_S,
+        "expires_at": expires_at,
     }
 
 

@@ -108,6 +108,7 @@ class Realtime:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
         self.seen: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []  # the error events ``responses`` passed by
 
     async def send(self, event: dict[str, Any]) -> None:
         validator(CLIENT_SCHEMAS[event["type"]]).validate(event)
@@ -129,14 +130,18 @@ class Realtime:
         assert event is not None and event["type"] == kind, event
         return event
 
-    async def responses(self, count: int) -> dict[str, Spoken]:
+    async def responses(
+        self, count: int, received: tuple[dict[str, Any], ...] = ()
+    ) -> dict[str, Spoken]:
         """Events until ``count`` responses ended with ``rate_limits.updated`` after their
-        ``response.done``, by response id; stops early if the socket closes."""
+        ``response.done``, by response id; stops early if the socket closes. Error events on
+        the way are kept in ``errors``; ``received`` are events already read, taken first."""
         spoken: dict[str, Spoken] = {}
         finished = 0
         pending_limits: defaultdict[str, int] = defaultdict(int)
+        backlog = list(received)
         while finished < count:
-            event = await self.receive()
+            event = backlog.pop(0) if backlog else await self.receive()
             if event is None:
                 break
             kind = event["type"]
@@ -154,6 +159,8 @@ class Realtime:
             elif kind == "rate_limits.updated" and pending_limits["done"]:
                 pending_limits["done"] -= 1
                 finished += 1
+            elif kind == "error":
+                self.errors.append(event)
             else:
                 raise AssertionError(f"unexpected event {event}")
         return spoken

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from pipeline.emulator import RunningEmulator
-from pipeline.emulator.realtime_session import DELTA_BYTES
+from pipeline.emulator.realtime_audio import DELTA_BYTES
 from tests.emulator.conftest import StartEmulator
 from tests.emulator.realtime_client import (
     Realtime,
@@ -104,23 +104,30 @@ async def test_two_responses_in_flight_on_one_socket(
 async def test_sessions_run_concurrently(
     emulator: RunningEmulator, http: aiohttp.ClientSession
 ) -> None:
-    voices = ["alloy", "echo", "nova", "sage"]
+    voices = ["alloy", "echo", "nova", "sage", "fable", "onyx", "cedar", "marin"]
+    clients = await asyncio.gather(*(connect(http, emulator, KEY, voice=v) for v in voices))
+    assert emulator.stats()["realtime_sessions_open"] == len(voices)
 
-    async def one(voice: str) -> tuple[str, bytes]:
-        client = await connect(http, emulator, KEY, voice=voice)
+    async def two(client: Realtime, voice: str) -> list[tuple[str | None, bytes]]:
         await client.send(response_create(f"{voice} reads this sentence."))
-        (spoken,) = (await client.responses(1)).values()
+        await client.send(response_create(f"{voice} reads another one."))
+        spoken = await client.responses(2)
         await client.ws.close()
-        assert spoken.transcript == f"{voice} reads this sentence."
-        return voice, spoken.pcm
+        return sorted((s.transcript, s.pcm) for s in spoken.values())
 
-    results = await asyncio.gather(*(one(voice) for voice in voices))
+    results = await asyncio.gather(*(two(c, v) for c, v in zip(clients, voices, strict=True)))
 
-    for voice, pcm in results:
-        assert pcm == await speech_pcm(http, emulator, f"{voice} reads this sentence.", voice)
+    for voice, said in zip(voices, results, strict=True):
+        assert [text for text, _ in said] == [
+            f"{voice} reads another one.",
+            f"{voice} reads this sentence.",
+        ]
+    for voice in voices[:2]:  # the audio is each session's own voice
+        expected = await speech_pcm(http, emulator, f"{voice} reads this sentence.", voice)
+        assert results[voices.index(voice)][1][1] == expected
     stats = emulator.stats()
-    assert stats["realtime_sessions"] == 4
-    assert stats["realtime_responses_done"] == 4
+    assert stats["realtime_sessions"] == len(voices)
+    assert stats["realtime_responses_done"] == 2 * len(voices)
 
 
 @pytest.mark.parametrize("key", [None, "sk-wrong"])
@@ -217,3 +224,50 @@ async def test_an_unknown_event_type_and_bad_json_are_error_events(
     assert (unknown["error"]["param"], unknown["error"]["event_id"]) == ("type", "e9")
     assert broken["error"]["code"] == "invalid_json"
     assert client.ws.closed is False
+
+
+async def test_an_unknown_field_of_an_event_is_refused(
+    emulator: RunningEmulator, http: aiohttp.ClientSession
+) -> None:
+    client = await connect(http, emulator, KEY)
+
+    await client.ws.send_json({**response_create(TEXT), "respones": {}})
+    error = await client.next_of("error")
+
+    assert (error["error"]["param"], error["error"]["code"]) == ("respones", "unknown_parameter")
+    assert emulator.stats().get("realtime_responses", 0) == 0
+
+
+async def test_one_response_at_a_time_in_the_conversation_any_number_out_of_band(
+    emulator: RunningEmulator, http: aiohttp.ClientSession
+) -> None:
+    client = await connect(http, emulator, KEY)
+
+    await client.send(response_create(TEXT, conversation="auto"))
+    await client.send(response_create(OTHER, conversation="auto", metadata={"row": "2nd"}))
+    await client.send(response_create(OTHER, metadata={"row": "oob"}))
+    spoken = await client.responses(2)
+
+    (busy,) = client.errors
+    assert busy["error"]["code"] == "conversation_already_has_active_response"
+    done = {s.transcript: s.done["response"] for s in spoken.values() if s.done is not None}
+    assert done[TEXT]["conversation_id"].startswith("conv_")
+    assert done[OTHER]["metadata"] == {"row": "oob"}
+    assert "conversation_id" not in done[OTHER]
+
+
+async def test_a_session_expires_with_an_error_event_and_a_close(
+    start: StartEmulator, http: aiohttp.ClientSession
+) -> None:
+    emulator = start(realtime_session_s=0.3)
+    ws = await http.ws_connect(ws_url(emulator))
+    client = Realtime(ws)
+
+    created = await client.next_of("session.created")
+    expired = await client.next_of("error")  # whenever it comes: the test waits on the event
+
+    assert created["session"]["expires_at"] >= 0
+    assert expired["error"]["code"] == "session_expired"
+    assert expired["error"]["message"] == "Your session hit the maximum duration of 0.3 seconds."
+    assert await client.receive() is None
+    assert ws.close_code == 1001

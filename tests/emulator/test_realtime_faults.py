@@ -9,11 +9,12 @@ import aiohttp
 import pytest
 
 from pipeline.emulator import EmulatorConfig
+from pipeline.emulator.faults import REALTIME_FAULT_NAMES, FaultInjector
+from pipeline.emulator.realtime_audio import DELTA_BYTES
 from pipeline.emulator.realtime_reword import reword
-from pipeline.emulator.realtime_session import DELTA_BYTES
 from tests.emulator.conftest import StartEmulator
 from tests.emulator.helpers import FakeClock
-from tests.emulator.realtime_client import connect, response_create, session_update
+from tests.emulator.realtime_client import connect, response_create, session_update, ws_url
 from tests.emulator.test_realtime import OTHER, TEXT, speech_pcm
 
 LONG = " ".join([TEXT, OTHER] * 30)  # ~3,300 characters: seconds of audio, tenths to speak
@@ -174,3 +175,39 @@ def test_realtime_faults_are_checked_on_their_own() -> None:
         EmulatorConfig(faults={"realtime_drop": 0.6, "realtime_error": 0.6})
     with pytest.raises(ValueError, match="realtime_drop"):
         EmulatorConfig(faults={"realtime_dorp": 0.1})
+
+
+async def test_the_realtime_draws_are_seeded_per_response_create(
+    start: StartEmulator, http: aiohttp.ClientSession
+) -> None:
+    faults = {"realtime_error": 0.4, "realtime_reword": 0.3}
+    emulator = start(faults=faults, seed=11)
+    client = await connect(http, emulator)
+
+    outcomes: list[str | None] = []
+    for index in range(8):  # one at a time: the draws happen in this order
+        await client.send(response_create(f"Sentence number {index} is read here."))
+        event = await client.receive()
+        assert event is not None
+        if event["type"] == "error":
+            outcomes.append("realtime_error")
+            continue
+        (spoken,) = (await client.responses(1, (event,))).values()
+        said = spoken.transcript != f"Sentence number {index} is read here."
+        outcomes.append("realtime_reword" if said else None)
+
+    expected = FaultInjector(faults, 11, REALTIME_FAULT_NAMES)
+    assert outcomes == [expected.draw() for _ in range(8)]
+    assert len(set(outcomes)) == 3  # this seed shows all three outcomes
+
+
+async def test_an_http_fault_can_hit_the_upgrade(
+    start: StartEmulator, http: aiohttp.ClientSession
+) -> None:
+    emulator = start(faults={"503": 1.0})
+
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await http.ws_connect(ws_url(emulator))
+
+    assert refused.value.status == 503
+    assert emulator.stats().get("realtime_sessions", 0) == 0
