@@ -24,6 +24,7 @@ VERBATIM_INSTRUCTIONS: Final = (
 RATE_LIMITED: Final = "rate_limit_exceeded"
 FATAL_CODES: Final = frozenset({"invalid_api_key", "insufficient_quota"})
 REFUSED_TYPES: Final = frozenset({"invalid_request_error"})
+RECONNECT_CODES: Final = frozenset({"session_expired"})  # the session's time is up: a new one
 # "Please try again in 1.5s" / "in 600ms": the wait a rate-limit error asks for (no header here)
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)\s*(ms|s)\b", re.IGNORECASE)
 
@@ -73,7 +74,8 @@ def response_create(step: Speak, event_id: str) -> dict[str, Any]:
 def error_from_event(event: Mapping[str, Any]) -> ApiError:
     """The exception class of an ``error`` event, by its type and code, never its message: a
     rate limit is retried after the wait it names (fed to the limiter as a 429 is), a bad key
-    or no quota stops the job, an invalid request fails the row, anything else is retried."""
+    or no quota stops the job, an invalid request fails the row (an expired session is retried
+    on a new one), anything else is retried."""
     error = event.get("error")
     error = error if isinstance(error, Mapping) else {}
     message = str(error.get("message") or "the realtime session sent an error event")
@@ -88,6 +90,8 @@ def error_from_event(event: Mapping[str, Any]) -> ApiError:
         return TransientApiError(message, http_status=429, retry_after=_wait(message), **fields)
     if code in FATAL_CODES or kind in FATAL_CODES:
         return FatalApiError(message, **fields)
+    if code in RECONNECT_CODES:
+        return TransientApiError(message, **fields)
     if kind in REFUSED_TYPES:
         return RejectedApiError(message, **fields)
     return TransientApiError(message, **fields)

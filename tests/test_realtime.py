@@ -8,10 +8,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.errors import FatalApiError, RejectedApiError
+from pipeline.errors import ApiError, FatalApiError, RejectedApiError, TransientApiError
 from pipeline.http import Http
 from pipeline.limits import RateLimiter
 from pipeline.realtime import RealtimeSessions
+from pipeline.realtime_events import error_from_event
 from pipeline.realtime_verbatim import normalise, word_error_rate
 from pipeline.steps import Speak
 from pipeline.stopping import Stopper
@@ -87,3 +88,55 @@ def test_word_error_rate() -> None:
     assert word_error_rate("one two three four", "one two four") == 0.25
     assert word_error_rate("one two", "one two basically three") == 1.0
     assert word_error_rate("...", "") == 0.0 and word_error_rate("Hello.", "") == 1.0
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "status", "wait"),
+    [
+        ({"type": "server_error", "message": "boom"}, TransientApiError, None, None),
+        (
+            {
+                "type": "rate_limit_exceeded",
+                "code": "rate_limit_exceeded",
+                "message": "Please try again in 1.5s.",
+            },
+            TransientApiError,
+            429,
+            1.5,
+        ),
+        (
+            {
+                "type": "tokens",
+                "code": "rate_limit_exceeded",
+                "message": "Please try again in 20ms.",
+            },
+            TransientApiError,
+            429,
+            0.02,
+        ),
+        (
+            {"type": "invalid_request_error", "code": "session_expired", "message": "60 min"},
+            TransientApiError,
+            None,
+            None,
+        ),
+        (
+            {"type": "invalid_request_error", "code": "model_not_found", "message": "no"},
+            RejectedApiError,
+            None,
+            None,
+        ),
+        (
+            {"type": "invalid_request_error", "code": "invalid_api_key", "message": "no"},
+            FatalApiError,
+            None,
+            None,
+        ),
+    ],
+)
+def test_error_events_are_classed_by_type_and_code(
+    error: dict[str, str], kind: type[ApiError], status: int | None, wait: float | None
+) -> None:
+    raised = error_from_event({"type": "error", "event_id": "e1", "error": error})
+    assert type(raised) is kind and raised.http_status == status
+    assert raised.retry_after == wait and raised.message == error["message"]
