@@ -37,6 +37,17 @@ CLIENT_SCHEMAS = {
     "session.update": "RealtimeClientEventSessionUpdate",
     "response.create": "RealtimeClientEventResponseCreate",
 }
+SERVER_SCHEMAS = {
+    "session.created": "RealtimeServerEventSessionCreated",
+    "session.updated": "RealtimeServerEventSessionUpdated",
+    "response.created": "RealtimeServerEventResponseCreated",
+    "response.output_audio.delta": "RealtimeServerEventResponseAudioDelta",
+    "response.output_audio.done": "RealtimeServerEventResponseAudioDone",
+    "response.output_audio_transcript.done": "RealtimeServerEventResponseAudioTranscriptDone",
+    "response.done": "RealtimeServerEventResponseDone",
+    "rate_limits.updated": "RealtimeServerEventRateLimitsUpdated",
+    "error": "RealtimeServerEventError",
+}
 
 
 def realtime_job(folder: Path, data: pl.DataFrame, **sections: Any) -> Path:
@@ -100,6 +111,8 @@ def test_every_format_decodes_to_the_pcm_received_and_every_event_validates(
             output = event["session"]["audio"]["output"]
             assert output == {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"}
     assert {"response.output_audio.delta", "response.done"} <= {e["type"] for e in relay.received}
+    for event in relay.received:  # what the pipeline read: the official events
+        schema_validator(SERVER_SCHEMAS[event["type"]]).validate(event)
 
 
 def test_a_long_text_is_split_spoken_and_joined(tmp_path: Path, emulator: StartEmulator) -> None:
