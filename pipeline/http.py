@@ -208,6 +208,14 @@ class Http:
         """``text`` with this client's API key replaced by a mark."""
         return redact(text, self._secret or "")
 
+    def redact_message(self, text: str) -> str:
+        """A socket's message, redacted as a body is: not for a key too short to tell from
+        ordinary JSON (base64 audio holds any short string); its error fields are redacted
+        whole with ``redact``."""
+        if self._secret_in_body is None:
+            return text
+        return redact(text, self._secret)
+
     def _redact_body(self, raw: bytes) -> bytes:
         encoded = self._secret_in_body
         if encoded is None or encoded not in raw:

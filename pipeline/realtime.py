@@ -5,10 +5,11 @@ A ``Speak`` takes an idle session opened for its key, or opens one (``session.cr
 ``session.update`` and its ``session.updated``), sends one out-of-band ``response.create`` and
 reads events until its ``response.done``. The PCM deltas are gathered under the step's cap; the
 transcript comes from ``response.output_audio_transcript.done``. Every message that enters has
-the key redacted before it is parsed (``Http.redact``). ``rate_limits.updated`` feeds the
-limiter as x-ratelimit-* headers would; ``error`` events become the classes of
-``realtime_events.error_from_event``. A session that failed in any way (an error event, a
-dropped socket, a timeout, a cancelled attempt) is closed, never reused: the retry reconnects.
+the key redacted before it is parsed (``Http.redact_message``, as for HTTP bodies).
+``rate_limits.updated`` feeds the limiter as x-ratelimit-* headers would; ``error`` events
+become the classes of ``realtime_events.error_from_event``. A session that failed in any way (an
+error event, a dropped socket, a timeout, a cancelled attempt) is closed, never reused: the
+retry reconnects.
 
 One response per socket rather than many multiplexed on one: the pool's workers already give
 the concurrency, a dropped socket then costs one chunk rather than every chunk it carried, and
@@ -59,7 +60,7 @@ class RealtimeSession:
         message = await self.socket.receive()
         if message.type is aiohttp.WSMsgType.TEXT:
             try:
-                event = orjson.loads(self._http.redact(message.data))
+                event = orjson.loads(self._http.redact_message(message.data))
             except orjson.JSONDecodeError:
                 event = None
             if isinstance(event, dict):
@@ -103,7 +104,12 @@ class RealtimeSession:
         """What any event outside a response's own may mean: an error, rate-limit feedback."""
         kind = event.get("type")
         if kind == "error":
-            raise error_from_event(event)
+            error = error_from_event(event)
+            for name in ("message", "error_type", "error_code", "param"):
+                value = getattr(error, name)
+                if isinstance(value, str):  # a short key is left in bodies, never in errors
+                    setattr(error, name, self._http.redact(value))
+            raise error
         if kind == "rate_limits.updated":
             self._http.observe(rate_limit_headers(event))
 

@@ -140,3 +140,11 @@ def test_error_events_are_classed_by_type_and_code(
     raised = error_from_event({"type": "error", "event_id": "e1", "error": error})
     assert type(raised) is kind and raised.http_status == status
     assert raised.retry_after == wait and raised.message == error["message"]
+
+
+async def test_a_short_key_does_not_break_the_audio(emulator: StartEmulator) -> None:
+    """A key too short to tell from base64 is not redacted inside messages (as in bodies)."""
+    server = emulator()
+    async with Http(server.base_url, "A", 30, 1) as http:
+        spoken = await RealtimeSessions(http, 1).speak(speak())
+    assert spoken.transcript == "Hello there, my friend." and len(spoken.pcm) > 24_000
