@@ -1,5 +1,5 @@
 """python -m bench {throughput,ratelimit,latency,packing,memory,resume,incremental,speech,
-                  httpclients,all} [--json PATH] [--keep]
+                  realtime,httpclients,all} [--json PATH] [--keep]
 
 Prints each scenario's own table as it finishes, then one summary table (scenario, figure,
 value, target, ok/MISS, and the bare-aiohttp reference measured in the same run where one
@@ -29,6 +29,7 @@ from bench import (
     memory,
     packing,
     ratelimit,
+    realtime,
     resume,
     speech,
     throughput,
@@ -44,6 +45,7 @@ SCENARIOS = {  # in the order of the issue's targets
     "incremental": incremental.run,
     "packing": packing.run,
     "speech": speech.run,
+    "realtime": realtime.run,
     "httpclients": httpclients.run,
 }
 

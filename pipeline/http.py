@@ -13,8 +13,10 @@ oversize answer costs at most the cap in memory and becomes an ``answer_too_larg
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -81,9 +83,11 @@ class Http:
         ):
             if os.environ.get(env):
                 self._headers[header] = os.environ[env]
+        self.timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._concurrency = concurrency
         self._session: aiohttp.ClientSession | None = None
+        self._sockets: set[aiohttp.ClientWebSocketResponse] = set()  # closed with the session
 
     async def __aenter__(self) -> Http:
         connector = aiohttp.TCPConnector(
@@ -99,8 +103,48 @@ class Http:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for socket in list(self._sockets):
+            with contextlib.suppress(Exception):
+                await socket.close()
         if self._session is not None:
             await self._session.close()
+
+    async def websocket(
+        self, path: str, params: Mapping[str, str], max_message_bytes: int
+    ) -> aiohttp.ClientWebSocketResponse:
+        """A WebSocket to ``path`` under the base URL (http -> ws, https -> wss), with this
+        client's headers (the key in ``Authorization``). A refused handshake raises the class
+        its status has over HTTP (401: FatalApiError, 429/5xx: TransientApiError); timeouts
+        and connection errors are TransientApiError, their text without the key. The socket
+        is closed with this client, if its user has not closed it before."""
+        assert self._session is not None, "use Http as an async context manager"
+        url = re.sub(r"^http", "ws", self.base_url + path, count=1)
+        try:
+            socket = await self._session.ws_connect(
+                url, params=params, max_msg_size=max_message_bytes, autoping=True
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            error = error_for(exc.status, exc.headers or {}, b"")
+            error.message = f"the realtime WebSocket was refused: HTTP {exc.status}"
+            raise error from None
+        except TimeoutError:
+            raise TransientApiError("the WebSocket timed out", error_type="timeout") from None
+        except aiohttp.ClientError as exc:
+            raise TransientApiError(
+                self.redact(f"connection failed: {type(exc).__name__}: {exc}"),
+                error_type="connection",
+            ) from None
+        self._sockets.add(socket)
+        return socket
+
+    def forget(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        """``socket`` was closed by its user."""
+        self._sockets.discard(socket)
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Rate-limit feedback that came other than as an answer's headers (a realtime event)."""
+        if self._observe is not None:
+            self._observe(headers)
 
     async def request(
         self,
@@ -164,6 +208,14 @@ class Http:
     def redact(self, text: str) -> str:
         """``text`` with this client's API key replaced by a mark."""
         return redact(text, self._secret or "")
+
+    def redact_message(self, text: str) -> str:
+        """A socket's message, redacted as a body is: not for a key too short to tell from
+        ordinary JSON (base64 audio holds any short string); its error fields are redacted
+        whole with ``redact``."""
+        if self._secret_in_body is None:
+            return text
+        return redact(text, self._secret)
 
     def _redact_body(self, raw: bytes) -> bytes:
         encoded = self._secret_in_body

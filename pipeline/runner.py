@@ -211,7 +211,7 @@ async def _execute(
         files = OutputFiles(job.output.dir, journal)
         pool = Pool(
             plan.kind,
-            Transport(http, policy),
+            Transport(http, policy, job.api.concurrency),
             journal,
             files,
             stats,
