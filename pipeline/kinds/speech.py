@@ -81,26 +81,7 @@ class Speech:
 
     def __init__(self, job: JobSpec) -> None:
         where = str(job.path)
-        unknown = sorted(set(job.request) - set(FIELDS))
-        if unknown:
-            raise JobError(
-                f"unknown field '{unknown[0]}': CreateSpeechRequest has only {', '.join(FIELDS)}",
-                path=where,
-                field=f"request.{unknown[0]}",
-            )
-        for required in ("model", "input", "voice"):
-            if required not in job.request:
-                raise JobError(
-                    f'is required in a speech request (e.g. {required} = "{_EXAMPLES[required]}")',
-                    path=where,
-                    field=f"request.{required}",
-                )
-        if job.request.get("stream_format", "audio") != "audio":
-            raise JobError(
-                'must be "audio": the pipeline writes audio files, not event streams',
-                path=where,
-                field="request.stream_format",
-            )
+        _check_request_fields(job.request, where)
         options = dict(job.sections.get("speech", {}))
         self.split_long_input = options.pop("split_long_input", True)
         file_name = options.pop("file_name", "{key}")
@@ -264,6 +245,30 @@ def _speech_chunks(
         pieces.append(answer.data)
     data = audio.join(pieces, fmt) if len(pieces) > 1 else pieces[0]
     return data, audio.duration_s(data, fmt)
+
+
+def _check_request_fields(request: Mapping[str, Any], where: str) -> None:
+    """The [request] table names only CreateSpeechRequest fields, with the required ones."""
+    unknown = sorted(set(request) - set(FIELDS))
+    if unknown:
+        raise JobError(
+            f"unknown field '{unknown[0]}': CreateSpeechRequest has only {', '.join(FIELDS)}",
+            path=where,
+            field=f"request.{unknown[0]}",
+        )
+    for required in ("model", "input", "voice"):
+        if required not in request:
+            raise JobError(
+                f'is required in a speech request (e.g. {required} = "{_EXAMPLES[required]}")',
+                path=where,
+                field=f"request.{required}",
+            )
+    if request.get("stream_format", "audio") != "audio":
+        raise JobError(
+            'must be "audio": the pipeline writes audio files, not event streams',
+            path=where,
+            field="request.stream_format",
+        )
 
 
 def answer_cap(chunk: str, fmt: str, speed: float) -> int:
