@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from pipeline.executor import Executor
 from pipeline.journal import Journal
 from pipeline.plan import Plan
-from pipeline.pool import Pool
 from pipeline.stats import RunStats
 
 Outcome = Literal["completed", "completed_with_errors", "stopped_fatal", "interrupted"]
@@ -24,7 +24,7 @@ def build_summary(
     unread: int,
     journal: Journal,
     paths: dict[str, Path],
-    pool: Pool,
+    pool: Executor,
 ) -> dict[str, Any]:
     job = plan.job
     snap = stats.snapshot()
