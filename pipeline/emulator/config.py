@@ -11,6 +11,7 @@ from typing import Final
 
 from aiohttp import web
 
+from pipeline.emulator.batches_life import DEFAULT_PHASE_S, check_batch_settings
 from pipeline.emulator.faults import check_faults
 from pipeline.emulator.lifecycle import ERROR_CODES, check_outcomes
 
@@ -34,6 +35,12 @@ class EmulatorConfig:
     ``max_stored`` threads and stored responses are kept; past it the oldest finished are dropped.
     ``limits_clock`` (monotonic seconds) is what the rate-limit buckets read, ``runs_clock``
     (epoch seconds) what the runs' lifecycle and timestamps read; tests pass fakes.
+
+    Batches (see ``batches``, ``batches_life``): ``batch_phase_s`` (seconds of ``validating``,
+    ``in_progress``, ``finalizing``, ``cancelling``; unnamed phases keep their defaults),
+    ``batch_faults`` (``line_expired``, ``line_500`` per line; ``batch_failed``,
+    ``batch_all_failed`` per batch), ``batch_queue_tokens`` (enqueued-token limit, None: none);
+    ``batches_clock`` (epoch seconds) is what their lifecycle and timestamps read.
     """
 
     requests_per_minute: int | None = None
@@ -62,6 +69,14 @@ class EmulatorConfig:
     runs_clock: Callable[[], float] = field(default=time.time, compare=False)
     huge_body_bytes: int = 2**31  # what the huge_body / huge_chunked faults send
     clock_skew_s: float = 0.0  # the emulator's clock (every timestamp it reports) runs this far off
+    batch_phase_s: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType(dict(DEFAULT_PHASE_S)), hash=False
+    )
+    batch_faults: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
+    batch_queue_tokens: int | None = None
+    batches_clock: Callable[[], float] = field(default=time.time, compare=False)
 
     def __post_init__(self) -> None:
         check_faults(self.faults)
@@ -90,6 +105,14 @@ class EmulatorConfig:
         if self.reject_substring == "":
             raise ValueError("reject_substring must not be empty (it would reject everything)")
         self._check_runs()
+        phases = check_batch_settings(self.batch_phase_s, self.batch_faults)
+        object.__setattr__(self, "batch_phase_s", MappingProxyType(phases))
+        object.__setattr__(self, "batch_faults", MappingProxyType(dict(self.batch_faults)))
+        tokens = self.batch_queue_tokens
+        if tokens is not None and (isinstance(tokens, bool) or tokens < 1):
+            raise ValueError(
+                f"batch_queue_tokens must be a positive integer or None, not {tokens!r}"
+            )
 
     def _check_runs(self) -> None:
         check_outcomes(self.run_outcomes)
@@ -124,3 +147,9 @@ def skewed_clock(config: EmulatorConfig) -> Callable[[], float]:
     if not skew_s:
         return clock
     return lambda: clock() + skew_s
+
+
+def batches_clock(config: EmulatorConfig) -> Callable[[], float]:
+    """The clock batches and their timestamps read: ``batches_clock``, skewed like the runs'."""
+    clock, skew_s = config.batches_clock, config.clock_skew_s
+    return clock if not skew_s else lambda: clock() + skew_s
