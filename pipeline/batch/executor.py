@@ -100,7 +100,7 @@ class BatchExecutor:
             await self._guarded(self._resolve_creates())
             while not self.stopper.stopped:
                 await self._guarded(self._poll())
-                if self.stopper.stopped:
+                if self._stopped():
                     break
                 if self._fed and not self._outbox.empty and not self._outbox.sealing:
                     await self._guarded(self._outbox.flush_pack())
@@ -116,6 +116,9 @@ class BatchExecutor:
                 self._outbox.discard()
             self.fatal = self.fatal or next(iter(self._shared.fatal), None)
             self._ledger.close()
+
+    def _stopped(self) -> bool:
+        return self.stopper.stopped
 
     # -- inside -----------------------------------------------------------------------------
 

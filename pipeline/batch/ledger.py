@@ -187,7 +187,8 @@ class Ledger:
             sql = (
                 "SELECT b.line, b.digest, r.key, h.payload, r.tokens, r.seq, r.progress "
                 "FROM batch_rows b JOIN rows r USING (key) JOIN held h USING (key) "
-                f"WHERE b.file = ? AND r.state = 'pending' AND b.line IN ({','.join('?' * len(chunk))}) "
+                "WHERE b.file = ? AND r.state = 'pending' "
+                f"AND b.line IN ({','.join('?' * len(chunk))}) "
                 "ORDER BY b.line, b.position"
             )
             for line, digest, key, payload, tokens, seq, progress in self._db.execute(
@@ -216,7 +217,8 @@ class Ledger:
                 for key, payload, tokens, seq, progress in self._db.execute(
                     "SELECT r.key, h.payload, r.tokens, r.seq, r.progress "
                     "FROM batch_rows b JOIN rows r USING (key) JOIN held h USING (key) "
-                    "WHERE b.file = ? AND r.state = 'pending' AND b.key > ? ORDER BY b.key LIMIT 1000",
+                    "WHERE b.file = ? AND r.state = 'pending' AND b.key > ? "
+                    "ORDER BY b.key LIMIT 1000",
                     (number, after),
                 )
             ]
