@@ -116,7 +116,7 @@ class Collector:
                 if ended is None:
                     moved.update(row.key for row in waiting.rows)
                 else:
-                    settled.append((waiting.rows, ended, waiting.attempts + 1))
+                    settled.append((waiting.rows, ended, waiting.attempts))
             for rows, outcomes, attempts in settled:
                 for row, outcome in zip(rows, outcomes, strict=True):
                     row.outcome, row.attempts = outcome, attempts
@@ -151,6 +151,7 @@ class Collector:
         shared, flow = self.shared, waiting.flow
         assert flow is not None
         shared.stats.requests += 1
+        waiting.attempts += 1
         error = _error(line)
         shared.stats.count_answer(str(line.status or (line.error or {}).get("code") or "error"))
         if isinstance(error, FatalApiError):
@@ -162,7 +163,6 @@ class Collector:
             flow.close()  # the next run sends it again
             return None
         if isinstance(error, TransientApiError):
-            waiting.attempts += 1
             if waiting.attempts < shared.max_attempts:
                 shared.stats.retries += 1
                 await self.outbox.resend(waiting)
@@ -173,6 +173,8 @@ class Collector:
                 step = flow.send(reply) if error is None else flow.throw(error)
             except StopIteration as end:
                 return list(end.value)
+            except ApiError as failed:  # retries ran out, and the flow did not take it
+                return [Failure.from_api(failed)] * len(waiting.rows)
             except Exception as bug:  # a bug must not lose the rows: they fail, said so
                 log.error(
                     "internal error on the answer of %r: %s: %s",

@@ -35,7 +35,7 @@ class Waiting:
     rows: list[Row]
     flow: Flow | None  # None: rebuilt from the kind when the answer comes
     request: Request
-    attempts: int = 0  # answers this request got that are retried (5xx, expired)
+    attempts: int = 0  # answers its rows got, over all their requests (as the pool counts)
 
 
 @dataclass

@@ -27,3 +27,39 @@ def batch_job(folder: Path, data: pl.DataFrame | None, **sections: Any) -> Path:
 
 def batches(stats: dict[str, Any]) -> dict[str, Any]:
     return dict(stats["batches"])
+
+
+def input_lines(server_url: str, output: Path) -> list[dict[str, Any]]:
+    """Every line of every input file the run uploaded, read back from the emulator."""
+    import json
+    import sqlite3
+    import urllib.request
+
+    db = sqlite3.connect(output / ".pipeline" / "journal.sqlite")
+    try:
+        ids = [fid for (fid,) in db.execute("SELECT file_id FROM batch_files WHERE file_id IS NOT NULL")]
+    finally:
+        db.close()
+    lines = []
+    for fid in ids:
+        request = urllib.request.Request(
+            f"{server_url}/files/{fid}/content",
+            headers={"Authorization": "Bearer sk-test"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            lines += [json.loads(line) for line in answer.read().splitlines() if line.strip()]
+    return lines
+
+
+def conserved(job: Path, expected: set[int]) -> tuple[set[int], set[int]]:
+    """The keys of results and errors; each input key is in exactly one of them."""
+    from tests.conftest import read_output
+
+    results = read_output(job, "results")["id"].to_list()
+    errors_path = job.parent / "out" / "errors.parquet"
+    errors = pl.read_parquet(errors_path)["id"].to_list() if errors_path.exists() else []
+    assert len(results) == len(set(results)), "a key twice in results"
+    assert len(errors) == len(set(errors)), "a key twice in errors"
+    assert set(results) | set(errors) == expected
+    assert not set(results) & set(errors)
+    return set(results), set(errors)
