@@ -103,3 +103,26 @@ def test_packed_lines_split_after_a_400_in_later_batches(
     lines = input_lines(server.base_url, job.parent / "out")
     assert len(lines[0]["body"]["input"]) == 8  # packed: 8 rows a line
     assert server.stats()["batches"]["created"] >= 4  # 8 -> 4 -> 2 -> 1: one batch each
+
+
+def test_max_runtime_leaves_batches_in_flight_and_the_next_run_collects_them(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
+    slow = {**FAST_PHASES, "in_progress": 3.0}
+    server = emulator(batch_phase_s=slow, engine="wordlist")
+    job = batch_job(tmp_path, comments(200))
+    stopped = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--max-runtime", "1s")
+    assert stopped.exit_code == 4, stopped.output
+    assert not (tmp_path / "out" / "results.parquet").exists() or len(read_output(job, "results")) == 0
+    status = run_cli("status", tmp_path / "out")
+    assert status.exit_code == 0
+    assert "batches: 1" in status.output
+    assert "in_progress (submitted): " in status.output and "/200 done" in status.output
+    resumed = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    done, _ = conserved(job, set(range(200)))
+    assert len(done) == 200
+    batches = server.stats()["batches"]
+    assert batches["created"] == 1  # adopted, not sent again
+    assert batches["completed_twice"] == []
+    assert "completed (collected): 200/200 done" in run_cli("status", tmp_path / "out").output
