@@ -162,11 +162,10 @@ class Collector:
         if line.error is not None and line.error.get("code") == "batch_cancelled":
             flow.close()  # the next run sends it again
             return None
-        if isinstance(error, TransientApiError):
-            if waiting.attempts < shared.max_attempts:
-                shared.stats.retries += 1
-                await self.outbox.resend(waiting)
-                return None
+        if isinstance(error, TransientApiError) and waiting.attempts < shared.max_attempts:
+            shared.stats.retries += 1
+            await self.outbox.resend(waiting)
+            return None
         reply: Any = Answer(line.status or 200, {}, line.body) if error is None else None
         while True:
             try:

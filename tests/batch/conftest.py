@@ -15,7 +15,10 @@ BATCH_API = {"mode": "batch", "batch_poll_interval_s": 0.05, "batch_poll_max_int
 
 def comments(count: int, start: int = 0) -> pl.DataFrame:
     return pl.DataFrame(
-        {"id": list(range(start, start + count)), "text": [f"comment {i}" for i in range(start, start + count)]}
+        {
+            "id": list(range(start, start + count)),
+            "text": [f"comment {i}" for i in range(start, start + count)],
+        }
     )
 
 
@@ -37,7 +40,10 @@ def input_lines(server_url: str, output: Path) -> list[dict[str, Any]]:
 
     db = sqlite3.connect(output / ".pipeline" / "journal.sqlite")
     try:
-        ids = [fid for (fid,) in db.execute("SELECT file_id FROM batch_files WHERE file_id IS NOT NULL")]
+        ids = [
+            fid
+            for (fid,) in db.execute("SELECT file_id FROM batch_files WHERE file_id IS NOT NULL")
+        ]
     finally:
         db.close()
     lines = []

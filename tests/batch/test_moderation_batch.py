@@ -113,7 +113,9 @@ def test_max_runtime_leaves_batches_in_flight_and_the_next_run_collects_them(
     job = batch_job(tmp_path, comments(200))
     stopped = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--max-runtime", "1s")
     assert stopped.exit_code == 4, stopped.output
-    assert not (tmp_path / "out" / "results.parquet").exists() or len(read_output(job, "results")) == 0
+    assert (
+        not (tmp_path / "out" / "results.parquet").exists() or len(read_output(job, "results")) == 0
+    )
     status = run_cli("status", tmp_path / "out")
     assert status.exit_code == 0
     assert "batches: 1" in status.output

@@ -52,9 +52,9 @@ def test_batch_mode_refuses_what_the_batch_api_does_not_take(
     if sections["kind"] == "run":
         job = make(tmp_path, questions(2), protocol=sections["protocol"], api=BATCH_API)
     else:
-        from tests.conftest import write_job
-
         import polars as pl
+
+        from tests.conftest import write_job
 
         data = pl.DataFrame({"id": [1], "text": ["hello"]})
         job = write_job(
