@@ -108,7 +108,7 @@ def test_packed_lines_split_after_a_400_in_later_batches(
 def test_max_runtime_leaves_batches_in_flight_and_the_next_run_collects_them(
     tmp_path: Path, emulator: StartEmulator
 ) -> None:
-    slow = {**FAST_PHASES, "in_progress": 3.0}
+    slow = {**FAST_PHASES, "in_progress": 1.5}
     server = emulator(batch_phase_s=slow, engine="wordlist")
     job = batch_job(tmp_path, comments(200))
     stopped = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--max-runtime", "1s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -44,10 +45,10 @@ def test_incremental_reruns_retry_failed_and_redo_changed(
 def test_a_cancelled_batch_keeps_its_answers_and_the_next_run_sends_the_rest(
     tmp_path: Path, emulator: StartEmulator
 ) -> None:
-    server = emulator(batch_phase_s={**FAST_PHASES, "in_progress": 2.0}, engine="wordlist")
+    server = emulator(batch_phase_s={**FAST_PHASES, "in_progress": 2.5}, engine="wordlist")
     job = batch_job(tmp_path, comments(100))
     run = ("run", job, "--base-url", server.base_url, "--quiet")
-    assert run_cli(*run, "--max-runtime", "0.5s").exit_code == 4
+    assert run_cli(*run, "--max-runtime", "1s").exit_code == 4
     (batch_id,) = [b["id"] for b in _get(server.base_url, "/batches")["data"]]
     _post(server.base_url, f"/batches/{batch_id}/cancel")
     cancelled = run_cli(*run)
@@ -60,7 +61,7 @@ def test_a_cancelled_batch_keeps_its_answers_and_the_next_run_sends_the_rest(
     assert server.stats()["batches"]["completed_twice"] == []
 
 
-def _get(base_url: str, path: str) -> dict[str, object]:
+def _get(base_url: str, path: str) -> dict[str, Any]:
     request = urllib.request.Request(
         base_url + path, headers={"Authorization": f"Bearer {FAKE_KEY}"}
     )
