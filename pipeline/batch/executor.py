@@ -97,8 +97,8 @@ class BatchExecutor:
     async def run(self) -> None:
         """Poll and collect until every row is settled, or the run stops."""
         try:
-            await self._guarded(self._resolve_creates())
             while not self.stopper.stopped:
+                await self._guarded(self._resolve_creates())
                 await self._guarded(self._poll())
                 if self._stopped():
                     break
@@ -124,9 +124,9 @@ class BatchExecutor:
 
     async def _take_incoming(self) -> None:
         rows, self._incoming = self._incoming, []
-        if self._adopting and rows:
-            waiting = self._ledger.in_files([row.key for row in rows])
-            rows = [row for row in rows if row.key not in waiting]
+        if self._adopting and rows:  # checked now, with no wait before they are written
+            free = self._ledger.free([row.key for row in rows])
+            rows = [row for row in rows if row.key in free]
         if rows and not self.stopper.stopped:
             await self._guarded(self._outbox.add(rows))
 
@@ -151,15 +151,35 @@ class BatchExecutor:
         self._interval = min(self._interval * 1.5, self._poll_max)
 
     async def _resolve_creates(self) -> None:
-        """A create an earlier run left without an answer: the batch it made, or made now."""
+        """A create left without an answer (a crash, retries run out): the batch it made, or
+        one made now; tried again at the next poll while the API does not answer."""
         api = self._shared.api
         for file in self._ledger.files(("creating",)):
             assert file.file_id is not None
-            batch = await api.find(file.file_id)
-            if batch is None:
-                batch = await api.create(file.file_id, file.url, file.id)
-            else:
-                log.info("batch %s of file %d found and adopted", batch["id"], file.id)
+            if file.id in self._outbox.creating:
+                continue  # its create is under way
+            try:
+                batch = await api.find(file.file_id)
+                if batch is None:
+                    batch = await api.create(file.file_id, file.url, file.id)
+                else:
+                    log.info("batch %s of file %d found and adopted", batch["id"], file.id)
+            except FatalApiError as error:
+                self._shared.fatal.append(error)
+                self.stop("fatal_api_error")
+                return
+            except RejectedApiError as error:  # its file is gone: its rows are written again
+                log.error(
+                    "batch file %d refused: %s; its rows are sent again", file.id, error.message
+                )
+                rows = list(self._ledger.unanswered(file.id))
+                self._ledger.release(file.id, "abandoned")
+                for chunk in rows:
+                    await self._outbox.add(chunk)
+                continue
+            except ApiError as error:
+                log.warning("batch file %d not made a batch yet: %s", file.id, error.message)
+                continue
             self._ledger.move(file.id, "submitted", batch_id=str(batch["id"]))
             self._ledger.input_path(file.id).unlink(missing_ok=True)
 

@@ -171,11 +171,16 @@ class Ledger:
     def mapped(self) -> bool:
         return self._db.execute("SELECT 1 FROM batch_rows LIMIT 1").fetchone() is not None
 
-    def in_files(self, keys: Sequence[str]) -> set[str]:
-        """Those of these keys that are in a file (a live batch, after recovery)."""
+    def free(self, keys: Sequence[str]) -> set[str]:
+        """Those of these keys still pending and in no file: a row of a live batch waits for
+        it, and one settled meanwhile (its batch collected) is not sent again."""
         found: set[str] = set()
         for chunk in _chunks(keys):
-            sql = f"SELECT key FROM batch_rows WHERE key IN ({','.join('?' * len(chunk))})"
+            sql = (
+                f"SELECT key FROM rows r WHERE key IN ({','.join('?' * len(chunk))}) "
+                "AND state = 'pending' AND NOT EXISTS "
+                "(SELECT 1 FROM batch_rows b WHERE b.key = r.key)"
+            )
             found.update(key for (key,) in self._db.execute(sql, chunk))
         return found
 

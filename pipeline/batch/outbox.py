@@ -62,6 +62,7 @@ class Outbox:
         self._pack: list[Row] = []
         self.waiting: dict[tuple[int, str], Waiting] = {}  # (file, custom_id) -> a kept flow
         self.sealing = 0  # seals under way (uploads, creates)
+        self.creating: set[int] = set()  # files whose create this run is making now
 
     @property
     def empty(self) -> bool:
@@ -155,6 +156,7 @@ class Outbox:
             return
         shared.ledger.move(number, "uploaded", file_id=file_id)
         shared.ledger.move(number, "creating")  # the intent: a crash from here looks it up
+        self.creating.add(number)
         try:
             batch = await shared.api.create(file_id, writer.url, number)
         except (Stopped, ApiError) as error:
@@ -162,6 +164,8 @@ class Outbox:
                 shared.ledger.release(number, "abandoned")
             await self._refused(number, error, writer)
             return
+        finally:
+            self.creating.discard(number)
         shared.ledger.move(number, "submitted", batch_id=str(batch["id"]))
         shared.ledger.polled(number, str(batch.get("status")), batch.get("request_counts"))
         writer.path.unlink(missing_ok=True)
