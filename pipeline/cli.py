@@ -279,6 +279,22 @@ def status(output_dir: Path) -> None:
     show_default=True,
     help="Moderation engine (wordlist: cheap, for benchmarks).",
 )
+@click.option(
+    "--batch-phase",
+    "batch_phases",
+    multiple=True,
+    metavar="PHASE=S",
+    help="Seconds a batch is validating, in_progress, finalizing or cancelling. Repeatable.",
+)
+@click.option(
+    "--batch-fault",
+    "batch_faults",
+    multiple=True,
+    metavar="NAME=P",
+    help="Batch faults: line_expired line_500 (per line), batch_failed batch_all_failed "
+    "(per batch). Repeatable.",
+)
+@click.option("--batch-queue-tokens", type=click.IntRange(min=1), help="Enqueued-token limit.")
 @click.option("--allow-remote", is_flag=True, help="Allow a host other than loopback.")
 @_exits
 def serve(
@@ -298,6 +314,9 @@ def serve(
     chat_completions_url: str | None,
     huge_body_bytes: int,
     clock_skew_s: float,
+    batch_phases: tuple[str, ...],
+    batch_faults: tuple[str, ...],
+    batch_queue_tokens: int | None,
     allow_remote: bool,
 ) -> None:
     """Serve the local OpenAI-compatible emulator (loopback only unless --allow-remote)."""
@@ -317,10 +336,13 @@ def serve(
             seed=seed,
             engine=engine,
             run_duration_s=run_duration_s,
-            run_outcomes=_parse_faults(run_outcomes),
+            run_outcomes=_parse_faults(run_outcomes, "--run-outcome"),
             chat_completions_url=chat_completions_url,
             huge_body_bytes=huge_body_bytes,
             clock_skew_s=clock_skew_s,
+            batch_phase_s=_parse_faults(batch_phases, "--batch-phase"),
+            batch_faults=_parse_faults(batch_faults, "--batch-fault"),
+            batch_queue_tokens=batch_queue_tokens,
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
@@ -351,7 +373,7 @@ def _duration(text: str, option: str = "--max-runtime") -> float:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def _parse_faults(faults: tuple[str, ...]) -> dict[str, float]:
+def _parse_faults(faults: tuple[str, ...], option: str = "--fault") -> dict[str, float]:
     parsed = {}
     for fault in faults:
         name, _, value = fault.partition("=")
@@ -359,6 +381,6 @@ def _parse_faults(faults: tuple[str, ...]) -> dict[str, float]:
             parsed[name] = float(value)
         except ValueError:
             raise click.BadParameter(
-                f"{fault!r}: write NAME=PROBABILITY, e.g. 500=0.1", param_hint="--fault"
+                f"{fault!r}: write NAME=NUMBER, e.g. 500=0.1", param_hint=option
             ) from None
     return parsed

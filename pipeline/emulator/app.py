@@ -3,9 +3,11 @@
 The middleware owns what all routes share, in the order a real API applies it: latency,
 recording the body, the API key, fault injection, then the route; it turns ``ApiReply`` and
 aiohttp's own HTTP errors into OpenAI error bodies, adds ``x-request-id`` and the
-``x-ratelimit-*`` headers, and lets a body fault break the finished answer. A route module
-(``moderation.py``, ``speech.py``, ``threads.py``, ``responses.py``) exposes
-``register(app, config)`` and is listed in ``ROUTES``: adding an endpoint is one module.
+``x-ratelimit-*`` headers, and lets a body fault break the finished answer (multipart uploads
+are never recorded: they are streamed). It counts requests by route. A route module
+(``moderation.py``, ``speech.py``, ``threads.py``, ``responses.py``, ``files.py``,
+``batches.py``) exposes ``register(app, config)`` and is listed in ``ROUTES``: adding an
+endpoint is one module.
 """
 
 from __future__ import annotations

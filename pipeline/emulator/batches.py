@@ -19,8 +19,8 @@ import asyncio
 import random
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import web
@@ -28,8 +28,9 @@ from aiohttp import web
 from pipeline.emulator import checks
 from pipeline.emulator.batches_engines import SPEC_ENDPOINTS, Endpoint, endpoints
 from pipeline.emulator.batches_life import ACTIVE, BATCH_FAULTS, CANCELLABLE, LINE_FAULTS, BatchLife
-from pipeline.emulator.batches_lines import Checked
-from pipeline.emulator.batches_work import EXPIRES, Finished, Work, finish, process
+from pipeline.emulator.batches_lines import Checked, check_file
+from pipeline.emulator.batches_objects import Batch, batch_object
+from pipeline.emulator.batches_work import EXPIRES, Work, answer_lines, finish
 from pipeline.emulator.chance import WeightedDraw
 from pipeline.emulator.config import EmulatorConfig, batches_clock
 from pipeline.emulator.files import FILES, FileStore, file_id
@@ -47,28 +48,6 @@ _CREATE: Final[dict[str, checks.Check]] = {
     "metadata": checks.metadata,
     "output_expires_after": checks.anything,
 }
-
-
-@dataclass(eq=False)
-class Batch:
-    """One batch: its request, its clock-driven life, its work and, once ended, its files."""
-
-    id: str
-    body: dict[str, Any]
-    endpoint: Endpoint
-    life: BatchLife
-    rng: random.Random
-    fault: str | None
-    working: asyncio.Task[Work] | None = None
-    work: Work | None = None
-    ending: asyncio.Task[None] | None = None
-    finished: Finished | None = None
-    output_file_id: str | None = None
-    error_file_id: str | None = None
-
-    def ended(self, now: float) -> bool:
-        status = self.life.status(now)
-        return status in ("completed", "expired") or (status == "cancelled" and self.life.started())
 
 
 class BatchStore:
@@ -134,44 +113,48 @@ class BatchStore:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _work(self, batch: Batch, path: Any) -> Work:
-        faults = self.config.batch_faults
-        lines = WeightedDraw(
-            {k: v for k, v in faults.items() if k in LINE_FAULTS}, LINE_FAULTS, batch.rng, "fault"
-        )
-        line_fault = (lambda: "line_500") if batch.fault == "batch_all_failed" else lines.draw
-        path_name = batch.endpoint.path
-
-        def answered(count: int) -> None:
-            with self.lock:
-                self._answered[path_name] += count
-
+    async def _work(self, batch: Batch, path: Path) -> Work:
+        """Check the file, give the verdict, then answer the lines of a valid one."""
+        endpoint = batch.endpoint
+        work = Work(Checked())
         try:
-            work = await process(
-                path,
-                batch.endpoint,
-                self.files.root / f"{batch.id}.staging",
-                line_fault,
-                answered,
+            work.checked = await asyncio.to_thread(
+                check_file, path, endpoint.path, endpoint.check, endpoint.tokens
             )
+            await self._verdict(batch, work.checked)
+            if not work.checked.errors:
+                work.staging = self.files.root / f"{batch.id}.staging"
+                await answer_lines(path, endpoint, work, self._line_faults(batch), self._count)
         except Exception as exc:  # a bug fails the batch, like a server error would
             work = Work(Checked())
             work.checked.problem(
                 "server_error", f"The batch could not be processed: {exc!r}.", None
             )
-        self._verdict(batch, work)
+            batch.checked, batch.life.failed = work.checked, True
+            batch.validated.set()
+        batch.life.expiring = EXPIRES in work.codes
         batch.work = work
         return work
 
-    def _verdict(self, batch: Batch, work: Work) -> None:
-        checked = work.checked
+    def _line_faults(self, batch: Batch) -> Callable[[], str | None]:
+        if batch.fault == "batch_all_failed":
+            return lambda: "line_500"
+        faults = {k: v for k, v in self.config.batch_faults.items() if k in LINE_FAULTS}
+        return WeightedDraw(faults, LINE_FAULTS, batch.rng, "batch fault").draw
+
+    def _count(self, endpoint: str, lines: int) -> None:
+        with self.lock:
+            self._answered[endpoint] += lines
+
+    async def _verdict(self, batch: Batch, checked: Checked) -> None:
+        """Fail the batch for an injected fault or the enqueued-token limit, if it is valid."""
         if batch.fault == "batch_failed" and not checked.errors:
             checked.problem(
                 "invalid_request", "The batch failed validation (injected fault).", None
             )
         limit = self.config.batch_queue_tokens
         if limit is not None and not checked.errors:
-            queued = self._queued_tokens(batch)
+            queued = await self._queued_tokens(batch)
             if queued + checked.tokens > limit:
                 checked.problem(
                     "token_limit_exceeded",
@@ -180,26 +163,33 @@ class BatchStore:
                     "Try again once some in-progress batches have completed.",
                     None,
                 )
+        batch.checked = checked
         batch.life.failed = bool(checked.errors)
-        batch.life.expiring = EXPIRES in work.codes
+        batch.validated.set()
 
-    def _queued_tokens(self, batch: Batch) -> int:
-        now = self.clock()
-        return sum(
-            other.work.checked.tokens
-            for other in self._batches.values()
-            if other is not batch
-            and other.work is not None
-            and not other.life.failed
-            and other.life.status(now) in ACTIVE
-        )
+    async def _queued_tokens(self, batch: Batch) -> int:
+        """The tokens of the batches created before ``batch`` and still active when it is
+        validated (by the clock, so that the verdict does not depend on the tasks' timing)."""
+        earlier = list(self._batches.values())
+        queued = 0
+        for other in earlier[: earlier.index(batch)]:
+            await other.validated.wait()
+            active = other.life.status(batch.life.validated_at) in ACTIVE
+            if other.checked is not None and not other.life.failed and active:
+                queued += other.checked.tokens
+        return queued
 
     async def settle(self, batch: Batch) -> dict[str, Any]:
-        """The Batch object now, once the work the clock says is done is done."""
+        """The Batch object now, once the work the clock says is done is done (waiting at
+        most ``batch_read_wait_s``: a batch whose work is behind the clock reads as still
+        validating or in progress, as a busy server's would)."""
         now = self.clock()
-        if now >= batch.life.validated_at and batch.working is not None:
-            await asyncio.shield(batch.working)
-        if batch.ended(now) and batch.work is not None and not batch.work.checked.errors:
+        working = batch.working
+        if now >= batch.life.validated_at and working is not None and not working.done():
+            await asyncio.wait({working}, timeout=self.config.batch_read_wait_s)
+        if batch.work is None:
+            return batch_object(batch, now, busy=True)
+        if batch.ended(now) and not batch.work.checked.errors:
             if batch.ending is None:
                 batch.ending = self._spawn(self._end(batch))
             await asyncio.shield(batch.ending)
@@ -269,52 +259,6 @@ class BatchStore:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def batch_object(batch: Batch, now: float) -> dict[str, Any]:
-    """The Batch object at ``now`` (fields that are not set are left out, as the schema wants)."""
-    life, work = batch.life, batch.work
-    status = life.status(now)
-    total = completed = failed = 0
-    if work is not None and status not in ("validating", "failed"):
-        total = work.checked.requests
-        if status in ("completed", "expired") or (status == "cancelled" and life.started()):
-            completed = work.counts(life.progress(now))[0]
-            failed = total - completed
-        elif status != "cancelled":
-            completed, failed = work.counts(life.progress(now))
-    found: dict[str, Any] = {
-        "id": batch.id,
-        "object": "batch",
-        "endpoint": batch.body["endpoint"],
-        "input_file_id": batch.body["input_file_id"],
-        "completion_window": batch.body["completion_window"],
-        "status": status,
-        "created_at": int(life.created),
-        **life.timestamps(now),
-        "request_counts": {"total": total, "completed": completed, "failed": failed},
-        "metadata": batch.body.get("metadata"),
-    }
-    if work is not None and work.checked.model is not None:
-        found["model"] = work.checked.model
-    if status == "failed" and work is not None:
-        found["errors"] = {"object": "list", "data": work.checked.errors}
-    for name in ("output_file_id", "error_file_id"):
-        if getattr(batch, name) is not None:
-            found[name] = getattr(batch, name)
-    if batch.finished is not None:
-        found["usage"] = _usage(batch.finished)
-    return found
-
-
-def _usage(finished: Finished) -> dict[str, Any]:
-    return {
-        "input_tokens": finished.input_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": finished.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": finished.input_tokens + finished.output_tokens,
-    }
 
 
 BATCHES = web.AppKey("batches", BatchStore)

@@ -23,7 +23,7 @@ from typing import IO, Any, Final
 import orjson
 
 from pipeline.emulator.batches_engines import Endpoint
-from pipeline.emulator.batches_lines import Checked, check_file, digest, request_lines
+from pipeline.emulator.batches_lines import Checked, digest, request_lines
 from pipeline.emulator.checks import NOTE
 from pipeline.emulator.replies import error_body
 
@@ -79,22 +79,16 @@ def _answered(custom_id: str, status: int, body: dict[str, Any]) -> dict[str, An
     }
 
 
-async def process(
+async def answer_lines(
     path: Path,
     endpoint: Endpoint,
-    staging: Path,
+    work: Work,
     line_fault: Callable[[], str | None],
-    on_answered: Callable[[int], None],
-) -> Work:
-    """Check the file at ``path``; if valid, answer every line into ``staging``."""
-    checked = await asyncio.to_thread(
-        check_file, path, endpoint.path, endpoint.check, endpoint.tokens
-    )
-    work = Work(checked)
-    if checked.errors:
-        return work
-    work.staging = staging
-    with staging.open("wb") as out:
+    on_answered: Callable[[str, int], None],
+) -> None:
+    """Answer every line of the checked file at ``path`` into ``work.staging``, in order."""
+    assert work.staging is not None
+    with work.staging.open("wb") as out:
         chunk: list[dict[str, Any]] = []
         for _, raw in request_lines(path):
             chunk.append(orjson.loads(raw))
@@ -102,7 +96,6 @@ async def process(
                 await _answer_chunk(chunk, endpoint, work, out, line_fault, on_answered)
                 chunk = []
         await _answer_chunk(chunk, endpoint, work, out, line_fault, on_answered)
-    return work
 
 
 async def _answer_chunk(
@@ -111,12 +104,12 @@ async def _answer_chunk(
     work: Work,
     out: IO[bytes],
     line_fault: Callable[[], str | None],
-    on_answered: Callable[[int], None],
+    on_answered: Callable[[str, int], None],
 ) -> None:
     faults = [line_fault() for _ in lines]
     asked = [line["body"] for line, fault in zip(lines, faults, strict=True) if fault is None]
     answers = iter(await asyncio.gather(*(endpoint.answer(body) for body in asked)))
-    on_answered(len(asked))
+    on_answered(endpoint.path, len(asked))
     for line, fault in zip(lines, faults, strict=True):
         custom_id, body = line["custom_id"], line["body"]
         work.tokens.append(endpoint.tokens(body))

@@ -39,7 +39,8 @@ class EmulatorConfig:
     Batches (see ``batches``, ``batches_life``): ``batch_phase_s`` (seconds of ``validating``,
     ``in_progress``, ``finalizing``, ``cancelling``; unnamed phases keep their defaults),
     ``batch_faults`` (``line_expired``, ``line_500`` per line; ``batch_failed``,
-    ``batch_all_failed`` per batch), ``batch_queue_tokens`` (enqueued-token limit, None: none);
+    ``batch_all_failed`` per batch), ``batch_queue_tokens`` (enqueued-token limit, None: none),
+    ``batch_read_wait_s`` (how long a read waits for work that is behind the clock);
     ``batches_clock`` (epoch seconds) is what their lifecycle and timestamps read.
     """
 
@@ -76,6 +77,7 @@ class EmulatorConfig:
         default_factory=lambda: MappingProxyType({}), hash=False
     )
     batch_queue_tokens: int | None = None
+    batch_read_wait_s: float = 10.0  # the longest a read waits for a batch's work to catch up
     batches_clock: Callable[[], float] = field(default=time.time, compare=False)
 
     def __post_init__(self) -> None:
@@ -108,6 +110,8 @@ class EmulatorConfig:
         phases = check_batch_settings(self.batch_phase_s, self.batch_faults)
         object.__setattr__(self, "batch_phase_s", MappingProxyType(phases))
         object.__setattr__(self, "batch_faults", MappingProxyType(dict(self.batch_faults)))
+        if not (math.isfinite(self.batch_read_wait_s) and self.batch_read_wait_s >= 0):
+            raise ValueError(f"batch_read_wait_s must be >= 0, not {self.batch_read_wait_s!r}")
         tokens = self.batch_queue_tokens
         if tokens is not None and (isinstance(tokens, bool) or tokens < 1):
             raise ValueError(

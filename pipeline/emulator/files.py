@@ -1,9 +1,10 @@
-"""POST /v1/files, GET /v1/files/{id}, GET /v1/files/{id}/content, DELETE /v1/files/{id}.
+"""POST /v1/files, GET /v1/files, GET /v1/files/{id}, GET /v1/files/{id}/content, DELETE.
 
 An upload (multipart: ``file`` and ``purpose``) is streamed to a temporary folder the emulator
 makes when it starts and removes when it stops, never held in memory; content is streamed back
 from disk. Batches write their output and error files into the same store (purpose
 ``batch_output``). Limits as the API states them: 512 MB a file, 200 MB for ``purpose=batch``.
+The answer's body faults (``truncate``...) do not cut a file's content: it is streamed.
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ class FileStore:
     def find(self, fid: str) -> StoredFile | None:
         return self._files.get(fid)
 
+    def newest_first(self, purpose: str | None) -> list[StoredFile]:
+        found = reversed(self._files.values())
+        return [f for f in found if purpose is None or f.purpose == purpose]
+
     def delete(self, fid: str) -> None:
         stored = self.get(fid)
         del self._files[fid]
@@ -181,6 +186,25 @@ def _check_upload(purpose: str | None, filename: str | None, target: Path) -> No
         )
 
 
+def _page(request: web.Request, store: FileStore) -> dict[str, Any]:
+    """GET /v1/files: newest first, ``purpose`` filters, ``limit`` (1-10,000) and ``after``."""
+    raw = request.query.get("limit", "10000")
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        raise checks.fail("limit", f"Invalid 'limit': expected 1 to 10000, not {raw!r}.")
+    found = store.newest_first(request.query.get("purpose"))
+    after = request.query.get("after")
+    if after is not None:
+        ids = [f.id for f in found]
+        if after not in ids:
+            raise checks.fail("after", f"No such File object: {after}.")
+        found = found[ids.index(after) + 1 :]
+    data = [f.object() for f in found[: int(raw)]]
+    page: dict[str, Any] = {"object": "list", "data": data, "has_more": len(found) > int(raw)}
+    if data:
+        page |= {"first_id": data[0]["id"], "last_id": data[-1]["id"]}
+    return page
+
+
 def register(app: web.Application, config: EmulatorConfig) -> None:
     """Add the /v1/files routes and the store batches write their files to."""
     store = FileStore(batches_clock(config))
@@ -193,6 +217,10 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
     async def get(request: web.Request) -> web.StreamResponse:
         admit(request, 0)
         return json_response(store.get(request.match_info["file_id"]).object())
+
+    async def listing(request: web.Request) -> web.StreamResponse:
+        admit(request, 0)
+        return json_response(_page(request, store))
 
     async def content(request: web.Request) -> web.StreamResponse:
         admit(request, 0)
@@ -207,6 +235,7 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
 
     app.cleanup_ctx.append(store.folder)
     app.router.add_post(PATH, create)
+    app.router.add_get(PATH, listing)
     app.router.add_get(PATH + "/{file_id}", get)
     app.router.add_get(PATH + "/{file_id}/content", content)
     app.router.add_delete(PATH + "/{file_id}", delete)
