@@ -163,7 +163,9 @@ class Http:
             ) from None
         return Answer(status, answer_headers, parsed)
 
-    async def upload(self, path: str, fields: Mapping[str, str], file: Path) -> Answer:
+    async def upload(
+        self, path: str, fields: Mapping[str, str], file: Path, filename: str | None = None
+    ) -> Answer:
         """POST ``file`` as multipart form data (streamed from disk, never loaded) with these
         form fields; the JSON answer, or an ApiError subclass as ``request`` raises."""
         assert self._session is not None, "use Http as an async context manager"
@@ -171,7 +173,8 @@ class Http:
             form = aiohttp.FormData()
             for name, value in fields.items():
                 form.add_field(name, value)
-            form.add_field("file", content, filename=file.name, content_type="application/jsonl")
+            name = filename or file.name
+            form.add_field("file", content, filename=name, content_type="application/jsonl")
             payload = form()  # the session's JSON content type must not hide the boundary
             headers = {"Content-Type": payload.content_type}
             return await self._exchange("POST", path, payload, headers, None)

@@ -34,14 +34,36 @@ class BatchApi:
 
         return await self._policy.call(send, 1, [0])
 
-    async def upload(self, path: Path) -> str:
-        """Upload an input file (purpose batch); its file id."""
+    async def upload(self, path: Path, filename: str) -> str:
+        """Upload an input file (purpose batch) under ``filename``; its file id."""
 
         async def send() -> Any:
-            return (await self._http.upload("/files", {"purpose": "batch"}, path)).data
+            return (await self._http.upload("/files", {"purpose": "batch"}, path, filename)).data
 
         answer = await self._policy.call(send, 1, [0])
         return str(answer["id"])
+
+    async def find_file(self, filename: str) -> str | None:
+        """The id of an uploaded batch input file of this name (an upload a crash left without
+        its answer), listing the files newest first; None when there is none."""
+
+        async def send() -> str | None:
+            after: str | None = None
+            while True:
+                query = f"/files?purpose=batch&limit={LIST_PAGE}" + (
+                    f"&after={after}" if after else ""
+                )
+                page = (await self._http.request("GET", query)).data
+                files = page.get("data") or []
+                for file in files:
+                    if file.get("filename") == filename:
+                        return str(file["id"])
+                if not page.get("has_more") or not files:
+                    return None
+                after = str(files[-1]["id"])
+
+        found: str | None = await self._policy.call(send, 1, [0])
+        return found
 
     async def create(self, file_id: str, endpoint: str, number: int) -> dict[str, Any]:
         """A batch of this input file: created, or found when an earlier attempt made it."""

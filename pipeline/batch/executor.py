@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import sqlite3
 import time
 from contextlib import suppress
@@ -29,6 +30,7 @@ from pipeline.stopping import Stopped, Stopper
 from pipeline.writers import OutputFiles, journal_error
 
 log = logging.getLogger(__name__)
+UPLOAD_TOKEN = "batch_upload_token"  # journal meta: names the folder's uploads
 ADOPT_CHUNK = 1_000  # rows looked up in the ledger at a time (those in a live batch wait)
 
 
@@ -53,7 +55,11 @@ class BatchExecutor:
         self._ledger = Ledger(files.output_dir)
         self._shared = Shared(kind, journal, self._ledger, api, stats, max_attempts, self.stop)
         self._recover_locally()
-        self._outbox = Outbox(self._shared, self._ledger.next_number())
+        token = journal.meta(UPLOAD_TOKEN)
+        if token is None:
+            token = secrets.token_hex(6)
+            journal.set_meta(UPLOAD_TOKEN, token)
+        self._outbox = Outbox(self._shared, self._ledger.next_number(), str(token))
         self._collector = Collector(self._shared, self._outbox)
         self._adopting = self._ledger.mapped()  # rows of an earlier run are in live batches
         self._incoming: list[Row] = []
@@ -65,12 +71,10 @@ class BatchExecutor:
         stopper.on_stop(self._wake.set)
 
     def _recover_locally(self) -> None:
-        """Files an earlier run sealed that never became a batch: their rows go back."""
-        for file in self._ledger.files(("uploading", "uploaded")):
-            log.info(
-                "batch file %d was not made a batch before the last run ended: resent", file.id
-            )
-            self._ledger.release(file.id, "abandoned")
+        """Files an earlier run uploaded but did not make a batch: made one now (their rows
+        stay in them); an upload left without its answer is looked up (``_resolve_uploads``)."""
+        for file in self._ledger.files(("uploaded",)):
+            self._ledger.move(file.id, "creating")
         if self._ledger.folder.is_dir():  # what a killed run was writing or downloading
             for stray in self._ledger.folder.iterdir():
                 stray.unlink(missing_ok=True)
@@ -97,6 +101,7 @@ class BatchExecutor:
     async def run(self) -> None:
         """Poll and collect until every row is settled, or the run stops."""
         try:
+            await self._guarded(self._resolve_uploads())
             while not self.stopper.stopped:
                 await self._guarded(self._resolve_creates())
                 await self._guarded(self._poll())
@@ -107,7 +112,7 @@ class BatchExecutor:
                     await self._guarded(self._outbox.seal())
                     self._interval = self._poll_first
                     continue
-                live = self._ledger.files(("creating", "submitted"))
+                live = self._ledger.files(("uploading", "creating", "submitted"))
                 if self._fed and self._outbox.empty and not self._outbox.sealing and not live:
                     return
                 await self._nap()
@@ -125,7 +130,7 @@ class BatchExecutor:
     async def _take_incoming(self) -> None:
         rows, self._incoming = self._incoming, []
         if self._adopting and rows:  # checked now, with no wait before they are written
-            free = self._ledger.free([row.key for row in rows])
+            free = self._ledger.free([row.key for row in rows]) - self._outbox.holding
             rows = [row for row in rows if row.key in free]
         if rows and not self.stopper.stopped:
             await self._guarded(self._outbox.add(rows))
@@ -150,6 +155,23 @@ class BatchExecutor:
             await asyncio.wait_for(self._wake.wait(), self._interval)
         self._interval = min(self._interval * 1.5, self._poll_max)
 
+    async def _resolve_uploads(self) -> None:
+        """Uploads an earlier run left without an answer: found (listing the files by their
+        name) and made a batch, or never made: their rows are written again."""
+        for file in self._ledger.files(("uploading",)):
+            try:
+                found = await self._shared.api.find_file(self._outbox.upload_name(file.id))
+            except ApiError as error:  # not found for want of an answer: written again
+                log.warning("batch file %d not looked up: %s", file.id, error.message)
+                found = None
+            if found is not None:
+                log.info("batch file %d was uploaded as %s: made a batch", file.id, found)
+                self._ledger.move(file.id, "creating", file_id=found)
+                continue
+            for chunk in list(self._ledger.unanswered(file.id)):  # taken, then released
+                await self._outbox.add(chunk)
+            self._ledger.release(file.id, "abandoned")
+
     async def _resolve_creates(self) -> None:
         """A create left without an answer (a crash, retries run out): the batch it made, or
         one made now; tried again at the next poll while the API does not answer."""
@@ -172,10 +194,9 @@ class BatchExecutor:
                 log.error(
                     "batch file %d refused: %s; its rows are sent again", file.id, error.message
                 )
-                rows = list(self._ledger.unanswered(file.id))
-                self._ledger.release(file.id, "abandoned")
-                for chunk in rows:
+                for chunk in list(self._ledger.unanswered(file.id)):
                     await self._outbox.add(chunk)
+                self._ledger.release(file.id, "abandoned")
                 continue
             except ApiError as error:
                 log.warning("batch file %d not made a batch yet: %s", file.id, error.message)

@@ -55,14 +55,17 @@ class Shared:
 class Outbox:
     """The file being written, the flows waiting on its lines, and sealing it into a batch."""
 
-    def __init__(self, shared: Shared, first_number: int) -> None:
+    def __init__(self, shared: Shared, first_number: int, token: str) -> None:
         self.shared = shared
+        self.token = token  # names this folder's uploads: found again after a crash
         self._number = first_number
         self._writer: FileWriter | None = None
         self._pack: list[Row] = []
         self.waiting: dict[tuple[int, str], Waiting] = {}  # (file, custom_id) -> a kept flow
         self.sealing = 0  # seals under way (uploads, creates)
         self.creating: set[int] = set()  # files whose create this run is making now
+        # keys in the pack or the file being written: in no sealed file yet, but not free
+        self.holding: set[str] = set()
 
     @property
     def empty(self) -> bool:
@@ -73,6 +76,7 @@ class Outbox:
         size = self.shared.kind.rows_per_request
         for row in rows:
             self._pack.append(row)
+            self.holding.add(row.key)
             if len(self._pack) >= size:
                 pack, self._pack = self._pack, []
                 await self._fresh(pack)
@@ -114,6 +118,7 @@ class Outbox:
             self._number += 1
         number = self._number - 1
         writer.add(encoded, line_id, keys, body_digest(request.body))
+        self.holding.update(keys)
         self.shared.stats.tokens += request.tokens
         if waiting.flow is not None:
             self.waiting[(number, line_id)] = waiting
@@ -129,6 +134,7 @@ class Outbox:
                 if flow is not None:
                     flow.close()
         self._pack = []
+        self.holding.clear()
 
     async def seal(self) -> None:
         """Seal the file being written, record its rows, upload it and make it a batch."""
@@ -139,16 +145,20 @@ class Outbox:
         writer.seal()
         shared = self.shared
         shared.ledger.sealed(number, writer.url, writer.lines, writer.size, writer.keys)
+        self.holding.difference_update(key for key, *_ in writer.keys)  # now in their file
         self.sealing += 1
         try:
             await self._submit(number, writer)
         finally:
             self.sealing -= 1
 
+    def upload_name(self, number: int) -> str:
+        return f"pipeline-{self.token}-{number}.jsonl"
+
     async def _submit(self, number: int, writer: FileWriter) -> None:
         shared = self.shared
         try:
-            file_id = await shared.api.upload(writer.path)
+            file_id = await shared.api.upload(writer.path, self.upload_name(number))
         except (Stopped, ApiError) as error:  # it became no batch: its rows go back
             shared.ledger.release(number, "abandoned")
             writer.path.unlink(missing_ok=True)
