@@ -69,3 +69,15 @@ def conserved(job: Path, expected: set[int]) -> tuple[set[int], set[int]]:
     assert set(results) | set(errors) == expected
     assert not set(results) & set(errors)
     return set(results), set(errors)
+
+
+def batch_list(server_url: str) -> list[dict[str, Any]]:
+    """Every batch the emulator holds (GET /v1/batches, one page)."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{server_url}/batches?limit=100", headers={"Authorization": "Bearer sk-test"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return list(json.loads(answer.read())["data"])

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import polars as pl
 
-from tests.batch.conftest import FAST_PHASES, batch_job, comments, conserved, input_lines
+from tests.batch.conftest import (
+    FAST_PHASES,
+    batch_job,
+    batch_list,
+    comments,
+    conserved,
+    input_lines,
+)
 from tests.conftest import StartEmulator, read_output, run_cli, schema_validator
 
 
@@ -37,6 +44,13 @@ def test_a_3000_row_job_with_expiring_lines_keeps_every_key_once(
         validator.validate(line["body"])
     first = [line["custom_id"] for line in lines[:3000]]
     assert len(set(first)) == len(first)  # unique in the file
+    listed = batch_list(server.base_url)
+    assert {b["completion_window"] for b in listed} == {"24h"}
+    assert {b["metadata"]["pipeline_job"] for b in listed} == {"job"}  # the job file's stem
+    assert {b["metadata"]["pipeline_folder"] for b in listed} == {str(job.parent / "out")}
+    validator = schema_validator("Batch")
+    for batch in listed:
+        validator.validate(batch)
     summary = (job.parent / "out" / "summary.json").read_text()
     assert '"outcome": "completed"' in summary
 
