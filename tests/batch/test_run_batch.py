@@ -64,7 +64,8 @@ def test_batch_mode_refuses_what_the_batch_api_does_not_take(
             request={"model": "tts-1", "voice": "alloy", "input": "{text}"},
             api=BATCH_API,
         )
-    result = run_cli("run", job, "--base-url", "http://127.0.0.1:9", "--quiet")
-    assert result.exit_code == 2, result.output
-    assert named in result.output
-    assert "moderation jobs, and run jobs on the responses protocol" in result.output
+    for command in (("run", job, "--base-url", "http://127.0.0.1:9", "--quiet"), ("validate", job)):
+        result = run_cli(*command)
+        assert result.exit_code == 2, result.output
+        assert named in result.output
+        assert "moderation jobs, and run jobs on the responses protocol" in result.output
