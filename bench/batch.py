@@ -81,19 +81,26 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
         "build_upload_s": submitted - first,
         "poll_collect_s": last - submitted,
     }
+    _report(figures, table)
+    return figures
+
+
+def _report(figures: dict[str, Any], table: Table) -> None:
+    """The scenario's line, and its rows of the summary table."""
+    maxrss_mb, wall_s, cpu_s = figures["maxrss_mb"], figures["wall_s"], figures["cpu_s"]
     print(
-        f"\nbatch: {ROWS:,} rows, rows_per_request 1, {batches['created']} batches; "
-        f"peak RSS {measured.maxrss_mb:.0f} MB; wall {measured.wall_s:.1f} s "
+        f"\nbatch: {ROWS:,} rows, rows_per_request 1, {figures['batches']} batches; "
+        f"peak RSS {maxrss_mb:.0f} MB; wall {wall_s:.1f} s "
         f"(build+upload {figures['build_upload_s']:.1f} s, then poll+collect "
-        f"{figures['poll_collect_s']:.1f} s); client CPU {measured.cpu_s:.1f} s = "
+        f"{figures['poll_collect_s']:.1f} s); client CPU {cpu_s:.1f} s = "
         f"{figures['cpu_us_per_row']:.1f} µs a row"
     )
     table.add(
         "batch",
         f"peak RSS, {ROWS:,} rows built, uploaded, collected",
-        f"{measured.maxrss_mb:.0f} MB",
+        f"{maxrss_mb:.0f} MB",
         f"< {LIMIT_MB} MB",
-        measured.maxrss_mb < LIMIT_MB,
+        maxrss_mb < LIMIT_MB,
     )
     table.add(
         "batch", "client CPU per row (build+upload+collect)", f"{figures['cpu_us_per_row']:.1f} µs"
@@ -104,7 +111,6 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
         f"{1e6 * figures['build_upload_s'] / ROWS:.1f} / "
         f"{1e6 * figures['poll_collect_s'] / ROWS:.1f} µs",
     )
-    return figures
 
 
 def _timeline(log_text: str) -> tuple[float, float, float]:
