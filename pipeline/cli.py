@@ -14,6 +14,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from pipeline.errors import JobError, LockedError, StorageError
+from pipeline.serve_flags import batch_flags, batch_settings, parse_pairs
 
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_UNUSABLE, EXIT_FATAL_API, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
 EXIT_INTERNAL, EXIT_STORAGE, EXIT_LOCKED = 70, 74, 75
@@ -285,22 +286,7 @@ def status(output_dir: Path) -> None:
     show_default=True,
     help="Moderation engine (wordlist: cheap, for benchmarks).",
 )
-@click.option(
-    "--batch-phase",
-    "batch_phases",
-    multiple=True,
-    metavar="PHASE=S",
-    help="Seconds a batch is validating, in_progress, finalizing or cancelling. Repeatable.",
-)
-@click.option(
-    "--batch-fault",
-    "batch_faults",
-    multiple=True,
-    metavar="NAME=P",
-    help="Batch faults: line_expired line_500 (per line), batch_failed batch_all_failed "
-    "(per batch). Repeatable.",
-)
-@click.option("--batch-queue-tokens", type=click.IntRange(min=1), help="Enqueued-token limit.")
+@batch_flags
 @click.option("--allow-remote", is_flag=True, help="Allow a host other than loopback.")
 @_exits
 def serve(
@@ -320,40 +306,35 @@ def serve(
     chat_completions_url: str | None,
     huge_body_bytes: int,
     clock_skew_s: float,
-    batch_phases: tuple[str, ...],
-    batch_faults: tuple[str, ...],
-    batch_queue_tokens: int | None,
     allow_remote: bool,
+    **batch: Any,
 ) -> None:
     """Serve the local OpenAI-compatible emulator (loopback only unless --allow-remote)."""
-    from pipeline.emulator import EmulatorConfig
-    from pipeline.emulator import serve as serve_emulator
+    import pipeline.emulator as emulator
     from pipeline.emulator.errors import EmulatorError
 
     try:
-        config = EmulatorConfig(
+        config = emulator.EmulatorConfig(
             requests_per_minute=rpm,
             tokens_per_minute=tpm,
             burst_s=burst_s,
             ratelimit_headers=not no_ratelimit_headers,
             latency_ms=latency_ms,
-            faults=_parse_faults(faults),
+            faults=parse_pairs(faults),
             slow_s=slow_s,
             seed=seed,
             engine=engine,
             run_duration_s=run_duration_s,
-            run_outcomes=_parse_faults(run_outcomes, "--run-outcome"),
+            run_outcomes=parse_pairs(run_outcomes, "--run-outcome"),
             chat_completions_url=chat_completions_url,
             huge_body_bytes=huge_body_bytes,
             clock_skew_s=clock_skew_s,
-            batch_phase_s=_parse_faults(batch_phases, "--batch-phase"),
-            batch_faults=_parse_faults(batch_faults, "--batch-fault"),
-            batch_queue_tokens=batch_queue_tokens,
+            **batch_settings(batch),
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     try:
-        serve_emulator(config, host=host, port=port, allow_remote=allow_remote)
+        emulator.serve(config, host=host, port=port, allow_remote=allow_remote)
     except EmulatorError as error:  # a missing extra or a remote host: the user's to fix
         raise JobError(error.message) from None
     except OSError as error:  # the port is taken or not ours: the user's to fix, not a bug
@@ -377,16 +358,3 @@ def _duration(text: str, option: str = "--max-runtime") -> float:
         )
     hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
     return hours * 3600 + minutes * 60 + seconds
-
-
-def _parse_faults(faults: tuple[str, ...], option: str = "--fault") -> dict[str, float]:
-    parsed = {}
-    for fault in faults:
-        name, _, value = fault.partition("=")
-        try:
-            parsed[name] = float(value)
-        except ValueError:
-            raise click.BadParameter(
-                f"{fault!r}: write NAME=NUMBER, e.g. 500=0.1", param_hint=option
-            ) from None
-    return parsed

@@ -122,7 +122,7 @@ class BatchStore:
                 check_file, path, endpoint.path, endpoint.check, endpoint.tokens
             )
             await self._verdict(batch, work.checked)
-            if not work.checked.errors:
+            if not work.checked.errors and batch.life.started():  # not cancelled while validating
                 work.staging = self.files.root / f"{batch.id}.staging"
                 await answer_lines(path, endpoint, work, self._line_faults(batch), self._count)
         except Exception as exc:  # a bug fails the batch, like a server error would

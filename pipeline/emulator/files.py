@@ -5,6 +5,8 @@ makes when it starts and removes when it stops, never held in memory; content is
 from disk. Batches write their output and error files into the same store (purpose
 ``batch_output``). Limits as the API states them: 512 MB a file, 200 MB for ``purpose=batch``.
 The answer's body faults (``truncate``...) do not cut a file's content: it is streamed.
+The folder is named for the emulator's pid: one killed with its files in place (``kill -9`` of a
+process running an embedded emulator) leaves it behind, and the next emulator removes it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ UPLOAD_PURPOSES: Final[tuple[str, ...]] = (
 MAX_FILE_BYTES: Final[int] = 512 * 1024 * 1024
 MAX_BATCH_FILE_BYTES: Final[int] = 200 * 1024 * 1024
 _CHUNK: Final[int] = 1024 * 1024
+_FOLDER_PREFIX: Final[str] = "pipeline-emulator-files-"
 _NOTE: Final[str] = checks.NOTE
 
 
@@ -84,8 +87,10 @@ class FileStore:
         return self._root
 
     async def folder(self, _: web.Application) -> AsyncIterator[None]:
-        """An aiohttp cleanup context: the folder is made at start-up and removed at shutdown."""
-        self._root = Path(tempfile.mkdtemp(prefix="pipeline-emulator-files-"))
+        """An aiohttp cleanup context: the folder is made at start-up and removed at shutdown;
+        folders left by emulators that were killed (their pid is gone) are removed first."""
+        _sweep_orphans()
+        self._root = Path(tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{os.getpid()}-"))
         yield
         shutil.rmtree(self._root, ignore_errors=True)
 
@@ -123,6 +128,23 @@ class FileStore:
 
 
 FILES = web.AppKey("files", FileStore)
+
+
+def _sweep_orphans() -> None:
+    for folder in Path(tempfile.gettempdir()).glob(f"{_FOLDER_PREFIX}*-*"):
+        pid = folder.name.removeprefix(_FOLDER_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 async def _upload(request: web.Request, store: FileStore) -> StoredFile:

@@ -12,6 +12,7 @@ from pipeline.emulator import RunningEmulator
 from tests.emulator.helpers import load_validator
 
 BATCH = load_validator("Batch")
+CREATE = load_validator("CreateBatchRequest")
 FILE = load_validator("OpenAIFile")
 LIST = load_validator("ListBatchesResponse")
 ERROR = load_validator("ErrorResponse")
@@ -72,6 +73,7 @@ class Batches:
 
     async def create(self, file_id: str, endpoint: str = "/v1/moderations", **extra: Any) -> Any:
         body = {"input_file_id": file_id, "endpoint": endpoint, "completion_window": "24h"}
+        CREATE.validate(body | extra)  # what the tests send is what the API takes
         status, batch = await self.call("POST", "/batches", body | extra)
         assert status == 200, batch
         BATCH.validate(batch)

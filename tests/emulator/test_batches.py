@@ -3,6 +3,10 @@ lifecycle (a fake clock, no sleeps), answers equal to the synchronous endpoints'
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -64,6 +68,36 @@ async def test_files_list_newest_first_by_purpose(
     for page in (first, rest):
         for found in page["data"]:
             FILE.validate(found)
+
+
+async def test_the_files_of_a_killed_emulator_are_removed_by_the_next(
+    start: StartEmulator, http: aiohttp.ClientSession
+) -> None:
+    server = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "pipeline", "serve", "--port", "0", "--engine", "wordlist"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        line = (await asyncio.wait_for(server.stdout.readline(), 60)).decode()
+        await Batches(http, line.rsplit(" ", 1)[-1].strip()).upload(moderation_lines(3))
+    finally:
+        server.kill()  # SIGKILL: no clean-up runs
+        await asyncio.wait_for(server.wait(), 30)
+    [left] = _folders_of(server.pid)
+    assert [path.parent for path in _files_in(left)] == [left]
+
+    start(engine="wordlist")
+
+    assert _folders_of(server.pid) == []
+
+
+def _folders_of(pid: int) -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"pipeline-emulator-files-{pid}-*"))
+
+
+def _files_in(folder: Path) -> list[Path]:
+    return list(folder.iterdir())
 
 
 @pytest.mark.parametrize(
