@@ -24,7 +24,7 @@ import orjson
 
 from pipeline.batch.ledger import BatchFile
 from pipeline.batch.lines import AnswerLine, body_digest, read_answers
-from pipeline.batch.outbox import Outbox, Shared, Waiting, first_request, settle
+from pipeline.batch.outbox import Outbox, Shared, Waiting, first_request, settle, settle_rows
 from pipeline.errors import ApiError, FatalApiError, TransientApiError
 from pipeline.http import Answer, error_for
 from pipeline.kinds import Failure, Outcome
@@ -124,17 +124,7 @@ class Collector:
                 await self._settle_all(settled)
 
     async def _settle_all(self, settled: list[tuple[list[Row], list[Outcome], int]]) -> None:
-        rows = [row for group, _, _ in settled for row in group]
-        outcomes = [row.outcome for row in rows]
-        stats = self.shared.stats
-        for outcome in outcomes:
-            if isinstance(outcome, Failure):
-                stats.rows_failed += 1
-            elif outcome is not None:
-                stats.rows_done += 1
-                for name, amount in outcome.counts.items():
-                    stats.totals[name] += amount
-        await self.shared.journal.settle(rows)
+        await settle_rows(self.shared, [row for group, _, _ in settled for row in group])
 
     async def _rebuilt(self, rows: list[Row], digest: bytes) -> Waiting | None:
         """The flow of a line's rows, built again and brought to the request the line asked."""

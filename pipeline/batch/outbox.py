@@ -227,12 +227,19 @@ async def settle(
     shared: Shared, rows: Sequence[Row], outcomes: Sequence[Outcome], attempts: int
 ) -> None:
     """Record the rows' outcomes in the journal (and the run's counters)."""
-    stats = shared.stats
     for row, outcome in zip(rows, outcomes, strict=True):
         row.outcome, row.attempts = outcome, attempts
+    await settle_rows(shared, rows)
+
+
+async def settle_rows(shared: Shared, rows: Sequence[Row]) -> None:
+    """Count and record rows whose outcome and attempts are set; waits for the commit."""
+    stats = shared.stats
+    for row in rows:
+        outcome = row.outcome
         if isinstance(outcome, Failure):
             stats.rows_failed += 1
-        else:
+        elif outcome is not None:
             stats.rows_done += 1
             for name, amount in outcome.counts.items():
                 stats.totals[name] += amount
