@@ -142,6 +142,7 @@ class Collector:
         assert flow is not None
         shared.stats.requests += 1
         waiting.attempts += 1
+        waiting.tries += 1
         error = _error(line)
         shared.stats.count_answer(str(line.status or (line.error or {}).get("code") or "error"))
         if isinstance(error, FatalApiError):
@@ -152,7 +153,7 @@ class Collector:
         if line.error is not None and line.error.get("code") == "batch_cancelled":
             flow.close()  # the next run sends it again
             return None
-        if isinstance(error, TransientApiError) and waiting.attempts < shared.max_attempts:
+        if isinstance(error, TransientApiError) and waiting.tries < shared.max_attempts:
             shared.stats.retries += 1
             await self.outbox.resend(waiting)
             return None

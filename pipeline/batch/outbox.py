@@ -36,6 +36,7 @@ class Waiting:
     flow: Flow | None  # None: rebuilt from the kind when the answer comes
     request: Request
     attempts: int = 0  # answers its rows got, over all their requests (as the pool counts)
+    tries: int = 0  # answers this request got: retried while under max_attempts
 
 
 @dataclass

@@ -102,12 +102,17 @@ def test_a_batch_that_fails_validation_makes_error_rows_with_its_message(
 def test_packed_lines_split_after_a_400_in_later_batches(
     tmp_path: Path, emulator: StartEmulator
 ) -> None:
-    server = emulator(batch_phase_s=FAST_PHASES, reject_substring="FORBIDDEN")
+    server = emulator(  # and 500s: a split pack's requests are retried each on its own
+        batch_phase_s=FAST_PHASES,
+        reject_substring="FORBIDDEN",
+        batch_faults={"line_500": 0.25},
+        seed=2,
+    )
     data = comments(40).with_columns(
         pl.when(pl.col("id") == 13).then(pl.lit("FORBIDDEN words")).otherwise(pl.col("text"))
         .alias("text")
     )  # fmt: skip
-    job = batch_job(tmp_path, data, moderation={"rows_per_request": 8})
+    job = batch_job(tmp_path, data, moderation={"rows_per_request": 8}, api={"max_attempts": 4})
     result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
     assert result.exit_code == 1, result.output
     done, failed = conserved(job, set(range(40)))
