@@ -15,6 +15,7 @@ import logging
 import secrets
 import sqlite3
 import time
+from collections.abc import Awaitable
 from contextlib import suppress
 
 from pipeline.batch.api import BatchApi
@@ -135,10 +136,10 @@ class BatchExecutor:
         if rows and not self.stopper.stopped:
             await self._guarded(self._outbox.add(rows))
 
-    async def _guarded(self, work: object) -> None:
+    async def _guarded(self, work: Awaitable[None]) -> None:
         """Await ``work``; a stop ends it quietly, an unwritable journal stops the run."""
         try:
-            await work  # type: ignore[misc]
+            await work
         except Stopped:
             pass
         except (StorageError, sqlite3.Error) as error:
