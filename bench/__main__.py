@@ -1,5 +1,5 @@
 """python -m bench {throughput,ratelimit,latency,packing,memory,resume,incremental,speech,
-                  realtime,httpclients,all} [--json PATH] [--keep]
+                  realtime,httpclients,batch,all} [--json PATH] [--keep]
 
 Prints each scenario's own table as it finishes, then one summary table (scenario, figure,
 value, target, ok/MISS, and the bare-aiohttp reference measured in the same run where one
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    batch,
     httpclients,
     incremental,
     latency,
@@ -47,6 +48,7 @@ SCENARIOS = {  # in the order of the issue's targets
     "speech": speech.run,
     "realtime": realtime.run,
     "httpclients": httpclients.run,
+    "batch": batch.run,
 }
 
 

@@ -189,11 +189,17 @@ def validate(job_file: str) -> None:
     from pipeline.preview import preview, shortened
 
     plan = make_plan(job_file)
-    found = preview(plan)
     job = plan.job
+    if job.api.mode == "batch":
+        from pipeline.batch import check_batch_mode
+
+        check_batch_mode(plan)
+    found = preview(plan)
     click.echo(f"job {job.name} ({job.kind}): {plan.kind.describe()}")
     for warning in plan.warnings:
         click.echo(f"warning: {warning}")
+    if job.api.mode == "batch":
+        click.echo("mode: batch (the Batch API: files of up to 50,000 requests, answers in 24 h)")
     click.echo(f"input: {len(plan.input.files)} file(s), {found.rows} rows")
     click.echo(f"valid rows: {found.valid}; rows that would be error rows: {found.invalid}")
     click.echo(

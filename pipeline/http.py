@@ -19,6 +19,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -85,6 +86,8 @@ class Http:
                 self._headers[header] = os.environ[env]
         self.timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        # a file of 200 MB takes what it takes: only a stall of timeout_s is a timeout
+        self._streamed = aiohttp.ClientTimeout(total=None, sock_read=timeout_s)
         self._concurrency = concurrency
         self._session: aiohttp.ClientSession | None = None
         self._sockets: set[aiohttp.ClientWebSocketResponse] = set()  # closed with the session
@@ -204,6 +207,76 @@ class Http:
                 error_type="malformed_response",
             ) from None
         return Answer(status, answer_headers, parsed)
+
+    async def upload(
+        self, path: str, fields: Mapping[str, str], file: Path, filename: str | None = None
+    ) -> Answer:
+        """POST ``file`` as multipart form data (streamed from disk, never loaded) with these
+        form fields; the JSON answer, or an ApiError subclass as ``request`` raises."""
+        assert self._session is not None, "use Http as an async context manager"
+        with file.open("rb") as content:
+            form = aiohttp.FormData()
+            for name, value in fields.items():
+                form.add_field(name, value)
+            name = filename or file.name
+            form.add_field("file", content, filename=name, content_type="application/jsonl")
+            payload = form()  # the session's JSON content type must not hide the boundary
+            headers = {"Content-Type": payload.content_type}
+            return await self._exchange("POST", path, payload, headers, None)
+
+    async def download(self, path: str, into: Path) -> int:
+        """GET ``path`` streamed into the file ``into`` (whatever its size: memory holds one
+        chunk); its byte count. An error answer raises as ``request`` does."""
+        answer = await self._exchange("GET", path, None, None, into)
+        return int(answer.data)
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        into: Path | None,
+    ) -> Answer:
+        assert self._session is not None, "use Http as an async context manager"
+        try:
+            async with self._session.request(
+                method, self.base_url + path, data=data, headers=headers, timeout=self._streamed
+            ) as response:
+                status, answer_headers = response.status, response.headers
+                if status < 300 and into is not None:
+                    size = 0
+                    with into.open("wb") as out:
+                        async for chunk in response.content.iter_chunked(READ_CHUNK_BYTES):
+                            out.write(chunk)
+                            size += len(chunk)
+                    return Answer(status, answer_headers, size)
+                raw = await _read_capped(response, MAX_ERROR_BODY_BYTES) or b""
+        except TimeoutError:
+            raise TransientApiError("the request timed out", error_type="timeout") from None
+        except aiohttp.ClientError as exc:
+            raise TransientApiError(
+                self.redact(f"connection failed: {type(exc).__name__}: {exc}"),
+                error_type="connection",
+            ) from None
+        raw = self._redact_body(raw)
+        if status >= 300:
+            error = error_for(status, answer_headers, raw)
+            if isinstance(error.message, str):
+                error.message = self.redact(error.message)
+            raise error
+        try:
+            return Answer(status, answer_headers, orjson.loads(raw))
+        except orjson.JSONDecodeError:
+            raise TransientApiError(
+                f"HTTP {status} with a body that is not JSON ({len(raw)} bytes)",
+                http_status=status,
+                error_type="malformed_response",
+            ) from None
+
+    def redact_bytes(self, raw: bytes) -> bytes:
+        """``raw`` (a line of a downloaded file) with this client's API key replaced."""
+        return self._redact_body(raw)
 
     def redact(self, text: str) -> str:
         """``text`` with this client's API key replaced by a mark."""

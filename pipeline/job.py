@@ -17,6 +17,8 @@ from pipeline.errors import JobError
 from pipeline.notify import NotifySpec, notify_spec
 
 OutputFormat = Literal["parquet", "csv", "jsonl"]
+ApiMode = Literal["sync", "batch"]
+API_MODES: tuple[ApiMode, ...] = ("sync", "batch")
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("parquet", "csv", "jsonl")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 LOCAL = "local"
@@ -43,6 +45,9 @@ class ApiSpec:
     tokens_per_minute: int | None = None
     max_attempts: int = 6
     timeout_s: float = 60.0
+    mode: ApiMode = "sync"  # batch: the Batch API (pipeline/batch)
+    batch_poll_interval_s: float = 5.0  # the first wait between polls of the batches in flight
+    batch_poll_max_interval_s: float = 300.0  # the waits grow to this
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,9 @@ def _api_spec(check: _Checker, doc: dict[str, Any]) -> ApiSpec:
         tokens_per_minute=check.optional_integer(raw_api, "api.tokens_per_minute"),
         max_attempts=check.integer(raw_api, "api.max_attempts", 6, low=1, high=100),
         timeout_s=check.number(raw_api, "api.timeout_s", 60.0),
+        mode=check.choice(raw_api, "api.mode", API_MODES, default="sync"),
+        batch_poll_interval_s=check.number(raw_api, "api.batch_poll_interval_s", 5.0),
+        batch_poll_max_interval_s=check.number(raw_api, "api.batch_poll_max_interval_s", 300.0),
     )
 
 

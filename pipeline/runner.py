@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import polars as pl
 
 from pipeline import audiobook, folder, keys, logs
 from pipeline.errors import JobError, StorageError
+from pipeline.executor import Executor
 from pipeline.feed import Scope, count_unread, feed
 from pipeline.http import Http
 from pipeline.job import LOCAL, JobSource, resolve_api_key
@@ -86,6 +86,10 @@ def run(job_path: JobSource, options: RunOptions) -> RunResult:
         for_run=True,
     )
     job = plan.job
+    if job.api.mode == "batch":
+        from pipeline.batch import check_batch_mode
+
+        check_batch_mode(plan)
     logs.bind(job=job.name)
     base_url = plan.base_url
     for warning in plan.warnings:
@@ -198,7 +202,7 @@ async def _execute(
     journal: Journal,
     store: ResultsStore,
     stats: RunStats,
-) -> tuple[Pool, JobError | None, bool]:
+) -> tuple[Executor, JobError | None, bool]:
     """Feed the executor and let it carry every row (or until the run stops); returns it, the
     input's error if reading failed mid-run, and whether the feeder read the whole input."""
     job = plan.job
@@ -209,20 +213,13 @@ async def _execute(
         base_url, api_key, job.api.timeout_s, job.api.concurrency, observe=limiter.observe
     ) as http:
         files = OutputFiles(job.output.dir, journal)
-        pool = Pool(
-            plan.kind,
-            Transport(http, policy, job.api.concurrency),
-            journal,
-            files,
-            stats,
-            stopper,
-            job.api.concurrency,
-            options.stop_grace_s,
-        )
+        transport = Transport(http, policy, job.api.concurrency)
+        pool = _executor(plan, transport, journal, files, stats, stopper, options)
         _on_signals(pool)
         if options.on_start is not None:
             loop = asyncio.get_running_loop()
-            options.on_start(partial(loop.call_soon_threadsafe, pool.stop))
+            stop = pool.stop
+            options.on_start(lambda reason: loop.call_soon_threadsafe(stop, reason))
         flush_failed = _watch_backlog(journal, store, pool)
         if options.max_runtime_s is not None:
             asyncio.get_running_loop().call_later(options.max_runtime_s, pool.stop, "max_runtime")
@@ -247,12 +244,45 @@ async def _execute(
     return pool, input_error, not feeder.cancelled()
 
 
+def _executor(
+    plan: Plan,
+    transport: Transport,
+    journal: Journal,
+    files: OutputFiles,
+    stats: RunStats,
+    stopper: Stopper,
+    options: RunOptions,
+) -> Executor:
+    """The worker pool, or in batch mode the Batch API executor (its calls retried apart from
+    the job's rate limits: the Batch API's are its own)."""
+    api = plan.job.api
+    if api.mode == "sync":
+        return Pool(
+            plan.kind, transport, journal, files, stats, stopper, api.concurrency,
+            options.stop_grace_s,
+        )  # fmt: skip
+    from pipeline.batch import BatchApi, BatchExecutor
+
+    calls = RetryPolicy(api.max_attempts, RateLimiter(None, None, stopper), RunStats(), stopper)
+    metadata = {"pipeline_job": plan.job.name, "pipeline_folder": str(files.output_dir)}
+    return BatchExecutor(
+        plan.kind,
+        BatchApi(transport.http, calls, metadata),
+        journal,
+        files,
+        stats,
+        stopper,
+        api.max_attempts,
+        (api.batch_poll_interval_s, api.batch_poll_max_interval_s),
+    )
+
+
 def _finish(
     plan: Plan,
     options: RunOptions,
     journal: Journal,
     store: ResultsStore,
-    pool: Pool,
+    pool: Executor,
     stats: RunStats,
     run_id: int,
     started: float,
@@ -301,7 +331,7 @@ def _results_store(plan: Plan, journal: Journal, key_family: keys.Family) -> Res
     return ResultsStore(journal, job.output.dir, job.output.format, columns, front)
 
 
-def _watch_backlog(journal: Journal, store: ResultsStore, pool: Pool) -> list[StorageError]:
+def _watch_backlog(journal: Journal, store: ResultsStore, pool: Executor) -> list[StorageError]:
     """Flush the results whenever the journal holds too many (on the loop, between commits);
     a flush that cannot write stops the run, and the error is returned in the list."""
     failed: list[StorageError] = []
@@ -346,13 +376,13 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _stop_on_error(feeder: asyncio.Task[None], pool: Pool) -> None:
+def _stop_on_error(feeder: asyncio.Task[None], pool: Executor) -> None:
     """A reader that fails must not leave the workers waiting for END."""
     if not feeder.cancelled() and feeder.exception() is not None:
         pool.stop("input_error")
 
 
-def _on_signals(pool: Pool) -> None:
+def _on_signals(pool: Executor) -> None:
     """SIGINT/SIGTERM/SIGHUP: drain and stop cleanly; a second signal exits at once (the journal
     is consistent at any instant: every change is one SQLite transaction). SIGHUP is a closed
     terminal or a killed tmux session: the run still writes its outputs and summary."""
