@@ -25,10 +25,7 @@ from pipeline.executor import Executor
 from pipeline.feed import Scope, count_unread, feed
 from pipeline.http import Http
 from pipeline.job import LOCAL, JobSource, resolve_api_key
-from pipeline.journal import (
-    Journal,
-    OutputLock,
-)
+from pipeline.journal import Journal, OutputLock
 from pipeline.limits import RateLimiter, RetryPolicy
 from pipeline.notify import post_summary
 from pipeline.plan import Plan, make_plan

@@ -1,6 +1,6 @@
 """Collecting a finished batch: its output and error files downloaded (streamed), each answer
 line joined to its rows by custom_id (in any order) and handled as the sync pool handles an
-answer (``http.error_for`` classifies a non-200 line as ``http.py`` does a status).
+answer (``http_errors.error_for`` classifies a non-200 line as ``http.py`` does a status).
 
 - 200: the answer is sent into the line's flow, which ends with the rows' outcomes or asks
   again (a split pack): that request goes into a later file.
@@ -26,7 +26,8 @@ from pipeline.batch.ledger import BatchFile
 from pipeline.batch.lines import AnswerLine, body_digest, read_answers
 from pipeline.batch.outbox import Outbox, Shared, Waiting, first_request, settle, settle_rows
 from pipeline.errors import ApiError, FatalApiError, TransientApiError
-from pipeline.http import Answer, error_for
+from pipeline.http import Answer
+from pipeline.http_errors import error_for
 from pipeline.kinds import Failure, Outcome
 from pipeline.rows import Row
 from pipeline.steps import Note, Request
