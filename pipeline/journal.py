@@ -3,8 +3,9 @@
 
 A key's state is one of pending -> sent -> done | failed, changed only here. Rows are marked
 ``sent`` just before their request leaves and ``done``/``failed`` when the answer is recorded;
-both go through group commit (one transaction per event-loop tick) and the caller waits for the
-commit, so after ``kill -9`` what is sent again is at most what was in flight. A done row's
+both go through group commit (one transaction per event-loop tick, in order). A request leaves
+only once its ``sent`` mark is committed, and that commit also holds every outcome recorded
+before it, so after ``kill -9`` what is sent again is at most a request per worker. A done row's
 values stay here only until ``pipeline.store`` flushes them into the results output
 (``journal_results``). Keys are stored as their canonical text (``pipeline.keys``); a journal of
 an older schema is migrated in one transaction when opened for writing. A file that is not a
@@ -296,9 +297,11 @@ class Journal(ResultsLedger, BatchLedger):
             )
         )
 
-    async def settle(self, rows: Sequence[Row]) -> None:
+    def settle(self, rows: Sequence[Row]) -> asyncio.Future[None]:
         """Record the rows' outcomes (done with its result columns, by name; or failed with its
-        error) and attempts; waits for the commit."""
+        error) and attempts in the next group commit; returns the commit's future. A worker
+        need not wait for it before its next request: commits are in order, so the commit of
+        that request's ``sent`` mark holds this outcome too (or follows it)."""
         names = self.result_names
         states: list[tuple[bytes | None, int, Any]] = []
         results: list[tuple[bytes | None, Any]] = []
@@ -315,7 +318,7 @@ class Journal(ResultsLedger, BatchLedger):
         failed = sum(result is None for result, _ in results)
         self.held += len(rows) - failed
         self.errors_changed += failed
-        await self._submit(
+        return self._enqueue(
             (
                 "UPDATE rows SET state = CASE WHEN ?1 IS NULL THEN 'done' ELSE 'failed' END, "
                 "error = ?1, attempts = attempts + ?2, inflight = NULL WHERE key = ?3",
@@ -342,20 +345,29 @@ class Journal(ResultsLedger, BatchLedger):
 
     async def _submit(self, *ops: tuple[str, list[tuple[Any, ...]]]) -> None:
         """Run the statements in the next group commit (all in one transaction); wait for it."""
+        await self._enqueue(*ops)
+
+    def _enqueue(self, *ops: tuple[str, list[tuple[Any, ...]]]) -> asyncio.Future[None]:
+        """The statements go in the next group commit; the future is done once it is."""
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         if not self._waiters:
             loop.call_soon(self._commit)
         self._ops.extend(ops)
         self._waiters.append(waiter)
-        await waiter
+        return waiter
 
     def _commit(self) -> None:
         ops, waiters = self._ops, self._waiters
         self._ops, self._waiters = [], []
+        # one executemany per statement: a key has one event a commit (its caller waits for
+        # the commit before the next), so only the order within a statement matters
+        merged: dict[str, list[tuple[Any, ...]]] = {}
+        for sql, params in ops:
+            merged.setdefault(sql, []).extend(params)
         try:
             with self._transaction():
-                for sql, params in ops:
+                for sql, params in merged.items():
                     self._db.executemany(sql, params)
         except sqlite3.Error as exc:
             for waiter in waiters:
