@@ -107,7 +107,7 @@ class Journal(ResultsLedger, BatchLedger):
                     if types:
                         family = "integer" if set(types) == {"integer"} else "text"
                         self.set_meta(KEY_FAMILY, family)
-                migrate(self._db)
+                migrate(self._db, version)
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
