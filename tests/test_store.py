@@ -15,7 +15,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import journal as journal_module
+from pipeline import journal_commits
 from pipeline import store as store_module
 from pipeline.emulator import RunningEmulator
 from pipeline.journal import JOURNAL_FILE, SCHEMA_VERSION, STATE_DIR
@@ -254,7 +254,7 @@ def test_the_journal_holds_under_150_bytes_per_done_row_once_flushed(
 def test_a_long_first_run_flushes_as_it_goes(
     tmp_path: Path, emulator: StartEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(journal_module, "BACKLOG_ROWS", 100)
+    monkeypatch.setattr(journal_commits, "BACKLOG_ROWS", 100)
     server = emulator(engine="wordlist")
     job = write_job(tmp_path, comments(1000), moderation={"rows_per_request": 20})
     assert run(job, server) == 0
