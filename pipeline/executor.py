@@ -76,9 +76,9 @@ class RowWork:
         """What must happen before the next request leaves: the rows' ``sent`` mark, once."""
         return None if self._sent else self._mark_sent
 
-    async def _mark_sent(self) -> None:
+    def _mark_sent(self) -> Awaitable[None]:
         self._sent = True
-        await self._journal.mark_sent(self.keys, self._request_id)
+        return self._journal.mark_sent(self.keys, self._request_id)  # the commit's future
 
     async def carry(self, flow: Flow, transport: Transport) -> list[Outcome]:
         """Carry out ``flow``'s steps to its outcomes. A refused request (or one whose retries
