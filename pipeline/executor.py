@@ -7,9 +7,10 @@ asyncio worker pool (``pool.py``) is the first; a Batch API executor and a distr
 implement the same four methods, so the feed (``feed.py``) and the runner never ask which runs.
 
 The journal contract every executor keeps: a row is marked ``sent`` (committed) before the first
-byte of its first request leaves; its outcome is committed before the executor takes more work
-in its place; a row it could not finish (a stop) goes back to ``pending``. After ``kill -9`` what
-is sent again is then at most what was in flight.
+byte of its first request leaves; its outcome is committed before the executor sends more work
+in its place (the pool's worker lets it ride on the commit of its next ``sent`` mark); a row it
+could not finish (a stop) goes back to ``pending``. After ``kill -9`` what is sent again is then
+at most what was in flight.
 """
 
 from __future__ import annotations
@@ -76,9 +77,9 @@ class RowWork:
         """What must happen before the next request leaves: the rows' ``sent`` mark, once."""
         return None if self._sent else self._mark_sent
 
-    async def _mark_sent(self) -> None:
+    def _mark_sent(self) -> Awaitable[None]:
         self._sent = True
-        await self._journal.mark_sent(self.keys, self._request_id)
+        return self._journal.mark_sent(self.keys, self._request_id)  # the commit's future
 
     async def carry(self, flow: Flow, transport: Transport) -> list[Outcome]:
         """Carry out ``flow``'s steps to its outcomes. A refused request (or one whose retries

@@ -1,10 +1,12 @@
 """Every byte of a job's state: the SQLite journal, in ``<output>/.pipeline/`` (the lock is in
-``pipeline.lock``, the tables and migrations in ``pipeline.journal_schema``).
+``pipeline.lock``, the tables and migrations in ``pipeline.journal_schema``, the executor's
+writes and their group commit in ``pipeline.journal_commits``).
 
 A key's state is one of pending -> sent -> done | failed, changed only here. Rows are marked
 ``sent`` just before their request leaves and ``done``/``failed`` when the answer is recorded;
-both go through group commit (one transaction per event-loop tick) and the caller waits for the
-commit, so after ``kill -9`` what is sent again is at most what was in flight. A done row's
+both go through group commit (one transaction per event-loop tick, in order). A request leaves
+only once its ``sent`` mark is committed, and that commit also holds every outcome recorded
+before it, so after ``kill -9`` what is sent again is at most a request per worker. A done row's
 values stay here only until ``pipeline.store`` flushes them into the results output
 (``journal_results``). Keys are stored as their canonical text (``pipeline.keys``); a journal of
 an older schema is migrated in one transaction when opened for writing. A file that is not a
@@ -24,11 +26,11 @@ from typing import Any
 import orjson
 
 from pipeline.journal_batches import ADOPTED, BatchLedger
+from pipeline.journal_commits import GroupCommits
 from pipeline.journal_results import RESULT_COLUMNS, STORE, ResultsLedger, Transaction
 from pipeline.journal_schema import SCHEMA, SCHEMA_VERSION, corrupt, migrate, open_readonly
 from pipeline.lock import LOCK_FILE, OutputLock
-from pipeline.outcomes import Failure
-from pipeline.rows import Row, State, built, error_fields, request_hash
+from pipeline.rows import Row, State, built, request_hash
 
 __all__ = ["ADOPTED", "LOCK_FILE", "RESULT_COLUMNS", "SCHEMA_VERSION", "STORE", "OutputLock"]
 __all__ += ["Row", "State", "request_hash"]
@@ -37,7 +39,6 @@ STATE_DIR = ".pipeline"
 JOURNAL_FILE = "journal.sqlite"
 KEY_FAMILY = "key_family"  # meta: text | integer | date, the family of the keys held
 JOB_IDENTITY = "job"  # meta: the job this folder belongs to (kind, key column, name)
-BACKLOG_ROWS = 100_000  # done rows held before the results are flushed mid-run
 
 
 def _regexp(pattern: str, value: Any) -> bool:
@@ -58,7 +59,7 @@ def rows_held(output_dir: Path) -> int:
         db.close()
 
 
-class Journal(ResultsLedger, BatchLedger):
+class Journal(GroupCommits, ResultsLedger, BatchLedger):
     """The SQLite journal of one output folder; all writes happen on the event loop's thread."""
 
     def __init__(self, output_dir: Path, *, readonly: bool = False) -> None:
@@ -89,6 +90,7 @@ class Journal(ResultsLedger, BatchLedger):
         self.held = 0  # done rows whose values are still here, counted when a backlog is watched
         self.errors_changed = 0  # bumped when the failed rows change: errors.<fmt> is stale
         self.result_names = list(self._meta(RESULT_COLUMNS) or [])  # use_result_columns sets
+        self._pick = None
 
     def _open_writable(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -106,7 +108,7 @@ class Journal(ResultsLedger, BatchLedger):
                     if types:
                         family = "integer" if set(types) == {"integer"} else "text"
                         self.set_meta(KEY_FAMILY, family)
-                migrate(self._db)
+                migrate(self._db, version)
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
@@ -284,90 +286,6 @@ class Journal(ResultsLedger, BatchLedger):
                 (after_seq, limit),
             )
         ]
-
-    # -- the pool's writes: group commit -------------------------------------------------------
-
-    async def mark_sent(self, keys: Sequence[Any], request_id: int) -> None:
-        """Record that a request carrying these keys is about to leave; waits for the commit."""
-        await self._submit(
-            (
-                "UPDATE rows SET state = 'sent', sends = sends + 1, inflight = ? WHERE key = ?",
-                [(request_id, key) for key in keys],
-            )
-        )
-
-    async def settle(self, rows: Sequence[Row]) -> None:
-        """Record the rows' outcomes (done with its result columns, by name; or failed with its
-        error) and attempts; waits for the commit."""
-        names = self.result_names
-        states: list[tuple[bytes | None, int, Any]] = []
-        results: list[tuple[bytes | None, Any]] = []
-        for row in rows:
-            outcome = row.outcome
-            if isinstance(outcome, Failure):
-                states.append((error_fields(outcome), row.attempts, row.key))
-                results.append((None, row.key))
-            else:
-                assert outcome is not None and names, "settle after use_result_columns"
-                columns = outcome.columns
-                states.append((None, row.attempts, row.key))
-                results.append((orjson.dumps([columns.get(name) for name in names]), row.key))
-        failed = sum(result is None for result, _ in results)
-        self.held += len(rows) - failed
-        self.errors_changed += failed
-        await self._submit(
-            (
-                "UPDATE rows SET state = CASE WHEN ?1 IS NULL THEN 'done' ELSE 'failed' END, "
-                "error = ?1, attempts = attempts + ?2, inflight = NULL WHERE key = ?3",
-                states,
-            ),
-            ("UPDATE held SET payload = NULL, result = ? WHERE key = ?", results),
-        )
-
-    async def note(self, key: Any, progress: Any) -> None:
-        """Record a workflow's progress (ids to find its work again); waits for the commit."""
-        await self._submit(
-            ("UPDATE rows SET progress = ? WHERE key = ?", [(orjson.dumps(progress), key)])
-        )
-
-    async def unsend(self, keys: Sequence[Any], attempts: int) -> None:
-        """Put rows back to pending: the run stopped before they got an answer."""
-        await self._submit(
-            (
-                "UPDATE rows SET state = 'pending', inflight = NULL, attempts = attempts + ? "
-                "WHERE key = ? AND state IN ('pending', 'sent')",
-                [(attempts, key) for key in keys],
-            )
-        )
-
-    async def _submit(self, *ops: tuple[str, list[tuple[Any, ...]]]) -> None:
-        """Run the statements in the next group commit (all in one transaction); wait for it."""
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
-        if not self._waiters:
-            loop.call_soon(self._commit)
-        self._ops.extend(ops)
-        self._waiters.append(waiter)
-        await waiter
-
-    def _commit(self) -> None:
-        ops, waiters = self._ops, self._waiters
-        self._ops, self._waiters = [], []
-        try:
-            with self._transaction():
-                for sql, params in ops:
-                    self._db.executemany(sql, params)
-        except sqlite3.Error as exc:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(exc)
-            return
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        if self._on_backlog is not None and self.held > BACKLOG_ROWS:
-            self.held = 0  # counted again by the flush: scheduled once
-            asyncio.get_running_loop().call_soon(self._on_backlog)
 
     def _transaction(self) -> Transaction:
         return Transaction(self._db)

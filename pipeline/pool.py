@@ -2,8 +2,10 @@
 taking a pack of rows (within the kind's rows per request and the TPM limit), carrying their
 flow (``executor.RowWork``) and committing the outcomes to the journal.
 
-A worker holds one flow at a time and waits for the journal's commit before taking the next,
-so the rows that may be sent twice after a crash are at most the requests in flight.
+A worker holds one flow at a time. It does not wait for its outcomes' commit before taking the
+next flow: the commit of that flow's ``sent`` mark holds them too (commits are in order), so no
+worker ever has more than one request's rows marked ``sent`` and unsettled, and the rows that
+may be sent twice after a crash are still at most a request per worker.
 """
 
 from __future__ import annotations
@@ -103,11 +105,28 @@ class Pool:
             self._workers = [group.create_task(self._worker()) for _ in range(self.concurrency)]
 
     async def _worker(self) -> None:
+        settling: asyncio.Future[None] | None = None  # the commit of the last outcomes
         while not self.stopper.stopped:
             items = await self._take()
             if items is None:
-                return
-            await self._process(items)
+                break
+            if settling is not None and settling.done():  # a failed commit stops: see it now
+                await self._committed(settling)
+                settling = None
+                if self.storage_error is not None:
+                    break  # the rows taken stay pending in the journal: the next run sends them
+            settled = await self._process(items)
+            await self._committed(settling)  # done by now when this flow sent a request
+            settling = None if settled is None else self._settle(items, *settled)
+        await self._committed(settling)
+
+    async def _committed(self, settling: asyncio.Future[None] | None) -> None:
+        if settling is None:
+            return
+        try:
+            await settling
+        except sqlite3.Error as error:  # the answer is lost: the rows stay 'sent', sent again
+            self._storage_failed(error)
 
     async def _take(self) -> list[Row] | None:
         first = self._held.popleft() if self._held else await self.queue.get()
@@ -133,14 +152,15 @@ class Pool:
             items.append(more)
         return items
 
-    async def _process(self, items: Sequence[Row]) -> None:
+    async def _process(self, items: Sequence[Row]) -> tuple[list[Outcome], int] | None:
+        """The rows' outcomes and attempts; None when they went back to pending (a stop)."""
         keys = [item.key for item in items]
         work = RowWork(keys, next(self._request_ids), self.journal, self.files, self.stopper)
         try:
             outcomes = await work.carry(self.kind.flow(items), self.transport)
         except Stopped:
             await self._unsend(keys, work.attempts[0])
-            return
+            return None
         except FatalApiError as error:
             log.error(
                 "stopping: fatal API answer status=%s code=%s: %s",
@@ -151,11 +171,11 @@ class Pool:
             self.fatal = self.fatal or error
             self.stop("fatal_api_error")
             await self._unsend(keys, work.attempts[0])
-            return
+            return None
         except (StorageError, sqlite3.Error) as error:
             self._storage_failed(error)
             await self._unsend(keys, work.attempts[0])
-            return
+            return None
         except ApiError as error:  # retries ran out
             outcomes = [Failure.from_api(error)] * len(items)
         except Exception as error:  # a bug must not lose the row: fail it, say so, go on
@@ -169,10 +189,7 @@ class Pool:
             log.debug("traceback of that internal error", exc_info=error)
             outcomes = [Failure("request", "internal_error", f"{type(error).__name__}: {error}")]
             outcomes *= len(items)
-        try:
-            await self._settle(items, outcomes, work.attempts[0])
-        except sqlite3.Error as error:  # the answer is lost: the rows stay 'sent', sent again
-            self._storage_failed(error)
+        return outcomes, work.attempts[0]
 
     async def _unsend(self, keys: list[object], attempts: int) -> None:
         try:
@@ -189,11 +206,13 @@ class Pool:
             self.storage_error = error
         self.stop("storage_error")
 
-    async def _settle(self, rows: Sequence[Row], outcomes: list[Outcome], attempts: int) -> None:
+    def _settle(
+        self, rows: Sequence[Row], outcomes: list[Outcome], attempts: int
+    ) -> asyncio.Future[None]:
         for row, outcome in zip(rows, outcomes, strict=True):
             row.outcome, row.attempts = outcome, attempts
             if isinstance(outcome, Failure):
                 self.stats.rows_failed += 1
             else:
                 self.stats.count_done(row, outcome, self.kind.model_of(row))
-        await self.journal.settle(rows)
+        return self.journal.settle(rows)

@@ -21,9 +21,11 @@ State = Literal["pending", "sent", "done", "failed"]
 
 
 def request_hash(payload: Any) -> str:
-    return hashlib.blake2b(
-        orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), digest_size=12
-    ).hexdigest()
+    return _digest(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hex()
+
+
+def _digest(encoded: bytes) -> bytes:
+    return hashlib.blake2b(encoded, digest_size=12).digest()
 
 
 @dataclass(slots=True)  # one per row: not frozen, which would cost ~1 us each
@@ -53,11 +55,13 @@ def built(row: Row) -> tuple[State, bytes | None, int, bytes, bytes, bytes | Non
     """A row as the journal stores what was built from it: state, payload, tokens,
     request_hash, keep, error (pending with its request, or failed with its error)."""
     failure = row.failure
+    # one encoding for both: the payload is stored as it is hashed (keys sorted; same JSON)
+    encoded = orjson.dumps(row.payload, option=orjson.OPT_SORT_KEYS)
     return (
         "pending" if failure is None else "failed",
-        None if failure is not None else orjson.dumps(row.payload),
+        None if failure is not None else encoded,
         row.tokens,
-        bytes.fromhex(request_hash(row.payload)),
+        _digest(encoded),
         orjson.dumps(row.keep),
         None if failure is None else error_fields(failure),
     )

@@ -279,3 +279,37 @@ def test_an_empty_input_reruns_without_asking_for_a_rebuild(
     job = write_job(tmp_path, comments(0).cast({"id": pl.Int64, "text": pl.String}))
     assert run(job, server).exit_code == 0
     assert run(job, server).exit_code == 0
+
+
+async def test_a_version_3_journal_gets_the_index_without_state_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    """Version 4 indexes the open rows by input position only; a version 3 journal (index on
+    state and position) is migrated in place when opened for writing, its rows untouched."""
+    journal = Journal(tmp_path)
+    journal.use_result_columns(["flagged"])
+    rows = [Row(f"k{i}", {"input": f"text {i}"}, 2) for i in range(10)]
+    journal.add(rows)
+    await journal.mark_sent(["k0", "k1", "k2"], 1)
+    rows[0].outcome, rows[0].attempts = Success({"flagged": True}), 1
+    await journal.settle(rows[:1])
+    journal.close()
+    db = sqlite3.connect(tmp_path / STATE_DIR / JOURNAL_FILE, isolation_level=None)
+    for statement in (  # what version 3 left
+        "DROP INDEX rows_unwritten",
+        "CREATE INDEX rows_open ON rows (state, seq) WHERE part IS NULL",
+        "UPDATE meta SET value = '3' WHERE name = 'schema_version'",
+    ):
+        db.execute(statement)
+    db.close()
+
+    journal = Journal(tmp_path)
+    assert journal.meta("schema_version") == 4
+    indexes = dict(journal._db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'"))
+    assert "rows_open" not in indexes
+    assert "ON rows (seq) WHERE part IS NULL" in indexes["rows_unwritten"]
+    assert journal.counts() == {"pending": 7, "sent": 2, "done": 1, "failed": 0}
+    assert [row.key for row in journal.pending(0, 100)] == [f"k{i}" for i in range(3, 10)]
+    assert journal.start_run()[1:] == (1, 2), "the two rows in flight go back to pending"
+    assert [row.key for row in journal.pending(0, 3)] == ["k1", "k2", "k3"]
+    journal.close()

@@ -15,10 +15,10 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import journal as journal_module
+from pipeline import journal_commits
 from pipeline import store as store_module
 from pipeline.emulator import RunningEmulator
-from pipeline.journal import JOURNAL_FILE, STATE_DIR
+from pipeline.journal import JOURNAL_FILE, SCHEMA_VERSION, STATE_DIR
 from tests.conftest import StartEmulator, read_output, run_cli, write_job
 from tests.oldversions import as_version_2
 
@@ -254,7 +254,7 @@ def test_the_journal_holds_under_150_bytes_per_done_row_once_flushed(
 def test_a_long_first_run_flushes_as_it_goes(
     tmp_path: Path, emulator: StartEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(journal_module, "BACKLOG_ROWS", 100)
+    monkeypatch.setattr(journal_commits, "BACKLOG_ROWS", 100)
     server = emulator(engine="wordlist")
     job = write_job(tmp_path, comments(1000), moderation={"rows_per_request": 20})
     assert run(job, server) == 0
@@ -335,7 +335,7 @@ def test_a_version_2_folder_is_migrated_and_its_single_file_becomes_a_folder(
     assert results["id"].to_list() == comments(n + 5)["id"].to_list()
     assert results.head(n).equals(expected), "the held results, written as they were"
     ((version,),) = journal_sql(out, "SELECT value FROM meta WHERE name = 'schema_version'")
-    assert isinstance(version, bytes) and json.loads(version) == 3
+    assert isinstance(version, bytes) and json.loads(version) == SCHEMA_VERSION
     assert journal_sql(out, "SELECT COUNT(*) FROM held") == [(0,)]
     journal_sql(out, "PRAGMA wal_checkpoint(TRUNCATE)")
     size = (out / STATE_DIR / JOURNAL_FILE).stat().st_size
