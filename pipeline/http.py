@@ -12,11 +12,10 @@ oversize answer costs at most the cap in memory and becomes an ``answer_too_larg
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,21 +116,15 @@ class Http:
         is closed with this client, if its user has not closed it before."""
         assert self._session is not None, "use Http as an async context manager"
         url = re.sub(r"^http", "ws", self.base_url + path, count=1)
-        try:
-            socket = await self._session.ws_connect(
-                url, params=params, max_msg_size=max_message_bytes, autoping=True
-            )
-        except aiohttp.WSServerHandshakeError as exc:
-            error = error_for(exc.status, exc.headers or {}, b"")
-            error.message = f"the realtime WebSocket was refused: HTTP {exc.status}"
-            raise error from None
-        except TimeoutError:
-            raise TransientApiError("the WebSocket timed out", error_type="timeout") from None
-        except aiohttp.ClientError as exc:
-            raise TransientApiError(
-                self.redact(f"connection failed: {type(exc).__name__}: {exc}"),
-                error_type="connection",
-            ) from None
+        with self._connection_errors("the WebSocket"):
+            try:
+                socket = await self._session.ws_connect(
+                    url, params=params, max_msg_size=max_message_bytes, autoping=True
+                )
+            except aiohttp.WSServerHandshakeError as exc:
+                error = error_for(exc.status, exc.headers or {}, b"")
+                error.message = f"the realtime WebSocket was refused: HTTP {exc.status}"
+                raise error from None
         self._sockets.add(socket)
         return socket
 
@@ -162,7 +155,7 @@ class Http:
         """
         assert self._session is not None, "use Http as an async context manager"
         data = None if body is None else orjson.dumps(body)
-        try:
+        with self._connection_errors("the request"):
             async with self._session.request(
                 method, self.base_url + path, data=data, headers=headers
             ) as response:
@@ -172,15 +165,6 @@ class Http:
                     self._observe(answer_headers)
                 cap = max_bytes if status < 300 else MAX_ERROR_BODY_BYTES
                 raw = await _read_capped(response, cap)
-        except TimeoutError:
-            raise TransientApiError("the request timed out", error_type="timeout") from None
-        except aiohttp.ClientError as exc:
-            raise TransientApiError(
-                self.redact(f"connection failed: {type(exc).__name__}: {exc}"),
-                error_type="connection",
-            ) from None
-        except asyncio.CancelledError:
-            raise
         if raw is None and status < 300:
             raise _too_large(status, answer_headers, max_bytes)
         raw = self._redact_body(raw or b"")
@@ -234,7 +218,7 @@ class Http:
         into: Path | None,
     ) -> Answer:
         assert self._session is not None, "use Http as an async context manager"
-        try:
+        with self._connection_errors("the request"):
             async with self._session.request(
                 method, self.base_url + path, data=data, headers=headers, timeout=self._streamed
             ) as response:
@@ -247,13 +231,6 @@ class Http:
                             size += len(chunk)
                     return Answer(status, answer_headers, size)
                 raw = await _read_capped(response, MAX_ERROR_BODY_BYTES) or b""
-        except TimeoutError:
-            raise TransientApiError("the request timed out", error_type="timeout") from None
-        except aiohttp.ClientError as exc:
-            raise TransientApiError(
-                self.redact(f"connection failed: {type(exc).__name__}: {exc}"),
-                error_type="connection",
-            ) from None
         raw = self._redact_body(raw)
         if status >= 300:
             error = error_for(status, answer_headers, raw)
@@ -267,6 +244,19 @@ class Http:
                 f"HTTP {status} with a body that is not JSON ({len(raw)} bytes)",
                 http_status=status,
                 error_type="malformed_response",
+            ) from None
+
+    @contextlib.contextmanager
+    def _connection_errors(self, what: str) -> Iterator[None]:
+        """A timeout or a connection error as a TransientApiError whose text has no key."""
+        try:
+            yield
+        except TimeoutError:
+            raise TransientApiError(f"{what} timed out", error_type="timeout") from None
+        except aiohttp.ClientError as exc:
+            raise TransientApiError(
+                self.redact(f"connection failed: {type(exc).__name__}: {exc}"),
+                error_type="connection",
             ) from None
 
     def redact_bytes(self, raw: bytes) -> bytes:
