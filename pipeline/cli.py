@@ -127,6 +127,17 @@ def main() -> None:
     type=click.IntRange(min=1),
     help="Speech: stop cleanly (exit 4) once this many characters have been sent.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: carry the rows on a Ray cluster (the `ray` extra).",
+)
+@click.option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster (default: a local Ray).")
+@click.option(
+    "--ray-actors", type=click.IntRange(min=1), help="Ray actors (default: one per cluster CPU)."
+)
 @_exits
 def run(
     job_file: str,
@@ -142,6 +153,9 @@ def run(
     max_requests: int | None,
     max_runtime: str | None,
     max_characters: int | None,
+    engine: str,
+    ray_address: str | None,
+    ray_actors: int | None,
 ) -> None:
     """Run a job; resume where an earlier run of it stopped."""
     from pipeline.logs import setup_logging
@@ -151,6 +165,12 @@ def run(
     from pipeline.stopping import Bounds
 
     setup_logging(log_format)
+    ray_options = None
+    if engine == "ray":
+        from pipeline.ray import RayOptions, require
+
+        require()
+        ray_options = RayOptions(ray_address, ray_actors)
     options = RunOptions(
         limit=limit,
         base_url=base_url,
@@ -162,6 +182,7 @@ def run(
         redo_changed=redo_changed,
         rebuild_journal=rebuild_journal,
         stop_grace_s=_duration(stop_grace, "--stop-grace"),
+        ray=ray_options,
     )
     result = run_job(job_file, options)
     if log_format == "json":  # the last line for machines: the run's summary

@@ -31,6 +31,7 @@ from pipeline.limits import RateLimiter, RetryPolicy
 from pipeline.plan import Plan, make_plan
 from pipeline.pool import Pool
 from pipeline.progress import Mode, report
+from pipeline.ray import RayOptions
 from pipeline.stats import RunStats
 from pipeline.stopping import Bounds, Stopper
 from pipeline.store import ResultsStore
@@ -61,6 +62,7 @@ class RunOptions:
     max_runtime_s: float | None = None  # then stop cleanly, resumable (exit 4)
     stop_grace_s: float = 30.0  # after a stop, how long requests in flight may take
     rebuild_journal: bool = False  # adopt the results/errors files of a folder without journal
+    ray: RayOptions | None = None  # --engine ray: where and on how many actors; None: local
 
 
 @dataclass(frozen=True)
@@ -202,16 +204,35 @@ async def _execute(
         base_url, api_key, job.api.timeout_s, job.api.concurrency, observe=limiter.observe
     ) as http:
         files = OutputFiles(job.output.dir, journal)
-        pool = Pool(
-            plan.kind,
-            Transport(http, policy),
-            journal,
-            files,
-            stats,
-            stopper,
-            job.api.concurrency,
-            options.stop_grace_s,
-        )
+        transport = Transport(http, policy)
+        pool: Pool
+        if options.ray is not None:  # the engine: the same rows, journal and files, on Ray
+            from pipeline.ray.executor import RayExecutor
+
+            pool = RayExecutor(
+                options.ray,
+                job.api,
+                base_url,
+                api_key,
+                plan.kind,
+                transport,
+                journal,
+                files,
+                stats,
+                stopper,
+                options.stop_grace_s,
+            )
+        else:
+            pool = Pool(
+                plan.kind,
+                transport,
+                journal,
+                files,
+                stats,
+                stopper,
+                job.api.concurrency,
+                options.stop_grace_s,
+            )
         _on_signals(pool)
         flush_failed = _watch_backlog(journal, store, pool)
         if options.max_runtime_s is not None:

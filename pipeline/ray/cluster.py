@@ -1,0 +1,67 @@
+"""Starting or joining Ray for one run: the named limiter actor and the row actors, and letting
+them go at the end (a Ray this run started is shut down with it)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from pipeline.kinds import Kind
+from pipeline.ray import RayOptions
+from pipeline.ray.limiter import GlobalLimit
+from pipeline.ray.worker import RowActor, WorkerSettings
+
+log = logging.getLogger(__name__)
+ACTOR_CPUS = 0.25  # the actors wait on the network: whole CPUs each starved the rest of Ray
+ACTOR_CALLS = 16  # blocks (and stop calls) one actor takes at once; its semaphore bounds packs
+
+
+@dataclass
+class Cluster:
+    limiter: Any  # the GlobalLimit actor
+    actors: list[Any]
+    started: bool  # this run started Ray: it shuts it down
+
+    @classmethod
+    def start(cls, options: RayOptions, kind: Kind, settings: WorkerSettings, name: str) -> Cluster:
+        started = not ray.is_initialized()
+        if started:
+            ray.init(
+                address=options.address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                configure_logging=False,
+            )
+        cpus = ray.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]
+        count = options.actors or max(1, int(cpus))
+        limiter = (
+            ray.remote(GlobalLimit)
+            .options(name=name, num_cpus=0)
+            .remote(settings.rpm, settings.tpm)
+        )
+        row_actor = ray.remote(RowActor).options(
+            num_cpus=ACTOR_CPUS, max_concurrency=ACTOR_CALLS, max_restarts=-1
+        )
+        actors = [row_actor.remote(kind, settings, limiter) for _ in range(count)]
+        return cls(limiter, actors, started)
+
+    def limiter_calls(self) -> int:
+        try:
+            return int(ray.get(self.limiter.count.remote(), timeout=10))
+        except Exception:  # the figure is for the summary only: a lost limiter is said, not fatal
+            log.warning("ray: the limiter's call count could not be read")
+            return 0
+
+    def stop_actors(self) -> None:
+        for actor in self.actors:
+            actor.stop.remote()
+
+    def close(self) -> None:
+        for actor in (*self.actors, self.limiter):
+            ray.kill(actor)
+        if self.started:
+            ray.shutdown()
