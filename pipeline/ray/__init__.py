@@ -4,7 +4,6 @@ rate limit (``limiter.py``) and starting or joining a cluster (``cluster.py``) l
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 
 from pipeline.errors import JobError
@@ -22,5 +21,7 @@ class RayOptions:
 
 def require() -> None:
     """Raise JobError (exit 2) when Ray is not installed, naming the fix."""
-    if importlib.util.find_spec("ray") is None:
-        raise JobError(f"--engine ray needs Ray, which is not installed: {INSTALL_HINT}")
+    try:
+        import ray  # noqa: F401  (the run imports it next: this costs nothing more)
+    except ImportError:
+        raise JobError(f"--engine ray needs Ray, which is not installed: {INSTALL_HINT}") from None

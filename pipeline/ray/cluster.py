@@ -16,6 +16,7 @@ from pipeline.ray.worker import RowActor, WorkerSettings
 
 log = logging.getLogger(__name__)
 ACTOR_CPUS = 0.25  # the actors wait on the network: whole CPUs each starved the rest of Ray
+NAMESPACE = "pipeline"  # the run's named actors: limiter "pipeline-limit-<id>", its "-row-<n>"
 ACTOR_CALLS = 16  # blocks (and stop calls) one actor takes at once; its semaphore bounds packs
 
 
@@ -24,6 +25,7 @@ class Cluster:
     limiter: Any  # the GlobalLimit actor
     actors: list[Any]
     started: bool  # this run started Ray: it shuts it down
+    kind: Any  # the kind in the object store, held for the life of the run: restarts need it
 
     @classmethod
     def start(cls, options: RayOptions, kind: Kind, settings: WorkerSettings, name: str) -> Cluster:
@@ -40,14 +42,22 @@ class Cluster:
         count = options.actors or max(1, int(cpus))
         limiter = (
             ray.remote(GlobalLimit)
-            .options(name=name, num_cpus=0)
+            .options(name=name, namespace=NAMESPACE, num_cpus=0)
             .remote(settings.rpm, settings.tpm)
         )
-        row_actor = ray.remote(RowActor).options(
-            num_cpus=ACTOR_CPUS, max_concurrency=ACTOR_CALLS, max_restarts=-1
-        )
-        actors = [row_actor.remote(kind, settings, limiter) for _ in range(count)]
-        return cls(limiter, actors, started)
+        kind_ref = ray.put(kind)  # once, not once per actor
+        row_actor = ray.remote(RowActor)
+        actors = [
+            row_actor.options(
+                name=f"{name}-row-{n}",
+                namespace=NAMESPACE,
+                num_cpus=ACTOR_CPUS,
+                max_concurrency=ACTOR_CALLS,
+                max_restarts=-1,
+            ).remote(kind_ref, settings, limiter)
+            for n in range(count)
+        ]
+        return cls(limiter, actors, started, kind_ref)
 
     def limiter_calls(self) -> int:
         try:
