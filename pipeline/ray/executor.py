@@ -29,13 +29,14 @@ from pipeline.ray.cluster import Cluster
 from pipeline.ray.worker import PLACEHOLDER, BlockResult, PackResult, Secret, WorkerSettings
 from pipeline.rows import Row
 from pipeline.stats import RunStats
-from pipeline.stopping import Stopper
+from pipeline.stopping import Stopped, Stopper
 from pipeline.transport import Transport
 from pipeline.writers import OutputFiles
 
 log = logging.getLogger(__name__)
 LANES_PER_ACTOR = 2
-DISPATCH_TRIES = 4  # an actor dying this often in a row for one block stops the run
+DISPATCH_TRIES = 6  # an actor not back after this many waits (~30 s in all) stops the run
+RESTART_WAIT_S = 0.5  # doubled at each try
 
 
 class RayExecutor(Pool):
@@ -140,19 +141,28 @@ class RayExecutor(Pool):
             await self._land(pack, done)
 
     async def _send(self, actor: Any, packs: list[list[Row]]) -> BlockResult | None:
+        """The block's result; an actor that died is waited for (Ray restarts it) and given
+        the block again. None when it kept dying: the run stops, the rows stay sent."""
         import ray.exceptions
 
-        for _ in range(DISPATCH_TRIES):
+        for attempt in range(DISPATCH_TRIES):
             try:
                 result: BlockResult = await actor.carry.remote(packs)
                 return result
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as error:
-                self.redispatched += 1
-                log.warning("ray: an actor died with %d pack(s): sending them again", len(packs))
+                if attempt == 0:
+                    self.redispatched += 1
+                    log.warning(
+                        "ray: an actor died with %d pack(s): sending them again", len(packs)
+                    )
                 log.debug("the actor's error", exc_info=error)
+            try:
+                await self.stopper.sleep(RESTART_WAIT_S * 2**attempt)  # Ray restarts it meanwhile
+            except Stopped:
+                break
         self.storage_error = self.storage_error or StorageError(
-            f"a Ray actor died {DISPATCH_TRIES} times carrying the same rows; they stay sent in "
-            "the journal: rerun to send them again"
+            f"a Ray actor died and did not come back carrying {len(packs)} pack(s); their rows "
+            "stay sent in the journal: rerun to send them again"
         )
         self.stop("ray_actor_died")
         return None

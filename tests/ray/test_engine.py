@@ -4,6 +4,7 @@ speech files written by the driver, an actor killed and the driver killed mid-jo
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from collections import Counter
 from pathlib import Path
@@ -12,8 +13,9 @@ import polars as pl
 import ray
 
 from pipeline import audio
+from pipeline.journal import Journal
 from pipeline.ray.cluster import NAMESPACE
-from tests.conftest import StartEmulator, read_output, run_cli, write_job
+from tests.conftest import StartEmulator, read_output, run_cli, signal_mid_run, write_job
 
 CONCURRENCY = 8
 ACTORS = 2
@@ -54,3 +56,116 @@ def test_moderation_on_ray_gives_what_the_local_executor_gives(
     assert results["ray"]["id"].to_list() == data["id"].to_list()
     assert results["ray"].equals(results["local"]), "same keys, same values"
     assert results["ray"]["flagged"].sum() > 0, "the emulator flagged some: values were compared"
+
+
+def test_a_speech_job_on_ray_writes_each_rows_audio_once_through_the_driver(
+    tmp_path: Path, emulator: StartEmulator, ray_address: str
+) -> None:
+    server = emulator()
+    sentence = "The quick brown fox jumps over the lazy dog, and then it rests a while. "
+    data = pl.DataFrame(
+        {"id": [f"s{i}" for i in range(6)], "text": [f"Row {i}. {sentence}" for i in range(6)]}
+    )
+    request = {
+        "model": "gpt-4o-mini-tts",
+        "input": "{text}",
+        "voice": "alloy",
+        "response_format": "wav",
+    }
+    job = write_job(tmp_path, data, kind="speech", request=request, speech={"provider": "openai"})
+    run = run_cli(
+        "run", job, "--base-url", server.base_url, "--quiet", "--engine", "ray", "--ray-actors", "2"
+    )
+    assert run.exit_code == 0, run.output
+    manifest = read_output(job, "results").sort("id")
+    assert manifest["id"].to_list() == data["id"].to_list()
+    assert sorted(manifest["audio_path"]) == [f"audio/s{i}.wav" for i in range(6)]
+    for row in manifest.iter_rows(named=True):
+        path = tmp_path / "out" / row["audio_path"]
+        assert path.stat().st_size == row["bytes"]
+        assert abs(audio.duration_s(path.read_bytes(), "wav") - row["duration_s"]) < 0.01
+    assert sorted(p.name for p in (tmp_path / "out" / "audio").iterdir()) == [
+        f"s{i}.wav" for i in range(6)
+    ]
+
+
+def test_an_actor_killed_mid_job_costs_only_its_blocks(
+    tmp_path: Path, emulator: StartEmulator, ray_address: str
+) -> None:
+    server = emulator(engine="wordlist", latency_ms=20)
+    data = comments(2000)
+    job = write_job(tmp_path, data, api={"concurrency": CONCURRENCY})
+    killed: list[str] = []
+
+    def kill_one_actor() -> None:
+        assert server.wait_for_requests(600, timeout=120)
+        names = [
+            actor["name"]
+            for actor in ray.util.list_named_actors(all_namespaces=True)
+            if actor["namespace"] == NAMESPACE and actor["name"].endswith("-row-0")
+        ]
+        assert len(names) == 1
+        ray.kill(ray.get_actor(names[0], namespace=NAMESPACE), no_restart=False)
+        killed.append(names[0])
+
+    killer = threading.Thread(target=kill_one_actor)
+    killer.start()
+    run = run_cli(
+        "run",
+        job,
+        "--base-url",
+        server.base_url,
+        "--quiet",
+        "--engine",
+        "ray",
+        "--ray-actors",
+        str(ACTORS),
+    )
+    killer.join(timeout=120)
+    assert killed, "an actor was killed"
+    assert run.exit_code == 0, run.output
+    assert sorted(read_output(job, "results")["id"]) == data["id"].to_list(), "every key once"
+    assert len(read_output(job, "errors")) == 0
+    summary = summary_of(job)
+    assert summary["ray_blocks_redispatched"] in (1, 2), "the killed actor's blocks went again"
+    seen = Counter(body["input"] for _, body in server.recorded_requests())
+    twice = [text for text, count in seen.items() if count > 1]
+    assert len(twice) <= IN_FLIGHT // 2, "sent twice: at most the killed actor's two blocks"
+    assert max(seen.values()) <= 2
+
+
+def test_the_driver_killed_mid_job_then_rerun_sends_again_at_most_what_was_in_flight(
+    tmp_path: Path, emulator: StartEmulator, ray_address: str
+) -> None:
+    server = emulator(engine="wordlist", latency_ms=20)
+    data = comments(2000)
+    job = write_job(tmp_path, data, api={"concurrency": CONCURRENCY})
+    extra = ("--engine", "ray", "--ray-address", ray_address, "--ray-actors", str(ACTORS))
+    _, code = signal_mid_run(job, server, 500, signal.SIGKILL, *extra)
+    assert code == -signal.SIGKILL
+
+    journal = Journal(tmp_path / "out", readonly=True)
+    in_flight = journal.counts()["sent"]
+    journal.close()
+    assert 0 < in_flight <= IN_FLIGHT
+
+    run = run_cli(
+        "run",
+        job,
+        "--base-url",
+        server.base_url,
+        "--quiet",
+        "--engine",
+        "ray",
+        "--ray-actors",
+        str(ACTORS),
+    )
+    assert run.exit_code == 0, run.output
+    assert sorted(read_output(job, "results")["id"]) == data["id"].to_list(), "every key once"
+    assert len(read_output(job, "errors")) == 0
+    again = summary_of(job)["sent_again_after_crash"]
+    assert isinstance(again, dict) and again["this_run"]["rows"] == in_flight
+    seen = Counter(body["input"] for _, body in server.recorded_requests())
+    twice = [text for text, count in seen.items() if count > 1]
+    assert len(twice) <= in_flight, "the server saw no duplicate the journal did not count"
+    assert max(seen.values()) <= 2
