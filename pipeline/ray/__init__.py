@@ -4,6 +4,7 @@ rate limit (``limiter.py``) and starting or joining a cluster (``cluster.py``) l
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass
 
 from pipeline.errors import JobError
@@ -25,3 +26,9 @@ def require() -> None:
         import ray  # noqa: F401  (the run imports it next: this costs nothing more)
     except ImportError:
         raise JobError(f"--engine ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+
+
+def process_cpu_s() -> float:
+    """CPU seconds this process has used (an actor's share of the client CPU per request)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime

@@ -59,12 +59,16 @@ class Cluster:
         ]
         return cls(limiter, actors, started, kind_ref)
 
-    def limiter_calls(self) -> int:
+    def figures(self) -> dict[str, float]:
+        """For summary.json: the limiter's calls, and the CPU seconds of the actors (the
+        limiter's included), read before they go."""
         try:
-            return int(ray.get(self.limiter.count.remote(), timeout=10))
-        except Exception:  # the figure is for the summary only: a lost limiter is said, not fatal
-            log.warning("ray: the limiter's call count could not be read")
-            return 0
+            calls = ray.get(self.limiter.count.remote(), timeout=10)
+            cpu = ray.get([a.cpu_s.remote() for a in (*self.actors, self.limiter)], timeout=10)
+        except Exception:  # figures only: a lost actor is said, never fatal
+            log.warning("ray: the actors' figures could not be read")
+            return {}
+        return {"ray_limiter_calls": int(calls), "ray_actors_cpu_s": round(sum(cpu), 3)}
 
     def stop_actors(self) -> None:
         for actor in self.actors:

@@ -87,7 +87,7 @@ class RayExecutor(Pool):
                     for i in range(self._lane_count())
                 ]
         finally:
-            self.stats.totals["ray_limiter_calls"] = cluster.limiter_calls()
+            self.stats.totals.update(cluster.figures())
             self.stats.totals["ray_blocks_redispatched"] = self.redispatched
             cluster.close()
 

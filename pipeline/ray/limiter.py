@@ -19,6 +19,7 @@ from typing import Any
 
 from pipeline.errors import RejectedApiError
 from pipeline.limits import OVER_TOKEN_LIMIT, RateLimiter
+from pipeline.ray import process_cpu_s
 from pipeline.stopping import Stopped, Stopper
 
 LEASE_MAX = 64  # requests one lease call may cover
@@ -89,6 +90,9 @@ class GlobalLimit:
 
     def count(self) -> int:
         return self.calls
+
+    def cpu_s(self) -> float:
+        return process_cpu_s()
 
 
 class LeasedLimiter(RateLimiter):

@@ -22,6 +22,7 @@ from pipeline.journal import Journal
 from pipeline.kinds import Kind
 from pipeline.limits import RetryPolicy
 from pipeline.outcomes import Failure, Outcome
+from pipeline.ray import process_cpu_s
 from pipeline.ray.limiter import LeasedLimiter
 from pipeline.rows import Row
 from pipeline.stats import RunStats
@@ -141,6 +142,10 @@ class RowActor:
 
         results = await asyncio.gather(*(one(rows) for rows in packs))
         return BlockResult(list(results), _drain(stats))
+
+    def cpu_s(self) -> float:
+        """CPU seconds this actor's process has used (the bench's client CPU per request)."""
+        return process_cpu_s()
 
     def stop(self) -> None:
         """The run stops: flows end at their next step, their packs come back ``stopped``."""

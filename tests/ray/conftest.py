@@ -23,6 +23,6 @@ def ray_address() -> Iterator[str]:
         namespace=NAMESPACE,
     )
     try:
-        yield str(context.address_info["gcs_address"])
+        yield str(context.address_info["gcs_address"])  # type: ignore[attr-defined]
     finally:
         ray.shutdown()
