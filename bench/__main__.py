@@ -1,5 +1,5 @@
 """python -m bench {throughput,ratelimit,latency,packing,memory,resume,incremental,speech,
-                  httpclients,all} [--json PATH] [--keep]
+                  httpclients,ray,all} [--json PATH] [--keep]
 
 Prints each scenario's own table as it finishes, then one summary table (scenario, figure,
 value, target, ok/MISS, and the bare-aiohttp reference measured in the same run where one
@@ -29,6 +29,7 @@ from bench import (
     memory,
     packing,
     ratelimit,
+    ray,
     resume,
     speech,
     throughput,
@@ -45,6 +46,7 @@ SCENARIOS = {  # in the order of the issue's targets
     "packing": packing.run,
     "speech": speech.run,
     "httpclients": httpclients.run,
+    "ray": ray.run,  # the Ray executor next to the single-process one (the `ray` extra)
 }
 
 
