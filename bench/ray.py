@@ -19,6 +19,7 @@ logical CPUs, kept until the bench closes its stdin); every ray run joins it wit
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -135,6 +136,8 @@ def run(tmp: Path, table: Table) -> dict[str, Any]:
     data, small = _data(tmp, ROWS), _data(tmp, RL_ROWS)
     ray_args = ["--engine", "ray", "--ray-actors", str(ACTORS)]
     latency = ["--latency-ms", str(LATENCY_MS)]
+    # the head's Ray uses token authentication (its default): the runs join it with the token
+    os.environ["RAY_AUTH_MODE"] = "token"
     with ray_head(HEAD_CPUS) as address:
         ray_args += ["--ray-address", address]
         local = _run(tmp, "local", data, latency, [], concurrency=PER_ACTOR * ACTORS)

@@ -9,6 +9,7 @@ from typing import Any
 
 import ray
 
+from pipeline.errors import JobError
 from pipeline.kinds import Kind
 from pipeline.ray import RayOptions
 from pipeline.ray.limiter import GlobalLimit
@@ -31,13 +32,7 @@ class Cluster:
     def start(cls, options: RayOptions, kind: Kind, settings: WorkerSettings, name: str) -> Cluster:
         started = not ray.is_initialized()
         if started:
-            ray.init(
-                address=options.address,
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.WARNING,
-                configure_logging=False,
-            )
+            _join(options.address)
         cpus = ray.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]
         count = options.actors or max(1, int(cpus))
         limiter = (
@@ -79,3 +74,22 @@ class Cluster:
             ray.kill(actor)
         if self.started:
             ray.shutdown()
+
+
+def _join(address: str | None) -> None:
+    """ray.init: a local Ray for the run, or the cluster at ``address``; JobError (exit 2) when
+    that cluster cannot be joined."""
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            configure_logging=False,
+        )
+    except ConnectionError as error:
+        raise JobError(
+            f"cannot join the Ray cluster at {address}: {error}; check --ray-address (or "
+            "RAY_ADDRESS), and for a cluster with token authentication set RAY_AUTH_MODE=token "
+            "with its token, as Ray documents"
+        ) from None
