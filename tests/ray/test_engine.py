@@ -169,3 +169,29 @@ def test_the_driver_killed_mid_job_then_rerun_sends_again_at_most_what_was_in_fl
     twice = [text for text, count in seen.items() if count > 1]
     assert len(twice) <= in_flight, "the server saw no duplicate the journal did not count"
     assert max(seen.values()) <= 2
+
+
+def test_four_actors_keep_to_one_1200_rpm_limit_enforced_per_second(
+    tmp_path: Path, emulator: StartEmulator, ray_address: str
+) -> None:
+    server = emulator(
+        engine="wordlist",
+        requests_per_minute=1200,
+        burst_s=1.0,
+        latency_ms=50,
+        ratelimit_headers=False,
+    )
+    data = comments(240)
+    job = write_job(tmp_path, data, api={"concurrency": 16, "requests_per_minute": 1200})
+    run = run_cli(
+        "run", job, "--base-url", server.base_url, "--quiet", "--engine", "ray", "--ray-actors", "4"
+    )
+    assert run.exit_code == 0, run.output
+    assert sorted(read_output(job, "results")["id"]) == data["id"].to_list()
+    summary = summary_of(job)
+    requests = summary["requests"]
+    assert isinstance(requests, dict)
+    # 4 actors with a limiter each would send 4 x 20 a second into a bucket of 20: 429s galore
+    assert requests["rate_limited"] <= 2, "under 1 % of 240 requests refused"
+    calls = summary["ray_limiter_calls"]
+    assert isinstance(calls, int) and 0 < calls <= requests["sent"] + 8, "a lease covers >= 1"
