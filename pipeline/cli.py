@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from pipeline.cli_options import engine_options, parse_faults
 from pipeline.errors import JobError, LockedError, StorageError
 
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_UNUSABLE, EXIT_FATAL_API, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
@@ -127,17 +128,7 @@ def main() -> None:
     type=click.IntRange(min=1),
     help="Speech: stop cleanly (exit 4) once this many characters have been sent.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="ray: carry the rows on a Ray cluster (the `ray` extra).",
-)
-@click.option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster (default: a local Ray).")
-@click.option(
-    "--ray-actors", type=click.IntRange(min=1), help="Ray actors (default: one per cluster CPU)."
-)
+@engine_options  # --engine, --ray-address, --ray-actors: one `ray` argument
 @_exits
 def run(
     job_file: str,
@@ -153,9 +144,7 @@ def run(
     max_requests: int | None,
     max_runtime: str | None,
     max_characters: int | None,
-    engine: str,
-    ray_address: str | None,
-    ray_actors: int | None,
+    ray: Any,
 ) -> None:
     """Run a job; resume where an earlier run of it stopped."""
     from pipeline.logs import setup_logging
@@ -165,12 +154,6 @@ def run(
     from pipeline.stopping import Bounds
 
     setup_logging(log_format)
-    ray_options = None
-    if engine == "ray":
-        from pipeline.ray import RayOptions, require
-
-        require()
-        ray_options = RayOptions(ray_address, ray_actors)
     options = RunOptions(
         limit=limit,
         base_url=base_url,
@@ -182,7 +165,7 @@ def run(
         redo_changed=redo_changed,
         rebuild_journal=rebuild_journal,
         stop_grace_s=_duration(stop_grace, "--stop-grace"),
-        ray=ray_options,
+        ray=ray,
     )
     result = run_job(job_file, options)
     if log_format == "json":  # the last line for machines: the run's summary
@@ -363,12 +346,12 @@ def serve(
             burst_s=burst_s,
             ratelimit_headers=not no_ratelimit_headers,
             latency_ms=latency_ms,
-            faults=_parse_faults(faults),
+            faults=parse_faults(faults),
             slow_s=slow_s,
             seed=seed,
             engine=engine,
             run_duration_s=run_duration_s,
-            run_outcomes=_parse_faults(run_outcomes),
+            run_outcomes=parse_faults(run_outcomes),
             chat_completions_url=chat_completions_url,
             huge_body_bytes=huge_body_bytes,
             clock_skew_s=clock_skew_s,
@@ -403,16 +386,3 @@ def _duration(text: str, option: str = "--max-runtime") -> float:
         )
     hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
     return hours * 3600 + minutes * 60 + seconds
-
-
-def _parse_faults(faults: tuple[str, ...]) -> dict[str, float]:
-    parsed = {}
-    for fault in faults:
-        name, _, value = fault.partition("=")
-        try:
-            parsed[name] = float(value)
-        except ValueError:
-            raise click.BadParameter(
-                f"{fault!r}: write NAME=PROBABILITY, e.g. 500=0.1", param_hint="--fault"
-            ) from None
-    return parsed

@@ -31,7 +31,7 @@ from pipeline.limits import RateLimiter, RetryPolicy
 from pipeline.plan import Plan, make_plan
 from pipeline.pool import Pool
 from pipeline.progress import Mode, report
-from pipeline.ray import RayOptions
+from pipeline.ray import RayOptions, check_installed
 from pipeline.stats import RunStats
 from pipeline.stopping import Bounds, Stopper
 from pipeline.store import ResultsStore
@@ -74,6 +74,8 @@ class RunResult:
 
 def run(job_path: str, options: RunOptions) -> RunResult:
     """Run a job to the end (or until stopped); raises JobError, LockedError."""
+    if options.ray is not None:
+        check_installed()  # exit 2 naming the extra, before the folder is touched
     settled_too = options.retry_failed or options.redo_changed  # these read the whole input
     plan = make_plan(
         job_path,
@@ -205,34 +207,7 @@ async def _execute(
     ) as http:
         files = OutputFiles(job.output.dir, journal)
         transport = Transport(http, policy)
-        pool: Pool
-        if options.ray is not None:  # the engine: the same rows, journal and files, on Ray
-            from pipeline.ray.executor import RayExecutor
-
-            pool = RayExecutor(
-                options.ray,
-                job.api,
-                base_url,
-                api_key,
-                plan.kind,
-                transport,
-                journal,
-                files,
-                stats,
-                stopper,
-                options.stop_grace_s,
-            )
-        else:
-            pool = Pool(
-                plan.kind,
-                transport,
-                journal,
-                files,
-                stats,
-                stopper,
-                job.api.concurrency,
-                options.stop_grace_s,
-            )
+        pool = _executor(plan, options, api_key, transport, journal, files, stats, stopper)
         _on_signals(pool)
         flush_failed = _watch_backlog(journal, store, pool)
         if options.max_runtime_s is not None:
@@ -256,6 +231,27 @@ async def _execute(
             journal.close()  # every committed answer not written yet is in it
             raise error
     return pool, input_error, not feeder.cancelled()
+
+
+def _executor(
+    plan: Plan,
+    options: RunOptions,
+    api_key: str | None,
+    transport: Transport,
+    journal: Journal,
+    files: OutputFiles,
+    stats: RunStats,
+    stopper: Stopper,
+) -> Pool:
+    """The asyncio pool, or with --engine ray the Ray executor: the same rows, journal, files."""
+    kind, api, grace = plan.kind, plan.job.api, options.stop_grace_s
+    if options.ray is None:
+        return Pool(kind, transport, journal, files, stats, stopper, api.concurrency, grace)
+    from pipeline.ray.executor import RayExecutor
+
+    return RayExecutor(
+        options.ray, api, api_key, kind, transport, journal, files, stats, stopper, grace
+    )
 
 
 def _finish(

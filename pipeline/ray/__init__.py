@@ -20,7 +20,7 @@ class RayOptions:
     actors: int | None = None  # None: one per CPU of the cluster
 
 
-def require() -> None:
+def check_installed() -> None:
     """Raise JobError (exit 2) when Ray is not installed, naming the fix."""
     try:
         import ray  # noqa: F401  (the run imports it next: this costs nothing more)

@@ -46,7 +46,6 @@ class RayExecutor(Pool):
         self,
         options: RayOptions,
         api: ApiSpec,
-        base_url: str,
         api_key: str | None,
         kind: Kind,
         transport: Transport,
@@ -61,7 +60,7 @@ class RayExecutor(Pool):
         )
         self._options = options
         self._settings = WorkerSettings(
-            base_url,
+            transport.base_url,
             Secret(api_key),
             api.timeout_s,
             api.concurrency,
