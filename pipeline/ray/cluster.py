@@ -4,6 +4,7 @@ them go at the end (a Ray this run started is shut down with it)."""
 from __future__ import annotations
 
 import logging
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 ACTOR_CPUS = 0.25  # the actors wait on the network: whole CPUs each starved the rest of Ray
 NAMESPACE = "pipeline"  # the run's named actors: limiter "pipeline-limit-<id>", its "-row-<n>"
 ACTOR_CALLS = 16  # blocks (and stop calls) one actor takes at once; its semaphore bounds packs
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # the runner's: drain, then stop
 
 
 @dataclass
@@ -79,6 +81,7 @@ class Cluster:
 def _join(address: str | None) -> None:
     """ray.init: a local Ray for the run, or the cluster at ``address``; JobError (exit 2) when
     that cluster cannot be joined."""
+    handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     try:
         ray.init(
             address=address,
@@ -93,3 +96,6 @@ def _join(address: str | None) -> None:
             "RAY_ADDRESS), and for a cluster with token authentication set RAY_AUTH_MODE=token "
             "with its token, as Ray documents"
         ) from None
+    finally:  # ray.init makes SIGTERM exit at once: the run's drain must stay in charge
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)

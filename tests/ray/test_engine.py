@@ -40,7 +40,7 @@ def test_moderation_on_ray_gives_what_the_local_executor_gives(
     tmp_path: Path, emulator: StartEmulator, ray_address: str
 ) -> None:
     server = emulator(engine="wordlist")
-    data = comments(3000)
+    data = comments(2000)
     results = {}
     for engine in ("local", "ray"):
         folder = tmp_path / engine
@@ -195,3 +195,26 @@ def test_four_actors_keep_to_one_1200_rpm_limit_enforced_per_second(
     assert requests["rate_limited"] <= 2, "under 1 % of 240 requests refused"
     calls = summary["ray_limiter_calls"]
     assert isinstance(calls, int) and 0 < calls <= requests["sent"] + 8, "a lease covers >= 1"
+
+
+def test_sigterm_on_ray_drains_the_actors_and_the_rerun_sends_nothing_twice(
+    tmp_path: Path, emulator: StartEmulator, ray_address: str
+) -> None:
+    server = emulator(engine="wordlist", latency_ms=20)
+    data = comments(1500)
+    job = write_job(tmp_path, data, api={"concurrency": CONCURRENCY})
+    extra = ("--engine", "ray", "--ray-address", ray_address, "--ray-actors", str(ACTORS))
+    _, code = signal_mid_run(job, server, 300, signal.SIGTERM, *extra)
+    assert code == 4, "interrupted, resumable"
+    journal = Journal(tmp_path / "out", readonly=True)
+    counts = journal.counts()
+    journal.close()
+    assert counts["sent"] == 0 and counts["done"] > 0, "the blocks in flight came back"
+
+    run = run_cli(
+        "run", job, "--base-url", server.base_url, "--quiet", "--engine", "ray", "--ray-actors", "2"
+    )
+    assert run.exit_code == 0, run.output
+    assert sorted(read_output(job, "results")["id"]) == data["id"].to_list()
+    seen = Counter(body["input"] for _, body in server.recorded_requests())
+    assert max(seen.values()) == 1, "nothing sent twice"
