@@ -158,7 +158,7 @@ class RayExecutor(Pool):
             try:
                 await self.stopper.sleep(RESTART_WAIT_S * 2**attempt)  # Ray restarts it meanwhile
             except Stopped:
-                break
+                return None  # not sent again while stopping: the rows stay sent, counted next run
         self.storage_error = self.storage_error or StorageError(
             f"a Ray actor died and did not come back carrying {len(packs)} pack(s); their rows "
             "stay sent in the journal: rerun to send them again"
