@@ -1,5 +1,5 @@
 """python -m bench {throughput,ratelimit,latency,packing,memory,resume,incremental,speech,
-                  httpclients,ray,all} [--json PATH] [--keep]
+                  realtime,httpclients,batch,ray,all} [--json PATH] [--keep]
 
 Prints each scenario's own table as it finishes, then one summary table (scenario, figure,
 value, target, ok/MISS, and the bare-aiohttp reference measured in the same run where one
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    batch,
     httpclients,
     incremental,
     latency,
@@ -30,6 +31,7 @@ from bench import (
     packing,
     ratelimit,
     ray,
+    realtime,
     resume,
     speech,
     throughput,
@@ -45,7 +47,9 @@ SCENARIOS = {  # in the order of the issue's targets
     "incremental": incremental.run,
     "packing": packing.run,
     "speech": speech.run,
+    "realtime": realtime.run,
     "httpclients": httpclients.run,
+    "batch": batch.run,
     "ray": ray.run,  # the Ray executor next to the single-process one (the `ray` extra)
 }
 

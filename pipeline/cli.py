@@ -13,8 +13,9 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from pipeline.cli_options import engine_options, parse_faults
+from pipeline.cli_options import engine_options
 from pipeline.errors import JobError, LockedError, StorageError
+from pipeline.serve_flags import batch_flags, batch_settings, parse_pairs
 
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_UNUSABLE, EXIT_FATAL_API, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
 EXIT_INTERNAL, EXIT_STORAGE, EXIT_LOCKED = 70, 74, 75
@@ -128,8 +129,8 @@ def main() -> None:
     type=click.IntRange(min=1),
     help="Speech: stop cleanly (exit 4) once this many characters have been sent.",
 )
-@engine_options  # --engine, --ray-address, --ray-actors: one `ray` argument
 @_exits
+@engine_options  # --engine, --ray-address, --ray-actors: one `ray` argument (inside _exits)
 def run(
     job_file: str,
     limit: int | None,
@@ -187,16 +188,22 @@ def run(
 @_exits
 def validate(job_file: str) -> None:
     """Read the job and every row, build every request; send nothing."""
-    from pipeline.cost import validate_lines
+    from pipeline.cost import job_prices, validate_lines
     from pipeline.plan import make_plan
     from pipeline.preview import preview, shortened
 
     plan = make_plan(job_file)
-    found = preview(plan)
     job = plan.job
+    if job.api.mode == "batch":
+        from pipeline.batch import check_batch_mode
+
+        check_batch_mode(plan)
+    found = preview(plan)
     click.echo(f"job {job.name} ({job.kind}): {plan.kind.describe()}")
     for warning in plan.warnings:
         click.echo(f"warning: {warning}")
+    if job.api.mode == "batch":
+        click.echo("mode: batch (the Batch API: files of up to 50,000 requests, answers in 24 h)")
     click.echo(f"input: {len(plan.input.files)} file(s), {found.rows} rows")
     click.echo(f"valid rows: {found.valid}; rows that would be error rows: {found.invalid}")
     click.echo(
@@ -207,7 +214,7 @@ def validate(job_file: str) -> None:
         click.echo(f"  {count} x {reason}")
     for key, message in found.problems:
         click.echo(f"  row {key!r}: {message}")
-    for line in validate_lines(found.cost, plan.kind.batchable):
+    for line in validate_lines(found.cost, plan.kind.batchable, job_prices(job.prices)):
         click.echo(line)
     if found.first_payload is not None:
         shown = json.dumps(shortened(found.first_payload), ensure_ascii=False)
@@ -310,6 +317,7 @@ def status(output_dir: Path) -> None:
     metavar="NAME",
     help="Refuse this voice with a provider's 400 (as Kokoro-FastAPI does). Repeatable.",
 )
+@batch_flags
 @click.option("--allow-remote", is_flag=True, help="Allow a host other than loopback.")
 @_exits
 def serve(
@@ -333,36 +341,37 @@ def serve(
     refuse_voices: tuple[str, ...],
     realtime_session_s: float,
     allow_remote: bool,
+    **batch: Any,
 ) -> None:
     """Serve the local OpenAI-compatible emulator (loopback only unless --allow-remote)."""
-    from pipeline.emulator import EmulatorConfig
-    from pipeline.emulator import serve as serve_emulator
+    import pipeline.emulator as emulator
     from pipeline.emulator.errors import EmulatorError
 
     try:
-        config = EmulatorConfig(
+        config = emulator.EmulatorConfig(
             requests_per_minute=rpm,
             tokens_per_minute=tpm,
             burst_s=burst_s,
             ratelimit_headers=not no_ratelimit_headers,
             latency_ms=latency_ms,
-            faults=parse_faults(faults),
+            faults=parse_pairs(faults),
             slow_s=slow_s,
             seed=seed,
             engine=engine,
             run_duration_s=run_duration_s,
-            run_outcomes=parse_faults(run_outcomes),
+            run_outcomes=parse_pairs(run_outcomes, "--run-outcome"),
             chat_completions_url=chat_completions_url,
             huge_body_bytes=huge_body_bytes,
             clock_skew_s=clock_skew_s,
             speech_voices=speech_voices,
             refuse_voices=frozenset(refuse_voices),
             realtime_session_s=realtime_session_s,
+            **batch_settings(batch),
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     try:
-        serve_emulator(config, host=host, port=port, allow_remote=allow_remote)
+        emulator.serve(config, host=host, port=port, allow_remote=allow_remote)
     except EmulatorError as error:  # a missing extra or a remote host: the user's to fix
         raise JobError(error.message) from None
     except OSError as error:  # the port is taken or not ours: the user's to fix, not a bug

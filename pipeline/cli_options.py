@@ -1,5 +1,5 @@
-"""Option groups and value parsers that ``cli.py`` uses: the engine group of ``pipeline run``
-(``--engine``, ``--ray-address``, ``--ray-actors``) and ``--fault NAME=P`` values."""
+"""Option groups of ``cli.py``: the engine of ``pipeline run`` (``--engine``, ``--ray-address``,
+``--ray-actors``), handed to the command as one argument."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from pipeline.ray import RayOptions
+from pipeline.ray import RayOptions, check_installed
 
 
 def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -19,8 +19,10 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(command)
     def chosen(*args: Any, engine: str, ray_address: str | None, **kwargs: Any) -> Any:
         actors = kwargs.pop("ray_actors")
-        ray = RayOptions(ray_address, actors) if engine == "ray" else None
-        return command(*args, ray=ray, **kwargs)
+        if engine != "ray":
+            return command(*args, ray=None, **kwargs)
+        check_installed()  # JobError (exit 2) naming the extra: applied inside cli._exits
+        return command(*args, ray=RayOptions(ray_address, actors), **kwargs)
 
     options = (
         click.option(
@@ -38,16 +40,3 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         chosen = option(chosen)
     return chosen
-
-
-def parse_faults(faults: tuple[str, ...]) -> dict[str, float]:
-    parsed = {}
-    for fault in faults:
-        name, _, value = fault.partition("=")
-        try:
-            parsed[name] = float(value)
-        except ValueError:
-            raise click.BadParameter(
-                f"{fault!r}: write NAME=PROBABILITY, e.g. 500=0.1", param_hint="--fault"
-            ) from None
-    return parsed

@@ -13,7 +13,8 @@ import math
 import re
 import tomllib
 from collections import defaultdict
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -45,6 +46,13 @@ class PriceTable:
     source: str
     as_of: str
     batch_discount: float
+    from_job: tuple[str, ...] = ()  # the models whose prices a job's [prices] set
+
+    @property
+    def origin(self) -> str:
+        """Where the prices come from, in words, with their date."""
+        job = f"; the job's [prices] for {', '.join(self.from_job)}" if self.from_job else ""
+        return f"{self.source}, as of {self.as_of} (pipeline/data/prices.toml){job}"
 
     def find(self, model: str | None) -> Price | None:
         """The price of ``model`` or of the model a dated snapshot of it names; None if unknown."""
@@ -68,23 +76,10 @@ def load_prices() -> PriceTable:
 def parse_prices(data: dict[str, Any], path: str) -> PriceTable:
     """A price table from the data file's TOML; JobError for a field a price cannot come from
     (a typo must not price a model at zero)."""
-    types = {f.name: f.type for f in fields(Price)}
     models = data.get("models")
     if not isinstance(models, dict):
         raise JobError("missing: the [models.<name>] tables of prices", path=path, field="models")
-    table = {}
-    for name, entry in models.items():
-        if not isinstance(entry, dict):
-            raise JobError("must be a table of prices", path=path, field=f"models.{name}")
-        for key, value in entry.items():
-            where = f"models.{name}.{key}"
-            if key not in types:
-                raise JobError(f"unknown field; known: {', '.join(types)}", path=path, field=where)
-            if types[key] == "bool" and not isinstance(value, bool):
-                raise JobError(f"must be true or false, got {value!r}", path=path, field=where)
-            if types[key] == "float":
-                _amount(value, path, where)
-        table[name] = Price(**entry)
+    table = {name: Price(**entry) for name, entry in check_price_entries(models, path).items()}
     source, as_of = data.get("source"), data.get("as_of")
     if not isinstance(source, str) or not isinstance(as_of, str):
         message = "must say where the prices come from, and when"
@@ -92,6 +87,49 @@ def parse_prices(data: dict[str, Any], path: str) -> PriceTable:
     return PriceTable(
         table, source, as_of, _amount(data.get("batch_discount"), path, "batch_discount")
     )
+
+
+def check_price_entries(
+    models: dict[str, Any], path: str, prefix: str = "models"
+) -> dict[str, dict[str, Any]]:
+    """Per model, a table of ``Price`` fields (the data file's ``[models."x"]``, a job's
+    ``[prices."x"]``), each checked; JobError naming the field otherwise."""
+    types = {f.name: f.type for f in fields(Price)}
+    entries = {}
+    for name, entry in models.items():
+        if not isinstance(entry, dict):
+            raise JobError("must be a table of prices", path=path, field=f"{prefix}.{name}")
+        for key, value in entry.items():
+            where = f"{prefix}.{name}.{key}"
+            if key not in types:
+                raise JobError(f"unknown field; known: {', '.join(types)}", path=path, field=where)
+            if types[key] == "bool" and not isinstance(value, bool):
+                raise JobError(f"must be true or false, got {value!r}", path=path, field=where)
+            if types[key] == "float":
+                _amount(value, path, where)
+        entries[name] = dict(entry)
+    return entries
+
+
+def job_prices(overrides: Mapping[str, Mapping[str, Any]]) -> PriceTable:
+    """The packaged table with a job's ``[prices."model"]`` over it: a field the job names
+    replaces the packaged one, the others stay (a model the file lacks starts from zero); an
+    entry naming a price and not ``free`` makes the model not free."""
+    table = load_prices()
+    if not overrides:
+        return table
+    models = dict(table.models)
+    for name, entry in overrides.items():
+        fields_ = {k: _number(k, v) for k, v in entry.items()}
+        if "free" not in fields_ and set(fields_) - {"batch"}:
+            fields_["free"] = False  # a job pricing a free model means to charge it
+        models[name] = replace(table.find(name) or Price(), **fields_)
+    return replace(table, models=models, from_job=tuple(sorted(overrides)))
+
+
+def _number(name: str, value: Any) -> Any:
+    """An int price (``free = 0`` aside) as the float the dataclass says it is."""
+    return value if isinstance(value, bool) or name in ("free", "batch") else float(value)
 
 
 def _amount(value: Any, path: str, where: str) -> float:
@@ -198,9 +236,10 @@ def total(
     return None if None in prices else sum(p for p in prices if p is not None)
 
 
-def summary_part(tally: CostTally, mode: Mode) -> dict[str, Any]:
-    """summary.json's ``tokens`` and ``cost_usd``, over the rows done in this run (in ``mode``)."""
-    table = load_prices()
+def summary_part(tally: CostTally, mode: Mode, table: PriceTable | None = None) -> dict[str, Any]:
+    """summary.json's ``tokens`` and ``cost_usd``, over the rows done in this run (in ``mode``),
+    at ``table``'s prices (the packaged table by default; ``job_prices`` for a job's)."""
+    table = table or load_prices()
     actual = [u for u in tally.actual.values() if u.rows]
     reported = bool(actual) and all(u.reported == u.rows for u in actual)
     estimated, spent = total(tally.estimated, mode, table), total(tally.actual, mode, table)
@@ -227,7 +266,7 @@ def summary_part(tally: CostTally, mode: Mode) -> dict[str, Any]:
             "no_price_for": sorted(
                 str(m) for m, u in tally.actual.items() if price_for(m, mode, u, table) is None
             ),
-            "prices": f"{table.source}, as of {table.as_of} (pipeline/data/prices.toml)",
+            "prices": table.origin,
         },
     }
 
@@ -236,11 +275,11 @@ def _rounded(dollars: float | None) -> float | None:
     return None if dollars is None else round(dollars, 6)
 
 
-def validate_lines(tally: CostTally, batchable: bool) -> list[str]:
+def validate_lines(tally: CostTally, batchable: bool, table: PriceTable | None = None) -> list[str]:
     """``pipeline validate``'s cost part: per model, the estimated usage and its dollars in sync
     mode and, when the job's requests can go through the Batch API (``batchable``), in batch."""
-    table = load_prices()
-    lines = [f"cost, estimated at the prices of the {table.source} as of {table.as_of}:"]
+    table = table or load_prices()
+    lines = [f"cost, estimated at the prices of the {table.origin}:"]
     for model, usage in sorted(tally.estimated.items(), key=lambda m: str(m[0])):
         price = table.find(model)
         amounts = f"{usage.rows:,} rows, ~{usage.input_tokens:,} input tokens"

@@ -21,7 +21,7 @@ from pipeline.errors import ApiError, FatalApiError, StorageError
 from pipeline.journal import Journal
 from pipeline.outcomes import Outcome
 from pipeline.rows import Row
-from pipeline.steps import Flow, Note, Pause, Request, Save
+from pipeline.steps import Flow, Note, Pause, Request, Save, Speak
 from pipeline.stopping import Stopper
 from pipeline.transport import Transport
 from pipeline.writers import OutputFiles
@@ -92,9 +92,9 @@ class RowWork:
                 except StopIteration as end:
                     return self._one_each(end.value)
                 reply, error = None, None
-                if type(step) is Request:
+                if type(step) is Request or type(step) is Speak:
                     try:
-                        reply = await transport.send(step, self.attempts, self.before_send())
+                        reply = await self._send(step, transport)
                     except FatalApiError:
                         raise
                     except ApiError as failed:
@@ -107,6 +107,12 @@ class RowWork:
                     reply = self._save(step)
         finally:
             flow.close()
+
+    async def _send(self, step: Request | Speak, transport: Transport) -> Any:
+        if type(step) is Speak:
+            return await transport.speak(step, self.attempts, self.before_send())
+        assert isinstance(step, Request)
+        return await transport.send(step, self.attempts, self.before_send())
 
     def _one_each(self, outcomes: Any) -> list[Outcome]:
         """A flow's outcomes, one per row (a kind that miscounts is a bug: its rows fail)."""

@@ -13,10 +13,12 @@ oversize answer costs at most the cap in memory and becomes an ``answer_too_larg
 from __future__ import annotations
 
 import asyncio
-import math
+import contextlib
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,18 +26,14 @@ import orjson
 
 from pipeline import __version__
 from pipeline.errors import (
-    ApiError,
-    FatalApiError,
     RejectedApiError,
     TransientApiError,
 )
+from pipeline.http_errors import error_for
 from pipeline.logs import REDACTED, redact
 
-RETRIED_STATUSES = frozenset({408, 409, 429})  # and every 5xx
-FATAL_STATUSES = frozenset({401, 403})
 DEFAULT_MAX_ANSWER_BYTES = 8 * 2**20  # runs, responses, threads: a few MiB is plenty
 MAX_ERROR_BODY_BYTES = 2**20  # an error message longer than this is cut, not buffered
-PLAIN_ERROR_CHARS = 300  # of an error body that is not JSON (a proxy's HTML page), the message
 READ_CHUNK_BYTES = 2**16
 _REDACTED_BYTES = REDACTED.encode()
 MIN_REDACTED_IN_BODY = 8  # a shorter key would match inside ordinary JSON; its echoes are
@@ -81,9 +79,13 @@ class Http:
         ):
             if os.environ.get(env):
                 self._headers[header] = os.environ[env]
+        self.timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        # a file of 200 MB takes what it takes: only a stall of timeout_s is a timeout
+        self._streamed = aiohttp.ClientTimeout(total=None, sock_read=timeout_s)
         self._concurrency = concurrency
         self._session: aiohttp.ClientSession | None = None
+        self._sockets: set[aiohttp.ClientWebSocketResponse] = set()  # closed with the session
 
     async def __aenter__(self) -> Http:
         connector = aiohttp.TCPConnector(
@@ -99,8 +101,48 @@ class Http:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for socket in list(self._sockets):
+            with contextlib.suppress(Exception):
+                await socket.close()
         if self._session is not None:
             await self._session.close()
+
+    async def websocket(
+        self, path: str, params: Mapping[str, str], max_message_bytes: int
+    ) -> aiohttp.ClientWebSocketResponse:
+        """A WebSocket to ``path`` under the base URL (http -> ws, https -> wss), with this
+        client's headers (the key in ``Authorization``). A refused handshake raises the class
+        its status has over HTTP (401: FatalApiError, 429/5xx: TransientApiError); timeouts
+        and connection errors are TransientApiError, their text without the key. The socket
+        is closed with this client, if its user has not closed it before."""
+        assert self._session is not None, "use Http as an async context manager"
+        url = re.sub(r"^http", "ws", self.base_url + path, count=1)
+        try:
+            socket = await self._session.ws_connect(
+                url, params=params, max_msg_size=max_message_bytes, autoping=True
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            error = error_for(exc.status, exc.headers or {}, b"")
+            error.message = f"the realtime WebSocket was refused: HTTP {exc.status}"
+            raise error from None
+        except TimeoutError:
+            raise TransientApiError("the WebSocket timed out", error_type="timeout") from None
+        except aiohttp.ClientError as exc:
+            raise TransientApiError(
+                self.redact(f"connection failed: {type(exc).__name__}: {exc}"),
+                error_type="connection",
+            ) from None
+        self._sockets.add(socket)
+        return socket
+
+    def forget(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        """``socket`` was closed by its user."""
+        self._sockets.discard(socket)
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Rate-limit feedback that came other than as an answer's headers (a realtime event)."""
+        if self._observe is not None:
+            self._observe(headers)
 
     async def request(
         self,
@@ -161,9 +203,87 @@ class Http:
             ) from None
         return Answer(status, answer_headers, parsed)
 
+    async def upload(
+        self, path: str, fields: Mapping[str, str], file: Path, filename: str | None = None
+    ) -> Answer:
+        """POST ``file`` as multipart form data (streamed from disk, never loaded) with these
+        form fields; the JSON answer, or an ApiError subclass as ``request`` raises."""
+        assert self._session is not None, "use Http as an async context manager"
+        with file.open("rb") as content:
+            form = aiohttp.FormData()
+            for name, value in fields.items():
+                form.add_field(name, value)
+            name = filename or file.name
+            form.add_field("file", content, filename=name, content_type="application/jsonl")
+            payload = form()  # the session's JSON content type must not hide the boundary
+            headers = {"Content-Type": payload.content_type}
+            return await self._exchange("POST", path, payload, headers, None)
+
+    async def download(self, path: str, into: Path) -> int:
+        """GET ``path`` streamed into the file ``into`` (whatever its size: memory holds one
+        chunk); its byte count. An error answer raises as ``request`` does."""
+        answer = await self._exchange("GET", path, None, None, into)
+        return int(answer.data)
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        into: Path | None,
+    ) -> Answer:
+        assert self._session is not None, "use Http as an async context manager"
+        try:
+            async with self._session.request(
+                method, self.base_url + path, data=data, headers=headers, timeout=self._streamed
+            ) as response:
+                status, answer_headers = response.status, response.headers
+                if status < 300 and into is not None:
+                    size = 0
+                    with into.open("wb") as out:
+                        async for chunk in response.content.iter_chunked(READ_CHUNK_BYTES):
+                            out.write(chunk)
+                            size += len(chunk)
+                    return Answer(status, answer_headers, size)
+                raw = await _read_capped(response, MAX_ERROR_BODY_BYTES) or b""
+        except TimeoutError:
+            raise TransientApiError("the request timed out", error_type="timeout") from None
+        except aiohttp.ClientError as exc:
+            raise TransientApiError(
+                self.redact(f"connection failed: {type(exc).__name__}: {exc}"),
+                error_type="connection",
+            ) from None
+        raw = self._redact_body(raw)
+        if status >= 300:
+            error = error_for(status, answer_headers, raw)
+            if isinstance(error.message, str):
+                error.message = self.redact(error.message)
+            raise error
+        try:
+            return Answer(status, answer_headers, orjson.loads(raw))
+        except orjson.JSONDecodeError:
+            raise TransientApiError(
+                f"HTTP {status} with a body that is not JSON ({len(raw)} bytes)",
+                http_status=status,
+                error_type="malformed_response",
+            ) from None
+
+    def redact_bytes(self, raw: bytes) -> bytes:
+        """``raw`` (a line of a downloaded file) with this client's API key replaced."""
+        return self._redact_body(raw)
+
     def redact(self, text: str) -> str:
         """``text`` with this client's API key replaced by a mark."""
         return redact(text, self._secret or "")
+
+    def redact_message(self, text: str) -> str:
+        """A socket's message, redacted as a body is: not for a key too short to tell from
+        ordinary JSON (base64 audio holds any short string); its error fields are redacted
+        whole with ``redact``."""
+        if self._secret_in_body is None:
+            return text
+        return redact(text, self._secret)
 
     def _redact_body(self, raw: bytes) -> bytes:
         encoded = self._secret_in_body
@@ -203,76 +323,3 @@ def _too_large(status: int, headers: Mapping[str, str], cap: int) -> RejectedApi
         http_status=status,
         error_type="answer_too_large",
     )
-
-
-def error_for(status: int, headers: Mapping[str, str], raw: bytes) -> ApiError:
-    """The exception class for an error answer, by status and error code, never by message."""
-    message, error_type, code, param = error_fields(raw)
-    message = message or f"HTTP {status}"
-    fields: dict[str, Any] = {
-        "http_status": status,
-        "error_type": error_type,
-        "error_code": code,
-        "param": param if isinstance(param, str) else None,
-        "retry_after": retry_after(headers),
-    }
-    if (
-        status in FATAL_STATUSES
-        or code == "insufficient_quota"
-        or error_type == "insufficient_quota"
-    ):
-        return FatalApiError(message, **fields)
-    should_retry = headers.get("x-should-retry")
-    if should_retry in ("true", "false"):
-        retried = should_retry == "true"
-    else:
-        retried = status in RETRIED_STATUSES or status >= 500
-    return (TransientApiError if retried else RejectedApiError)(message, **fields)
-
-
-def error_fields(raw: bytes) -> tuple[str | None, Any, Any, Any]:
-    """(message, type, code, param) of an error body: OpenAI's ``{"error": {...}}``, or what
-    other OpenAI-compatible servers send: FastAPI's ``{"detail": ...}`` (text, an object with a
-    message, or a list of validation errors), ``{"error": "text"}``, ``{"message": ...}``, or a
-    short plain-text body."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        text = " ".join(raw[:PLAIN_ERROR_CHARS].decode("utf-8", "replace").split())
-        return text or None, None, None, None
-    if isinstance(body, dict) and "detail" in body and "error" not in body:
-        body = {"error": body["detail"]}  # FastAPI (Kokoro-FastAPI, openedai-speech, vLLM)
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, list):  # FastAPI's 422: [{"loc": [...], "msg": ...}, ...]
-        found = [item for item in error if isinstance(item, dict) and item.get("msg")]
-        where = [".".join(str(part) for part in item.get("loc") or ()) for item in found]
-        text = "; ".join(
-            f"{w}: {item['msg']}" if w else str(item["msg"])
-            for w, item in zip(where, found, strict=True)
-        )
-        return text or None, None, None, None
-    if isinstance(error, str):
-        message = body.get("message") if isinstance(body, dict) else None
-        return str(message or error), None, error if message else None, None
-    if not isinstance(error, dict):
-        error = body if isinstance(body, dict) else {}
-    message = error.get("message") or error.get("msg")
-    code = error.get("code") or (
-        error.get("error") if isinstance(error.get("error"), str) else None
-    )
-    return (str(message) if message else None), error.get("type"), code, error.get("param")
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the server asks us to wait: retry-after-ms, else Retry-After (seconds)."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / scale
-        except ValueError:
-            continue  # an HTTP date; rare from OpenAI, fall back to backoff
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
-    return None

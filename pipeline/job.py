@@ -12,9 +12,13 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from pipeline.cost import check_price_entries
 from pipeline.errors import JobError
+from pipeline.notify import NotifySpec, notify_spec
 
 OutputFormat = Literal["parquet", "csv", "jsonl"]
+ApiMode = Literal["sync", "batch"]
+API_MODES: tuple[ApiMode, ...] = ("sync", "batch")
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("parquet", "csv", "jsonl")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 LOCAL = "local"
@@ -41,6 +45,9 @@ class ApiSpec:
     tokens_per_minute: int | None = None
     max_attempts: int = 6
     timeout_s: float = 60.0
+    mode: ApiMode = "sync"  # batch: the Batch API (pipeline/batch)
+    batch_poll_interval_s: float = 5.0  # the first wait between polls of the batches in flight
+    batch_poll_max_interval_s: float = 300.0  # the waits grow to this
 
 
 @dataclass(frozen=True)
@@ -55,10 +62,30 @@ class JobSpec:
     output: OutputSpec
     api: ApiSpec
     sections: Mapping[str, Any] = field(default_factory=dict)  # the kind's own tables
+    prices: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [prices."model"]
+    notify: NotifySpec | None = None
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
+
+
+JobSource = str | Path | Mapping[str, Any] | JobSpec  # a job file, its TOML as a dict, or checked
+DICT_JOB = "<job dict>"  # a dict job's stand-in file name: its relative paths start in the cwd
+
+
+def read_job(source: JobSource, kind_sections: Mapping[str, tuple[str, ...]]) -> JobSpec:
+    """A job file (``load_job``), a dict of its TOML tables (the Python API), or a JobSpec."""
+    if isinstance(source, JobSpec):
+        return source
+    if isinstance(source, Mapping):
+        doc = dict(source)
+        output = doc.get("output")
+        folder = output.get("dir") if isinstance(output, Mapping) else None
+        if "name" not in doc and isinstance(folder, str) and Path(folder).name:
+            doc["name"] = Path(folder).name  # a dict has no file name to default to
+        return job_from_document(doc, Path.cwd() / DICT_JOB, kind_sections)
+    return load_job(source, kind_sections)
 
 
 def load_job(path: str | Path, kind_sections: Mapping[str, tuple[str, ...]]) -> JobSpec:
@@ -76,11 +103,31 @@ def load_job(path: str | Path, kind_sections: Mapping[str, tuple[str, ...]]) -> 
         raise JobError(f"cannot read the job file ({exc})", path=where) from None
     except tomllib.TOMLDecodeError as exc:
         raise JobError(f"not valid TOML: {exc}", path=where) from None
-    check = _Checker(where)
+    return job_from_document(doc, job_path, kind_sections, where)
+
+
+def job_from_document(
+    doc: dict[str, Any],
+    job_path: Path,
+    kind_sections: Mapping[str, tuple[str, ...]],
+    where: str | None = None,
+) -> JobSpec:
+    """Check a job's TOML tables; ``job_path`` anchors its relative paths and names it."""
+    check = _Checker(where or str(job_path))
     check.finite(doc, "")
 
     kind = check.choice(doc, "kind", tuple(kind_sections), required=True)
-    allowed = ("kind", "name", "input", "request", "output", "api", *kind_sections[kind])
+    allowed = (
+        "kind",
+        "name",
+        "input",
+        "request",
+        "output",
+        "api",
+        "prices",
+        "notify",
+        *kind_sections[kind],
+    )
     check.known(doc, "", allowed)
     name = check.string(doc, "name") or job_path.stem
 
@@ -93,7 +140,14 @@ def load_job(path: str | Path, kind_sections: Mapping[str, tuple[str, ...]]) -> 
         output=_output_spec(check, doc, job_path.parent),
         api=_api_spec(check, doc),
         sections={key: doc[key] for key in kind_sections[kind] if key in doc},
+        prices=_prices(check, doc),
+        notify=notify_spec(check.table(doc, "notify"), check.path) if "notify" in doc else None,
     )
+
+
+def _prices(check: _Checker, doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``[prices."model"]``: the fields of a prices.toml entry, checked as that file is."""
+    return check_price_entries(check.table(doc, "prices"), check.path, "prices")
 
 
 def _input_spec(check: _Checker, doc: dict[str, Any]) -> InputSpec:
@@ -130,6 +184,9 @@ def _api_spec(check: _Checker, doc: dict[str, Any]) -> ApiSpec:
         tokens_per_minute=check.optional_integer(raw_api, "api.tokens_per_minute"),
         max_attempts=check.integer(raw_api, "api.max_attempts", 6, low=1, high=100),
         timeout_s=check.number(raw_api, "api.timeout_s", 60.0),
+        mode=check.choice(raw_api, "api.mode", API_MODES, default="sync"),
+        batch_poll_interval_s=check.number(raw_api, "api.batch_poll_interval_s", 5.0),
+        batch_poll_max_interval_s=check.number(raw_api, "api.batch_poll_max_interval_s", 300.0),
     )
 
 

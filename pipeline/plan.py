@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline import cost, preflight, readers, shutdowns
 from pipeline.errors import JobError
-from pipeline.job import JobSpec, OutputSpec, load_job, resolve_base_url
+from pipeline.job import JobSource, JobSpec, OutputSpec, read_job, resolve_base_url
 from pipeline.journal import rows_held
 from pipeline.kinds import Kind, kind_classes, make_kind
 
@@ -42,7 +42,7 @@ class Plan:
 
 
 def make_plan(
-    job_path: str,
+    source: JobSource,
     output: Path | None = None,
     *,
     base_url: str | None = None,
@@ -55,8 +55,9 @@ def make_plan(
     the kind is built, so a kind's defaults (the run protocol) follow the URL really used. With
     ``limit`` (--limit N) the keys are checked only as far as the run can read: N rows more than
     the journal holds, since the reader stops once it has N new ones. ``for_run``: the
-    pre-flight probes the output folder by writing to it (validate only looks)."""
-    job = load_job(job_path, {name: cls.sections for name, cls in kind_classes().items()})
+    pre-flight probes the output folder by writing to it (validate only looks). ``source`` is
+    a job file's path, a dict of its tables or a JobSpec (``job.read_job``)."""
+    job = read_job(source, {name: cls.sections for name, cls in kind_classes().items()})
     job = replace(job, api=replace(job.api, base_url=resolve_base_url(job, base_url)))
     if output is not None:
         job = replace(job, output=OutputSpec(output.resolve(), job.output.format))

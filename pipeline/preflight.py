@@ -31,6 +31,7 @@ from pipeline.outcomes import ERROR_SCHEMA
 from pipeline.writers import output_paths, probe_keep, temporary_folder
 
 _WRITTEN_FOLDERS = ("audio", ".pipeline")  # what a run writes inside the output folder
+FRAME_INPUTS = Path(".pipeline", "input")  # the Python API's frames: a run reads, never writes
 _SAMPLE_ROWS = 1_000
 
 
@@ -64,6 +65,8 @@ def check_output_folder(job: JobSpec, files: tuple[Path, ...], *, create: bool) 
             _fail(job, f"{out / name} is a folder, so it cannot be replaced; move it away")
     written = output_paths(out)  # results.parquet: the folder, and every part in it
     for file in map(Path.resolve, files):  # a data file kept beside the outputs is fine
+        if file.is_relative_to(out / FRAME_INPUTS):
+            continue
         if any(file.is_relative_to(path) for path in written) or any(
             file.is_relative_to(out / sub) for sub in _WRITTEN_FOLDERS
         ):

@@ -9,8 +9,9 @@ import logging
 import os
 import signal
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,19 +20,18 @@ from typing import Any
 import polars as pl
 
 from pipeline import audiobook, folder, keys, logs
+from pipeline.engines import make_executor
 from pipeline.errors import JobError, StorageError
+from pipeline.executor import Executor
 from pipeline.feed import Scope, count_unread, feed
 from pipeline.http import Http
-from pipeline.job import LOCAL, resolve_api_key
-from pipeline.journal import (
-    Journal,
-    OutputLock,
-)
+from pipeline.job import LOCAL, JobSource, resolve_api_key
+from pipeline.journal import Journal, OutputLock
 from pipeline.limits import RateLimiter, RetryPolicy
+from pipeline.notify import post_summary
 from pipeline.plan import Plan, make_plan
-from pipeline.pool import Pool
 from pipeline.progress import Mode, report
-from pipeline.ray import RayOptions, check_installed
+from pipeline.ray import RayOptions
 from pipeline.stats import RunStats
 from pipeline.stopping import Bounds, Stopper
 from pipeline.store import ResultsStore
@@ -62,6 +62,8 @@ class RunOptions:
     max_runtime_s: float | None = None  # then stop cleanly, resumable (exit 4)
     stop_grace_s: float = 30.0  # after a stop, how long requests in flight may take
     rebuild_journal: bool = False  # adopt the results/errors files of a folder without journal
+    # given a thread-safe stop(reason) once the run goes: the Python API's run in a thread
+    on_start: Callable[[Callable[[str], object]], None] | None = None
     ray: RayOptions | None = None  # --engine ray: where and on how many actors; None: local
 
 
@@ -72,10 +74,8 @@ class RunResult:
     summary: dict[str, Any]
 
 
-def run(job_path: str, options: RunOptions) -> RunResult:
+def run(job_path: JobSource, options: RunOptions) -> RunResult:
     """Run a job to the end (or until stopped); raises JobError, LockedError."""
-    if options.ray is not None:
-        check_installed()  # exit 2 naming the extra, before the folder is touched
     settled_too = options.retry_failed or options.redo_changed  # these read the whole input
     plan = make_plan(
         job_path,
@@ -85,6 +85,10 @@ def run(job_path: str, options: RunOptions) -> RunResult:
         for_run=True,
     )
     job = plan.job
+    if job.api.mode == "batch":
+        from pipeline.batch import check_batch_mode
+
+        check_batch_mode(plan)
     logs.bind(job=job.name)
     base_url = plan.base_url
     for warning in plan.warnings:
@@ -139,6 +143,8 @@ async def _run(plan: Plan, base_url: str, api_key: str | None, options: RunOptio
     outcome, summary = _finish(
         plan, options, journal, store, pool, stats, run_id, started, feeder_read_all
     )
+    failed = outcome != "completed" or input_error is not None  # exits non-zero
+    await post_summary(plan.job.notify, summary, failed=failed, secret=api_key)
     if input_error is not None:
         raise JobError(
             f"{input_error.message}; the run stopped, the answers so far are kept (journal "
@@ -195,7 +201,7 @@ async def _execute(
     journal: Journal,
     store: ResultsStore,
     stats: RunStats,
-) -> tuple[Pool, JobError | None, bool]:
+) -> tuple[Executor, JobError | None, bool]:
     """Feed the executor and let it carry every row (or until the run stops); returns it, the
     input's error if reading failed mid-run, and whether the feeder read the whole input."""
     job = plan.job
@@ -206,9 +212,14 @@ async def _execute(
         base_url, api_key, job.api.timeout_s, job.api.concurrency, observe=limiter.observe
     ) as http:
         files = OutputFiles(job.output.dir, journal)
-        transport = Transport(http, policy)
-        pool = _executor(plan, options, api_key, transport, journal, files, stats, stopper)
+        transport = Transport(http, policy, job.api.concurrency)
+        grace, ray = options.stop_grace_s, options.ray
+        pool = make_executor(plan, transport, journal, files, stats, stopper, grace, ray)
         _on_signals(pool)
+        if options.on_start is not None:
+            loop = asyncio.get_running_loop()
+            stop = pool.stop
+            options.on_start(lambda reason: loop.call_soon_threadsafe(stop, reason))
         flush_failed = _watch_backlog(journal, store, pool)
         if options.max_runtime_s is not None:
             asyncio.get_running_loop().call_later(options.max_runtime_s, pool.stop, "max_runtime")
@@ -233,33 +244,12 @@ async def _execute(
     return pool, input_error, not feeder.cancelled()
 
 
-def _executor(
-    plan: Plan,
-    options: RunOptions,
-    api_key: str | None,
-    transport: Transport,
-    journal: Journal,
-    files: OutputFiles,
-    stats: RunStats,
-    stopper: Stopper,
-) -> Pool:
-    """The asyncio pool, or with --engine ray the Ray executor: the same rows, journal, files."""
-    kind, api, grace = plan.kind, plan.job.api, options.stop_grace_s
-    if options.ray is None:
-        return Pool(kind, transport, journal, files, stats, stopper, api.concurrency, grace)
-    from pipeline.ray.executor import RayExecutor
-
-    return RayExecutor(
-        options.ray, api, api_key, kind, transport, journal, files, stats, stopper, grace
-    )
-
-
 def _finish(
     plan: Plan,
     options: RunOptions,
     journal: Journal,
     store: ResultsStore,
-    pool: Pool,
+    pool: Executor,
     stats: RunStats,
     run_id: int,
     started: float,
@@ -308,7 +298,7 @@ def _results_store(plan: Plan, journal: Journal, key_family: keys.Family) -> Res
     return ResultsStore(journal, job.output.dir, job.output.format, columns, front)
 
 
-def _watch_backlog(journal: Journal, store: ResultsStore, pool: Pool) -> list[StorageError]:
+def _watch_backlog(journal: Journal, store: ResultsStore, pool: Executor) -> list[StorageError]:
     """Flush the results whenever the journal holds too many (on the loop, between commits);
     a flush that cannot write stops the run, and the error is returned in the list."""
     failed: list[StorageError] = []
@@ -353,16 +343,18 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _stop_on_error(feeder: asyncio.Task[None], pool: Pool) -> None:
+def _stop_on_error(feeder: asyncio.Task[None], pool: Executor) -> None:
     """A reader that fails must not leave the workers waiting for END."""
     if not feeder.cancelled() and feeder.exception() is not None:
         pool.stop("input_error")
 
 
-def _on_signals(pool: Pool) -> None:
+def _on_signals(pool: Executor) -> None:
     """SIGINT/SIGTERM/SIGHUP: drain and stop cleanly; a second signal exits at once (the journal
     is consistent at any instant: every change is one SQLite transaction). SIGHUP is a closed
     terminal or a killed tmux session: the run still writes its outputs and summary."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # the Python API in a thread (beside a notebook's loop): signals are the caller's
     loop = asyncio.get_running_loop()
 
     def handle(sig: signal.Signals) -> None:

@@ -5,6 +5,7 @@ JobError saying how to recover."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from pipeline.errors import JobError
@@ -33,6 +34,7 @@ def read_status(output_dir: Path) -> str:
         last = journal.last_summary()
     finally:
         journal.close()
+    batches = batch_lines(output_dir)
     lines = [
         f"{output_dir}",
         f"  done {counts['done']}, failed {counts['failed']}, "
@@ -58,4 +60,35 @@ def read_status(output_dir: Path) -> str:
                 f"  {changed:g} done row(s) changed in the input since: "
                 "`pipeline run --redo-changed` sends them again"
             )
-    return "\n".join(lines)
+    return "\n".join(lines + batches)
+
+
+def batch_lines(output_dir: Path, now: float | None = None) -> list[str]:
+    """A line for each Batch API batch of the folder (batch mode): id, status, request counts,
+    age; none when the folder never ran in batch mode."""
+    from pipeline.batch import Ledger
+
+    ledger = Ledger(output_dir, readonly=True)
+    try:
+        files = ledger.files() if ledger.exists() else []
+    finally:
+        ledger.close()
+    now = time.time() if now is None else now
+    lines = [f"  batches: {len(files)}"] if files else []
+    for file in files:
+        counts = file.counts or {}
+        lines.append(
+            f"    {file.batch_id or '(no batch: file ' + str(file.id) + ')'} "
+            f"{file.status or file.state} ({file.state}): "
+            f"{counts.get('completed', 0)}/{counts.get('total', file.lines)} done, "
+            f"{counts.get('failed', 0)} failed, {_age(now - file.created_at)} old"
+        )
+    return lines
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

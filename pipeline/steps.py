@@ -15,6 +15,9 @@ one ``Outcome`` per row, in order::
 - ``Note``: progress a workflow must find again after a crash (thread and run ids); the executor
   commits it to the journal before the flow goes on. A flow started again gets it back.
 - ``Pause``: a wait between polls, cut short when the run stops.
+- ``Speak``: one response of the Realtime API (a text read aloud in a voice); the executor sends
+  it over a realtime session under the same rate limits and retries as a ``Request``, and sends
+  back a ``Spoken`` (the PCM and its transcript), or throws the ``ApiError`` into the flow.
 - ``Save``: a file beside the results (speech audio); the executor claims its name and writes it
   atomically, and sends back the path relative to the output folder.
 
@@ -55,6 +58,38 @@ class Request:
     check: Callable[[Answer], None] | None = None
 
 
+@dataclass(slots=True)
+class Speak:
+    """One realtime response: ``text`` read aloud in ``voice``, as any executor can send it."""
+
+    model: str  # the session's model: {base_url}/realtime?model=...
+    voice: Any  # a voice name or {"id": "voice_..."}
+    text: str
+    instructions: str = ""  # the job's own, sent after the read-it-word-for-word ones
+    speed: float = 1.0
+    tokens: int = 1  # estimated, charged against the tokens-per-minute limit
+    characters: int = 0  # characters of text it sends (what --max-characters counts)
+    max_bytes: int = DEFAULT_MAX_ANSWER_BYTES  # the most PCM its text can honestly need
+    # inspects the answer inside the attempt (the verbatim check): a TransientApiError it
+    # raises is retried; a module-level function or a partial of one, so the step pickles
+    check: Callable[[Spoken], None] | None = None
+
+    def session_key(self) -> tuple[str, str, float]:
+        """What a realtime session is opened for: responses with the same key may share one."""
+        voice = self.voice if isinstance(self.voice, str) else f"id:{self.voice.get('id')}"
+        return self.model, voice, self.speed
+
+
+@dataclass(slots=True)
+class Spoken:
+    """The answer to a ``Speak``: 24 kHz mono PCM16 and the transcript of what was said."""
+
+    pcm: bytes = field(repr=False)
+    transcript: str
+    response_id: str = ""
+    usage: Mapping[str, Any] | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Note:
     """Progress of a workflow for one row, committed before the flow goes on."""
@@ -81,7 +116,7 @@ class Save:
     data: bytes = field(repr=False)
 
 
-Step = Request | Note | Pause | Save
+Step = Request | Speak | Note | Pause | Save
 Flow = Generator[Step, Any, list[Outcome]]
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline import cost
+from pipeline.executor import Executor
 from pipeline.job import JobSpec
 from pipeline.journal import Journal
 from pipeline.plan import Plan
-from pipeline.pool import Pool
 from pipeline.stats import RunStats
 
 Outcome = Literal["completed", "completed_with_errors", "stopped_fatal", "interrupted"]
@@ -26,7 +26,7 @@ def build_summary(
     unread: int,
     journal: Journal,
     paths: dict[str, Path],
-    pool: Pool,
+    pool: Executor,
 ) -> dict[str, Any]:
     job = plan.job
     snap = stats.snapshot()
@@ -59,7 +59,7 @@ def build_summary(
             "rows_per_s": snap["rows_per_s"],
         },
         "tokens_estimated": stats.tokens,  # every attempt's, as the TPM limit counted them
-        **cost.summary_part(stats.cost, _mode(job)),
+        **cost.summary_part(stats.cost, _mode(job), cost.job_prices(job.prices)),
         "characters_sent": stats.characters_sent,
         **{name: round(value, 3) for name, value in sorted(stats.totals.items())},
         "sent_again_after_crash": {
@@ -78,8 +78,8 @@ def build_summary(
 
 
 def _mode(job: JobSpec) -> cost.Mode:
-    """The job's ``[api] mode`` once the Batch API mode exists, else sync."""
-    return "batch" if getattr(job.api, "mode", "sync") == "batch" else "sync"
+    """The price list a job's ``[api] mode`` pays."""
+    return "batch" if job.api.mode == "batch" else "sync"
 
 
 def _iso(timestamp: float) -> str:

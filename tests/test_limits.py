@@ -12,7 +12,7 @@ from tenacity import RetryCallState, Retrying
 
 from pipeline.emulator import RunningEmulator
 from pipeline.errors import FatalApiError, RejectedApiError, TransientApiError
-from pipeline.http import error_for, retry_after
+from pipeline.http_errors import error_for, retry_after
 from pipeline.journal import Journal
 from pipeline.limits import RateLimiter, RetryPolicy, TokenBucket
 from pipeline.stats import RunStats

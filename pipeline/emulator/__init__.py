@@ -17,7 +17,11 @@ Realtime API's WebSocket, with ``realtime_session`` serving a socket, ``realtime
 Runs and responses share ``lifecycle`` (status as a function of the clock, injected outcomes),
 ``stores`` (records kept up to ``max_stored``, answers made at once or delegated in a task),
 ``responder`` (the deterministic local answer, or a chat-completions delegate) and ``checks``
-(request checks with OpenAI error bodies).
+(request checks with OpenAI error bodies). ``files`` (uploads streamed to disk) and ``batches``
+(the Batch API, with ``batches_life`` for the status as a function of the clock,
+``batches_lines`` for the file's validation, ``batches_engines`` for the moderation and
+responses engines called as functions, ``batches_work`` for the answers and the output and
+error files, ``batches_objects`` for the record and its Batch object).
 """
 
 from __future__ import annotations

@@ -3,9 +3,11 @@
 The middleware owns what all routes share, in the order a real API applies it: latency,
 recording the body, the API key, fault injection, then the route; it turns ``ApiReply`` and
 aiohttp's own HTTP errors into OpenAI error bodies, adds ``x-request-id`` and the
-``x-ratelimit-*`` headers, and lets a body fault break the finished answer. A route module
-(``moderation.py``, ``speech.py``, ``threads.py``, ``responses.py``, ``realtime.py``) exposes
-``register(app, config)`` and is listed in ``ROUTES``: adding an endpoint is one module.
+``x-ratelimit-*`` headers, and lets a body fault break the finished answer (multipart uploads
+are never recorded: they are streamed). It counts requests by route. A route module
+(``moderation.py``, ``speech.py``, ``threads.py``, ``responses.py``, ``realtime.py``,
+``files.py``, ``batches.py``) exposes ``register(app, config)`` and is listed in ``ROUTES``:
+adding an endpoint is one module.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from typing import Final
 
 from aiohttp import web
 
-from pipeline.emulator import moderation, realtime, responder, responses, speech, threads
+from pipeline.emulator import (
+    batches,
+    files,
+    moderation,
+    realtime,
+    responder,
+    responses,
+    speech,
+    threads,
+)
 from pipeline.emulator.config import CONFIG, EmulatorConfig
 from pipeline.emulator.faults import BODY_FAULTS, FaultInjector, cut_body, inject
 from pipeline.emulator.limits import LIMITER, RateLimiter
@@ -36,6 +47,8 @@ ROUTES: Final[tuple[Callable[[web.Application, EmulatorConfig], None], ...]] = (
     threads.register,
     responses.register,
     realtime.register,
+    files.register,
+    batches.register,  # after files, moderation and responses: it answers with their engines
 )
 STATS_PATH: Final[str] = "/v1/_emulator/stats"
 _INTERNAL_PREFIX: Final[str] = "/v1/_emulator/"
@@ -74,12 +87,14 @@ async def _openai_middleware(request: web.Request, handler: Handler) -> web.Stre
     config = app[CONFIG]
     stats = app[STATS]
     stats.request()
+    resource = request.match_info.route.resource
+    stats.route(f"{request.method} {resource.canonical if resource else request.path}")
     headers = {"x-request-id": f"req_{os.urandom(16).hex()}"}
     fault: str | None = None
     try:
         if config.latency_ms:
             await asyncio.sleep(config.latency_ms / 1000)
-        if config.record_requests and request.body_exists:
+        if config.record_requests and request.body_exists and not _multipart(request):
             await _record(request, stats)
         _check_api_key(request, config.api_key)
         fault = app[FAULTS].draw()
@@ -118,6 +133,11 @@ async def _openai_middleware(request: web.Request, handler: Handler) -> web.Stre
             response = await cut_body(fault, request, response)
     stats.status(response.status)
     return response
+
+
+def _multipart(request: web.Request) -> bool:
+    """An upload: streamed by its route, never read whole here."""
+    return request.content_type.startswith("multipart/")
 
 
 async def _record(request: web.Request, stats: Stats) -> None:

@@ -11,6 +11,7 @@ from typing import Final
 
 from aiohttp import web
 
+from pipeline.emulator.batches_life import DEFAULT_PHASE_S, check_batch_settings
 from pipeline.emulator.faults import check_faults
 from pipeline.emulator.lifecycle import ERROR_CODES, check_outcomes
 
@@ -38,6 +39,13 @@ class EmulatorConfig:
     ``refuse_voices`` are answered with the 400 a provider (Kokoro-FastAPI) gives a voice it
     does not have. ``limits_clock`` (monotonic seconds) is what the rate-limit buckets read,
     ``runs_clock`` (epoch seconds) what the runs' lifecycle and timestamps read; tests pass fakes.
+
+    Batches (see ``batches``, ``batches_life``): ``batch_phase_s`` (seconds of ``validating``,
+    ``in_progress``, ``finalizing``, ``cancelling``; unnamed phases keep their defaults),
+    ``batch_faults`` (``line_expired``, ``line_500`` per line; ``batch_failed``,
+    ``batch_all_failed`` per batch), ``batch_queue_tokens`` (enqueued-token limit, None: none),
+    ``batch_read_wait_s`` (how long a read waits for work that is behind the clock);
+    ``batches_clock`` (epoch seconds) is what their lifecycle and timestamps read.
     """
 
     requests_per_minute: int | None = None
@@ -69,6 +77,15 @@ class EmulatorConfig:
     speech_voices: str = "openai"  # "any": a provider's /v1/audio/speech (any model and voice)
     refuse_voices: frozenset[str] = frozenset()  # voices refused with a provider's 400
     realtime_session_s: float = 3600.0  # a realtime socket is ended after this (the API: 60 min)
+    batch_phase_s: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType(dict(DEFAULT_PHASE_S)), hash=False
+    )
+    batch_faults: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
+    batch_queue_tokens: int | None = None
+    batch_read_wait_s: float = 10.0  # the longest a read waits for a batch's work to catch up
+    batches_clock: Callable[[], float] = field(default=time.time, compare=False)
 
     def __post_init__(self) -> None:
         check_faults(self.faults)
@@ -107,6 +124,16 @@ class EmulatorConfig:
         if self.reject_substring == "":
             raise ValueError("reject_substring must not be empty (it would reject everything)")
         self._check_runs()
+        phases = check_batch_settings(self.batch_phase_s, self.batch_faults)
+        object.__setattr__(self, "batch_phase_s", MappingProxyType(phases))
+        object.__setattr__(self, "batch_faults", MappingProxyType(dict(self.batch_faults)))
+        if not (math.isfinite(self.batch_read_wait_s) and self.batch_read_wait_s >= 0):
+            raise ValueError(f"batch_read_wait_s must be >= 0, not {self.batch_read_wait_s!r}")
+        tokens = self.batch_queue_tokens
+        if tokens is not None and (isinstance(tokens, bool) or tokens < 1):
+            raise ValueError(
+                f"batch_queue_tokens must be a positive integer or None, not {tokens!r}"
+            )
 
     def _check_runs(self) -> None:
         check_outcomes(self.run_outcomes)
@@ -141,3 +168,9 @@ def skewed_clock(config: EmulatorConfig) -> Callable[[], float]:
     if not skew_s:
         return clock
     return lambda: clock() + skew_s
+
+
+def batches_clock(config: EmulatorConfig) -> Callable[[], float]:
+    """The clock batches and their timestamps read: ``batches_clock``, skewed like the runs'."""
+    clock, skew_s = config.batches_clock, config.clock_skew_s
+    return clock if not skew_s else lambda: clock() + skew_s

@@ -9,6 +9,7 @@ answer carries an ``x-emulator-note`` header saying so.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
@@ -157,6 +158,27 @@ def moderation_result(scores: Scores, applied: dict[str, list[str]]) -> dict[str
     }
 
 
+@dataclass(frozen=True)
+class Scorer:
+    """The engine's model name and its micro-batcher: what the route and batches share."""
+
+    model: str
+    batcher: MicroBatcher[Scores]
+
+    async def answer(self, parsed: ModerationInput) -> dict[str, Any]:
+        """The CreateModerationResponse for a validated input."""
+        scores = await self.batcher.score(parsed.texts)
+        applied = parsed.applied_input_types()
+        return {
+            "id": new_id("modr"),
+            "model": self.model,
+            "results": [moderation_result(s, applied) for s in scores],
+        }
+
+
+SCORER = web.AppKey("moderation_scorer", Scorer)
+
+
 def register(app: web.Application, config: EmulatorConfig) -> None:
     """Add POST /v1/moderations and its scorer to ``app``; EmulatorError if its engine is not
     installed."""
@@ -165,6 +187,7 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
     batcher: MicroBatcher[Scores] = MicroBatcher(
         engine.score, on_batch=stats.scored, in_thread=engine.in_thread
     )
+    shared = app[SCORER] = Scorer(engine.model, batcher)
 
     async def scorer(_: web.Application) -> AsyncIterator[None]:
         await batcher.start()
@@ -176,13 +199,7 @@ def register(app: web.Application, config: EmulatorConfig) -> None:
         parsed = parse_input(body)
         check_rejected(parsed, body, config.reject_substring)
         admit(request, sum(estimate_tokens(part) for part in parsed.parts))
-        scores = await batcher.score(parsed.texts)
-        applied = parsed.applied_input_types()
-        answer = {
-            "id": new_id("modr"),
-            "model": engine.model,
-            "results": [moderation_result(s, applied) for s in scores],
-        }
+        answer = await shared.answer(parsed)
         headers = {"x-emulator-note": _IMAGE_NOTE} if parsed.has_image else None
         return json_response(answer, headers=headers)
 

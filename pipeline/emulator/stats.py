@@ -20,6 +20,7 @@ class Stats:
         self._faults: Counter[str] = Counter()
         self._rate_limited: Counter[str] = Counter()
         self._counts: Counter[str] = Counter()
+        self._routes: Counter[str] = Counter()
         self._largest_batch = 0
         self._recorded: list[tuple[str, dict[str, Any]]] = []
         self._gauges: dict[str, Callable[[], Any]] = {}
@@ -33,6 +34,11 @@ class Stats:
         """Block until ``count`` requests have arrived; False if ``timeout`` seconds pass first."""
         with self._lock:
             return self._lock.wait_for(lambda: self._requests >= count, timeout)
+
+    def route(self, name: str) -> None:
+        """One request to route ``name`` ("POST /v1/moderations", "GET /v1/batches/{batch_id}")."""
+        with self._lock:
+            self._routes[name] += 1
 
     def status(self, status: int) -> None:
         with self._lock:
@@ -73,8 +79,8 @@ class Stats:
             return list(self._recorded)
 
     def snapshot(self) -> dict[str, Any]:
-        """A consistent copy: requests, by status code, faults by name, rate limits, counters,
-        then the gauges (read after the copy)."""
+        """A consistent copy: requests, by status code, faults by name, rate limits, requests by
+        route, counters, then the gauges (read after the copy)."""
         with self._lock:
             gauges = dict(self._gauges)
             counts = {
@@ -82,6 +88,7 @@ class Stats:
                 "status": dict(self._status),
                 "faults": dict(self._faults),
                 "rate_limited": dict(self._rate_limited),
+                "routes": dict(self._routes),
                 "inputs_scored": self._counts["inputs_scored"],
                 "score_batches": self._counts["score_batches"],
                 "largest_batch": self._largest_batch,

@@ -4,18 +4,22 @@ Texts over the API's 4,096 characters are split at sentence, then clause, then w
 (``[speech] split_long_input``), sent in order, and joined into one file of the requested format;
 a chunk that fails fails (or retries) the whole row, so a file never has a hole. An answer that
 does not decode as complete audio is retried like a dropped connection.
+
+``[speech] protocol = "realtime"`` (the default for ``gpt-realtime-*`` models) speaks each chunk
+over the Realtime API instead, checked word for word (``realtime_speech.py``); the job file,
+the manifest's columns and the files are the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import suppress
 from functools import partial
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from pipeline import audio
+from pipeline import audio, realtime_speech
 from pipeline.audiobook_options import parse_assemble
 from pipeline.errors import JobError, RejectedApiError, RowError, TransientApiError
 from pipeline.http import Answer
@@ -23,7 +27,7 @@ from pipeline.job import JobSpec
 from pipeline.kinds import speech_providers as providers
 from pipeline.outcomes import Failure, Success
 from pipeline.rows import Row
-from pipeline.steps import Flow, Request, Save
+from pipeline.steps import Flow, Request, Save, Step
 from pipeline.templates import Template, as_text, compile_template
 from pipeline.textsplit import SPEECH_INPUT_LIMIT, split_text
 from pipeline.tokens import estimate_tokens
@@ -69,6 +73,7 @@ class Speech:
             ("chunks", pa.int64()),
             ("voice", pa.string()),
             ("model", pa.string()),
+            ("word_error_rate", pa.float64()),  # worst chunk's; null without a transcript
         ]
     )
     rows_per_request = 1
@@ -76,34 +81,17 @@ class Speech:
 
     def __init__(self, job: JobSpec) -> None:
         where = str(job.path)
-        unknown = sorted(set(job.request) - set(FIELDS))
-        if unknown:
-            raise JobError(
-                f"unknown field '{unknown[0]}': CreateSpeechRequest has only {', '.join(FIELDS)}",
-                path=where,
-                field=f"request.{unknown[0]}",
-            )
-        for required in ("model", "input", "voice"):
-            if required not in job.request:
-                raise JobError(
-                    f'is required in a speech request (e.g. {required} = "{_EXAMPLES[required]}")',
-                    path=where,
-                    field=f"request.{required}",
-                )
-        if job.request.get("stream_format", "audio") != "audio":
-            raise JobError(
-                'must be "audio": the pipeline writes audio files, not event streams',
-                path=where,
-                field="request.stream_format",
-            )
+        _check_request_fields(job.request, where)
         options = dict(job.sections.get("speech", {}))
         self.split_long_input = options.pop("split_long_input", True)
         file_name = options.pop("file_name", "{key}")
         self.provider = providers.pop_provider(options, job)
         self.assemble = parse_assemble(options.pop("assemble", None), where)  # audiobook.py
+        self.protocol = realtime_speech.take_options(options, where)
         if options:
             raise JobError(
-                "unknown key; known: split_long_input, file_name, provider, assemble",
+                "unknown key; known: split_long_input, file_name, provider, protocol, "
+                "max_word_error_rate, assemble",
                 path=where,
                 field=f"speech.{next(iter(options))}",
             )
@@ -134,6 +122,17 @@ class Speech:
                     check(value)
             except RowError as error:
                 raise JobError(error.message, path=where, field=f"request.{name}") from None
+        self._check_realtime_constants(where)
+
+    def _check_realtime_constants(self, where: str) -> None:
+        """A constant voice or speed the Realtime API lacks fails the job, not every row."""
+        constants = self.template.constant_fields()
+        model = constants.get("model")
+        if isinstance(model, str) and self.protocol.for_model(model) == "realtime":
+            try:
+                realtime_speech.check_realtime_row(constants)
+            except RowError as error:
+                raise JobError(error.message, path=where, field=f"request.{error.field}") from None
 
     @property
     def section_columns(self) -> list[tuple[str, str]]:
@@ -163,12 +162,16 @@ class Speech:
             if name in body:
                 body[name] = check(body[name])
         text = body["input"]
+        payload: dict[str, Any] = {"body": body, "stem": ""}
+        if self.protocol.for_model(body["model"]) == "realtime":
+            realtime_speech.check_realtime_row(body)
+            payload["protocol"] = "realtime"  # only then: a speech row's hash is as it was
         chunks = len(_chunks(text)) if len(text) > MAX_INPUT_CHARS else 1
         name_row = {**row, KEY_PLACEHOLDER: key}
-        stem = str(self.file_name.render(name_row))
+        payload["stem"] = str(self.file_name.render(name_row))
         return Row(
             key,
-            {"body": body, "stem": stem},
+            payload,
             estimate_tokens(text),
             requests=chunks,
             characters=len(text),
@@ -180,24 +183,16 @@ class Speech:
         body, fmt = item.payload["body"], item.payload["body"]["response_format"]
         text: str = body["input"]
         chunks = _chunks(text)
-        pieces = []
+        word_error_rate: float | None = None  # the speech protocol has no transcript
         try:
-            for chunk in chunks:
-                answer = yield Request(
-                    "POST",
-                    "/audio/speech",
-                    {**body, "input": chunk},
-                    tokens=estimate_tokens(chunk),
-                    characters=len(chunk),
-                    expect="bytes",
-                    max_bytes=answer_cap(chunk, fmt, body.get("speed", 1.0)),
-                    check=partial(check_complete_audio, fmt),
+            if item.payload.get("protocol") == "realtime":
+                data, duration, word_error_rate = yield from realtime_speech.speak_chunks(
+                    body, chunks, self.protocol.max_word_error_rate
                 )
-                pieces.append(answer.data)
+            else:
+                data, duration = yield from _speech_chunks(body, chunks)
         except RejectedApiError as error:
             return [Failure.from_api(error)]
-        data = audio.join(pieces, fmt) if len(pieces) > 1 else pieces[0]
-        duration = audio.duration_s(data, fmt)
         relative = yield Save(AUDIO_FOLDER, item.payload["stem"], f".{fmt}", item.key, data)
         voice = body["voice"]
         columns = {
@@ -209,6 +204,7 @@ class Speech:
             "chunks": len(chunks),
             "voice": voice["id"] if isinstance(voice, dict) else voice,
             "model": body["model"],
+            "word_error_rate": word_error_rate,
         }
         return [Success(columns, counts={"audio_seconds": duration})]
 
@@ -216,9 +212,62 @@ class Speech:
         return str(row.payload["body"]["model"])
 
     def describe(self) -> str:
-        return (
-            f"POST /v1/audio/speech ({providers.describe(self.provider)}), one audio file per row"
-            + (", long texts split and joined" if self.split_long_input else "")
+        protocol, model = self.protocol.protocol, self.template.constant_fields().get("model")
+        if protocol is None and isinstance(model, str):
+            protocol = self.protocol.for_model(model)
+        speech = f"POST /v1/audio/speech ({providers.describe(self.provider)})"
+        where = {
+            "realtime": "the Realtime API (/v1/realtime), checked word for word",
+            "speech": speech,
+            None: f"{speech}; gpt-realtime-* models: the Realtime API",
+        }[protocol]
+        return f"{where}, one audio file per row" + (
+            ", long texts split and joined" if self.split_long_input else ""
+        )
+
+
+def _speech_chunks(
+    body: Mapping[str, Any], chunks: Sequence[str]
+) -> Generator[Step, Any, tuple[bytes, float]]:
+    """One POST /audio/speech per chunk, in order; the pieces joined, and their duration."""
+    fmt, pieces = body["response_format"], []
+    for chunk in chunks:
+        answer = yield Request(
+            "POST",
+            "/audio/speech",
+            {**body, "input": chunk},
+            tokens=estimate_tokens(chunk),
+            characters=len(chunk),
+            expect="bytes",
+            max_bytes=answer_cap(chunk, fmt, body.get("speed", 1.0)),
+            check=partial(check_complete_audio, fmt),
+        )
+        pieces.append(answer.data)
+    data = audio.join(pieces, fmt) if len(pieces) > 1 else pieces[0]
+    return data, audio.duration_s(data, fmt)
+
+
+def _check_request_fields(request: Mapping[str, Any], where: str) -> None:
+    """The [request] table names only CreateSpeechRequest fields, with the required ones."""
+    unknown = sorted(set(request) - set(FIELDS))
+    if unknown:
+        raise JobError(
+            f"unknown field '{unknown[0]}': CreateSpeechRequest has only {', '.join(FIELDS)}",
+            path=where,
+            field=f"request.{unknown[0]}",
+        )
+    for required in ("model", "input", "voice"):
+        if required not in request:
+            raise JobError(
+                f'is required in a speech request (e.g. {required} = "{_EXAMPLES[required]}")',
+                path=where,
+                field=f"request.{required}",
+            )
+    if request.get("stream_format", "audio") != "audio":
+        raise JobError(
+            'must be "audio": the pipeline writes audio files, not event streams',
+            path=where,
+            field="request.stream_format",
         )
 
 

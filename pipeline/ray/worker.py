@@ -129,7 +129,7 @@ class RowActor:
             await http.__aenter__()  # for the actor's life: it ends with the run
             policy = RetryPolicy(s.max_attempts, limiter, stats, stopper)
             semaphore = asyncio.Semaphore(s.concurrency)
-            self._ready = (Transport(http, policy), stats, stopper, semaphore)
+            self._ready = (Transport(http, policy, s.concurrency), stats, stopper, semaphore)
         return self._ready
 
     async def carry(self, packs: list[list[Row]]) -> BlockResult:

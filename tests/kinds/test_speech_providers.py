@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from pipeline import audio
-from pipeline.http import error_for
+from pipeline.http_errors import error_for
 from tests.conftest import REPO, StartEmulator, read_output, run_cli, write_job
 
 TEXT = "The rabbit looked at its watch and hurried down the hole. "
