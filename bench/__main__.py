@@ -1,5 +1,5 @@
 """python -m bench {throughput,ratelimit,latency,packing,memory,resume,incremental,speech,
-                  realtime,httpclients,batch,all} [--json PATH] [--keep]
+                  realtime,httpclients,batch,ray,all} [--json PATH] [--keep]
 
 Prints each scenario's own table as it finishes, then one summary table (scenario, figure,
 value, target, ok/MISS, and the bare-aiohttp reference measured in the same run where one
@@ -30,6 +30,7 @@ from bench import (
     memory,
     packing,
     ratelimit,
+    ray,
     realtime,
     resume,
     speech,
@@ -49,6 +50,7 @@ SCENARIOS = {  # in the order of the issue's targets
     "realtime": realtime.run,
     "httpclients": httpclients.run,
     "batch": batch.run,
+    "ray": ray.run,  # the Ray executor next to the single-process one (the `ray` extra)
 }
 
 

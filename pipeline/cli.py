@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from pipeline.cli_options import engine_options
 from pipeline.errors import JobError, LockedError, StorageError
 from pipeline.serve_flags import batch_flags, batch_settings, parse_pairs
 
@@ -129,6 +130,7 @@ def main() -> None:
     help="Speech: stop cleanly (exit 4) once this many characters have been sent.",
 )
 @_exits
+@engine_options  # --engine, --ray-address, --ray-actors: one `ray` argument (inside _exits)
 def run(
     job_file: str,
     limit: int | None,
@@ -143,6 +145,7 @@ def run(
     max_requests: int | None,
     max_runtime: str | None,
     max_characters: int | None,
+    ray: Any,
 ) -> None:
     """Run a job; resume where an earlier run of it stopped."""
     from pipeline.logs import setup_logging
@@ -163,6 +166,7 @@ def run(
         redo_changed=redo_changed,
         rebuild_journal=rebuild_journal,
         stop_grace_s=_duration(stop_grace, "--stop-grace"),
+        ray=ray,
     )
     result = run_job(job_file, options)
     if log_format == "json":  # the last line for machines: the run's summary

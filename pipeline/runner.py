@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from pipeline import audiobook, folder, keys, logs
+from pipeline.engines import make_executor
 from pipeline.errors import JobError, StorageError
 from pipeline.executor import Executor
 from pipeline.feed import Scope, count_unread, feed
@@ -29,8 +30,8 @@ from pipeline.journal import Journal, OutputLock
 from pipeline.limits import RateLimiter, RetryPolicy
 from pipeline.notify import post_summary
 from pipeline.plan import Plan, make_plan
-from pipeline.pool import Pool
 from pipeline.progress import Mode, report
+from pipeline.ray import RayOptions
 from pipeline.stats import RunStats
 from pipeline.stopping import Bounds, Stopper
 from pipeline.store import ResultsStore
@@ -63,6 +64,7 @@ class RunOptions:
     rebuild_journal: bool = False  # adopt the results/errors files of a folder without journal
     # given a thread-safe stop(reason) once the run goes: the Python API's run in a thread
     on_start: Callable[[Callable[[str], object]], None] | None = None
+    ray: RayOptions | None = None  # --engine ray: where and on how many actors; None: local
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,8 @@ async def _execute(
     ) as http:
         files = OutputFiles(job.output.dir, journal)
         transport = Transport(http, policy, job.api.concurrency)
-        pool = _executor(plan, transport, journal, files, stats, stopper, options)
+        grace, ray = options.stop_grace_s, options.ray
+        pool = make_executor(plan, transport, journal, files, stats, stopper, grace, ray)
         _on_signals(pool)
         if options.on_start is not None:
             loop = asyncio.get_running_loop()
@@ -239,39 +242,6 @@ async def _execute(
             journal.close()  # every committed answer not written yet is in it
             raise error
     return pool, input_error, not feeder.cancelled()
-
-
-def _executor(
-    plan: Plan,
-    transport: Transport,
-    journal: Journal,
-    files: OutputFiles,
-    stats: RunStats,
-    stopper: Stopper,
-    options: RunOptions,
-) -> Executor:
-    """The worker pool, or in batch mode the Batch API executor (its calls retried apart from
-    the job's rate limits: the Batch API's are its own)."""
-    api = plan.job.api
-    if api.mode == "sync":
-        return Pool(
-            plan.kind, transport, journal, files, stats, stopper, api.concurrency,
-            options.stop_grace_s,
-        )  # fmt: skip
-    from pipeline.batch import BatchApi, BatchExecutor
-
-    calls = RetryPolicy(api.max_attempts, RateLimiter(None, None, stopper), RunStats(), stopper)
-    metadata = {"pipeline_job": plan.job.name, "pipeline_folder": str(files.output_dir)}
-    return BatchExecutor(
-        plan.kind,
-        BatchApi(transport.http, calls, metadata),
-        journal,
-        files,
-        stats,
-        stopper,
-        api.max_attempts,
-        (api.batch_poll_interval_s, api.batch_poll_max_interval_s),
-    )
 
 
 def _finish(
