@@ -35,6 +35,7 @@ from pipeline.stats import RunStats
 from pipeline.stopping import Bounds, Stopper
 from pipeline.store import ResultsStore
 from pipeline.summary import Outcome, build_summary
+from pipeline.timeline import record as record_timeline
 from pipeline.transport import Transport
 from pipeline.writers import (
     OutputFiles,
@@ -222,6 +223,7 @@ async def _execute(
             asyncio.get_running_loop().call_later(options.max_runtime_s, pool.stop, "max_runtime")
         done_event = asyncio.Event()
         progress = asyncio.create_task(report(stats, options.progress, done_event))
+        timeline = asyncio.create_task(record_timeline(job.output.dir, stats, done_event))
         scope = Scope(options.limit, options.retry_failed, options.redo_changed)
         feeder = asyncio.create_task(feed(plan, journal, pool, stats, scope))
         feeder.add_done_callback(lambda task: _stop_on_error(task, pool))
@@ -231,6 +233,7 @@ async def _execute(
         input_error = await _feeder_error(feeder, job.output.dir)
         done_event.set()
         await progress
+        await timeline
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.remove_signal_handler(sig)
