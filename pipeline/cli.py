@@ -128,6 +128,7 @@ def main() -> None:
     type=click.IntRange(min=1),
     help="Speech: stop cleanly (exit 4) once this many characters have been sent.",
 )
+@click.option("--report", "with_report", is_flag=True, help="Write report.html at the end.")
 @_exits
 def run(
     job_file: str,
@@ -143,10 +144,12 @@ def run(
     max_requests: int | None,
     max_runtime: str | None,
     max_characters: int | None,
+    with_report: bool,
 ) -> None:
     """Run a job; resume where an earlier run of it stopped."""
     from pipeline.logs import setup_logging
     from pipeline.progress import choose_mode
+    from pipeline.report import report_after_run
     from pipeline.runner import RunOptions
     from pipeline.runner import run as run_job
     from pipeline.stopping import Bounds
@@ -176,6 +179,8 @@ def run(
         click.echo(f"summary: {result.output_dir / 'summary.json'} ({result.summary['outcome']})")
         if rows["unread"]:
             click.echo(f"unread:  {rows['unread']} input rows; run again to go on")
+    if with_report and (page := report_after_run(result.output_dir)) and not quiet:
+        click.echo(f"report:  {page}")
     sys.exit(OUTCOME_EXIT[result.outcome])
 
 
@@ -226,6 +231,17 @@ def status(output_dir: Path) -> None:
     from pipeline.status import read_status
 
     click.echo(read_status(output_dir))
+
+
+@main.command()
+@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--by", metavar="COLUMN", help="Moderation: the flagged rate over this keep column.")
+@_exits
+def report(output_dir: Path, by: str | None) -> None:
+    """Write OUTPUT_DIR/report.html: charts and tables of a run, one offline file."""
+    from pipeline.report import write_report
+
+    click.echo(f"report: {write_report(output_dir, by)}")
 
 
 @main.command()

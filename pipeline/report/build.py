@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.report import common
+from pipeline.report import REPORT_FILE, common
 from pipeline.report.blocks import Section
 from pipeline.report.kinds import SECTIONS
 from pipeline.report.outputs import read_outputs
 from pipeline.report.page import render
 from pipeline.writers import storing
 
-REPORT_FILE = "report.html"
 
-
-def write_report(output_dir: Path, by: str | None = None) -> Path:
-    """Write ``output_dir/report.html`` and return its path. ``by``: a keep column to show the
-    flagged rate over (moderation). Raises JobError (no run in the folder, a bad ``by``),
-    StorageError (the file cannot be written)."""
+def build_report(output_dir: Path, by: str | None) -> Path:
+    """``pipeline.report.write_report`` once its libraries are known to be there."""
     outputs = read_outputs(output_dir)
     sections: list[Section] = [
         common.overview(outputs),

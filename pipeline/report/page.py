@@ -83,7 +83,8 @@ def _block(block: Block, charts: list[tuple[str, dict[str, Any]]]) -> str:
         note = f'<p class="note">{_text(block.note)}</p>' if block.note else ""
         return (
             f"<h3>{_text(block.title)}</h3>{note}"
-            f'<div class="chart" id="chart-{_text(block.name)}" data-chart="{_text(block.name)}"></div>'
+            f'<div class="chart" id="chart-{_text(block.name)}" '
+            f'data-chart="{_text(block.name)}"></div>'
         )
     return _table(block)
 
