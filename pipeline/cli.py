@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -13,6 +12,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from pipeline.cli_values import duration
 from pipeline.errors import JobError, LockedError, StorageError
 from pipeline.serve_flags import batch_flags, batch_settings, parse_pairs
 
@@ -161,11 +161,11 @@ def run(
         output=output,
         progress=choose_mode(quiet, log_format),
         bounds=Bounds(max_requests=max_requests, max_characters=max_characters),
-        max_runtime_s=None if max_runtime is None else _duration(max_runtime),
+        max_runtime_s=None if max_runtime is None else duration(max_runtime),
         retry_failed=retry_failed,
         redo_changed=redo_changed,
         rebuild_journal=rebuild_journal,
-        stop_grace_s=_duration(stop_grace, "--stop-grace"),
+        stop_grace_s=duration(stop_grace, "--stop-grace"),
     )
     result = run_job(job_file, options)
     if log_format == "json":  # the last line for machines: the run's summary
@@ -392,18 +392,3 @@ def serve(
             "choose another --port (0 picks a free one)",
             field="--port",
         ) from None
-
-
-def _duration(text: str, option: str = "--max-runtime") -> float:
-    """ "90s", "50m", "1h30m" or plain seconds, in seconds."""
-    parts = re.fullmatch(
-        r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
-        r"(?:(\d+(?:\.\d+)?)s?)?\s*",
-        text,
-    )
-    if not text.strip() or parts is None or not any(parts.groups()):
-        raise click.BadParameter(
-            f"{text!r}: write a duration such as 90s, 50m or 1h30m", param_hint=option
-        )
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
-    return hours * 3600 + minutes * 60 + seconds

@@ -13,6 +13,7 @@ from pipeline.errors import JobError
 from pipeline.report.blocks import (
     HEIGHT,
     WIDTH,
+    Block,
     Chart,
     Note,
     Section,
@@ -44,7 +45,7 @@ def moderation(outputs: Outputs, by: str | None) -> list[Section]:
     flagged = results.select(
         pl.len().alias("rows"), pl.col("flagged").sum().alias("flagged")
     ).collect()
-    blocks = [
+    blocks: list[Block] = [
         Note(f"{flagged['flagged'][0] or 0} of {flagged['rows'][0]} rows flagged."),
         Chart(
             "flagged_rate",
@@ -185,7 +186,7 @@ def speech(outputs: Outputs, by: str | None) -> list[Section]:
         .collect()
     )
     total = results.select(pl.col("duration_s").sum()).collect().item() or 0.0
-    blocks = [
+    blocks: list[Block] = [
         Note(f"{total / 3600:.2f} hours of audio in the results."),
         Chart(
             "audio_hours",
@@ -240,7 +241,7 @@ def run(outputs: Outputs, by: str | None) -> list[Section]:
         .agg(pl.col("rows").sum())
         .sort("status")
     )
-    blocks = [
+    blocks: list[Block] = [
         Chart(
             "tokens_per_row",
             "Tokens per row (total_tokens)",

@@ -51,10 +51,8 @@ def read_outputs(output_dir: Path) -> Outputs:
     kinds = kind_classes()
     if not isinstance(summary, dict) or summary.get("kind") not in kinds:
         raise JobError(f"{summary_path} is not a pipeline run's summary", path=str(summary_path))
-    kind_schema = pl.Schema(
-        pl.from_arrow(kinds[summary["kind"]].result_schema.empty_table()).schema
-    )
-    error_schema = pl.Schema(pl.from_arrow(ERROR_SCHEMA.empty_table()).schema)
+    kind_schema = pl.DataFrame(kinds[summary["kind"]].result_schema.empty_table()).schema
+    error_schema = pl.DataFrame(ERROR_SCHEMA.empty_table()).schema
     outputs = summary.get("outputs") or {}
     results = _scan(output_dir / outputs.get("results", "results.parquet"), kind_schema)
     errors = _scan(output_dir / outputs.get("errors", "errors.parquet"), error_schema)
