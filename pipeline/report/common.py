@@ -49,62 +49,49 @@ def over_time(outputs: Outputs) -> Section:
             "Over time", [Note("This folder has no timeline (a run before it was recorded).")]
         )
     frame = pl.DataFrame(
-        {
-            name: [sample[name] for sample in samples]
-            for name in ("t", "s", "requests", "rate_limited", "retries")
-        }
+        {name: [sample[name] for sample in samples] for name in ("t", "s", *RATES)}
     )
-    rates = frame.select(
-        "t", (pl.col("requests") / pl.col("s").clip(lower_bound=1e-3)).round(2).alias("requests/s")
-    ).unpivot(index="t", variable_name="series", value_name="value")
-    trouble = frame.select("t", pl.col("rate_limited").alias("429s"), pl.col("retries")).unpivot(
-        index="t", variable_name="series", value_name="value"
-    )
-    edges = outputs.timeline_header.get("latency_edges_ms", list(LATENCY_EDGES_MS))
-    latency = pl.DataFrame(
-        [
-            {"t": sample["t"], "series": name, "value": _percentile(sample["latency"], edges, q)}
-            for sample in samples
-            for name, q in (("p50", 0.5), ("p95", 0.95))
-            if sum(sample["latency"])
-        ],
-        schema={"t": pl.Float64, "series": pl.String, "value": pl.Float64},
+    per_second = frame.select(
+        "t", *((pl.col(name) / pl.col("s").clip(lower_bound=1e-3)).round(2) for name in RATES)
+    ).rename(RATES)
+    rates = per_second.select("t", "requests/s").unpivot(index="t", variable_name="series")
+    trouble = per_second.select("t", "429s/s", "retries/s").unpivot(
+        index="t", variable_name="series"
     )
     interval = samples[0]["s"] if len(samples) > 1 else 1.0
     return Section(
         "Over time",
         [
             Note(f"One sample every {interval:g} s of the last run ({len(samples)} samples)."),
-            Chart(
-                "requests_per_s",
-                "Requests per second",
-                lines(
-                    rates,
-                    "t",
-                    "value",
-                    "series",
-                    x_title="seconds since start",
-                    y_title="requests/s",
-                ),
-            ),
-            Chart(
-                "rate_limited_retries",
-                "429 answers and retries",
-                lines(
-                    trouble,
-                    "t",
-                    "value",
-                    "series",
-                    x_title="seconds since start",
-                    y_title="per sample",
-                ),
-            ),
+            Chart("requests_per_s", "Requests per second", _lines(rates, "requests/s")),
+            Chart("rate_limited_retries", "429 answers and retries", _lines(trouble, "per second")),
             Chart(
                 "latency_over_time",
                 "Request latency (upper bucket edge, ms)",
-                lines(latency, "t", "value", "series", x_title="seconds since start", y_title="ms"),
+                _lines(_latency_percentiles(outputs), "ms"),
             ),
         ],
+    )
+
+
+RATES = {"requests": "requests/s", "rate_limited": "429s/s", "retries": "retries/s"}
+
+
+def _lines(frame: pl.DataFrame, y_title: str) -> dict[str, Any]:
+    return lines(frame, "t", "value", "series", x_title="seconds since start", y_title=y_title)
+
+
+def _latency_percentiles(outputs: Outputs) -> pl.DataFrame:
+    """p50 and p95 of each sample that had answers."""
+    edges = outputs.timeline_header.get("latency_edges_ms", list(LATENCY_EDGES_MS))
+    return pl.DataFrame(
+        [
+            {"t": sample["t"], "series": name, "value": _percentile(sample["latency"], edges, q)}
+            for sample in outputs.samples
+            for name, q in (("p50", 0.5), ("p95", 0.95))
+            if sum(sample["latency"])
+        ],
+        schema={"t": pl.Float64, "series": pl.String, "value": pl.Float64},
     )
 
 

@@ -162,29 +162,7 @@ def speech(outputs: Outputs, by: str | None) -> list[Section]:
         .sort("voice", "format")
         .collect()
     )
-    points = results.select("chars", "duration_s", "voice").head(SCATTER_POINTS).collect()
-    scatter = (
-        alt.Chart(points)
-        .mark_circle(size=30, opacity=0.7)
-        .encode(
-            x=alt.X("chars:Q", title="characters"),
-            y=alt.Y("duration_s:Q", title="audio seconds"),
-            color="voice:N",
-            tooltip=["chars:Q", "duration_s:Q", "voice:N"],
-        )
-        .properties(width=WIDTH, height=HEIGHT)
-    )
-    failed = (
-        outputs.errors.group_by(
-            pl.concat_str(
-                pl.col("error_type"), pl.lit(": "), pl.col("message").str.slice(0, 80)
-            ).alias("reason")
-        )
-        .agg(pl.len().alias("rows"))
-        .sort("rows", "reason", descending=[True, False])
-        .head(30)
-        .collect()
-    )
+    failed = _failed_by_reason(outputs.errors)
     total = results.select(pl.col("duration_s").sum()).collect().item() or 0.0
     blocks: list[Block] = [
         Note(f"{total / 3600:.2f} hours of audio in the results."),
@@ -205,7 +183,7 @@ def speech(outputs: Outputs, by: str | None) -> list[Section]:
         Chart(
             "duration_vs_chars",
             f"Duration vs characters (up to {SCATTER_POINTS} rows)",
-            spec(scatter),
+            _duration_scatter(results),
         ),
     ]
     if failed.is_empty():
@@ -219,6 +197,34 @@ def speech(outputs: Outputs, by: str | None) -> list[Section]:
             )
         )
     return [Section("Speech", blocks)]
+
+
+def _duration_scatter(results: pl.LazyFrame) -> dict[str, object]:
+    points = results.select("chars", "duration_s", "voice").head(SCATTER_POINTS).collect()
+    scatter = (
+        alt.Chart(points)
+        .mark_circle(size=30, opacity=0.7)
+        .encode(
+            x=alt.X("chars:Q", title="characters"),
+            y=alt.Y("duration_s:Q", title="audio seconds"),
+            color="voice:N",
+            tooltip=["chars:Q", "duration_s:Q", "voice:N"],
+        )
+        .properties(width=WIDTH, height=HEIGHT)
+    )
+    return spec(scatter)
+
+
+def _failed_by_reason(errors: pl.LazyFrame) -> pl.DataFrame:
+    """Error rows counted by type and the start of their message (30 reasons at most)."""
+    reason = pl.concat_str(pl.col("error_type"), pl.lit(": "), pl.col("message").str.slice(0, 80))
+    return (
+        errors.group_by(reason.alias("reason"))
+        .agg(pl.len().alias("rows"))
+        .sort("rows", "reason", descending=[True, False])
+        .head(30)
+        .collect()
+    )
 
 
 def run(outputs: Outputs, by: str | None) -> list[Section]:
