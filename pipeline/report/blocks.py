@@ -71,7 +71,8 @@ def bars(
     """A horizontal bar chart of ``y`` (the measure) per ``x`` (the category)."""
     encoding: dict[str, Any] = {
         "y": alt.Y(f"{x}:N", title=x_title, sort=sort),
-        "x": alt.X(f"{y}:Q", title=y_title, axis=alt.Axis(format=y_format)),
+        # whole counts: no tick between two integers (it would read 0, 0, 1, 1)
+        "x": alt.X(f"{y}:Q", title=y_title, axis=_axis(y_format)),
         "tooltip": [alt.Tooltip(f"{x}:N"), alt.Tooltip(f"{y}:Q", format=y_format)],
     }
     if color is not None:
@@ -80,6 +81,12 @@ def bars(
     height = max(60, min(18 * max(frame.height, 1), 600))
     chart = alt.Chart(frame).mark_bar().encode(**encoding).properties(width=WIDTH, height=height)
     return spec(chart)
+
+
+def _axis(number_format: str) -> alt.Axis:
+    if number_format.endswith(".0f"):
+        return alt.Axis(format=number_format, tickMinStep=1)
+    return alt.Axis(format=number_format)
 
 
 def histogram(

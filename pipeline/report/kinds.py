@@ -100,7 +100,8 @@ def _score_histograms(results: pl.LazyFrame, categories: list[str]) -> dict[str,
         .encode(
             x=alt.X("start:Q", title="score", scale=alt.Scale(domain=[0, 1])),
             x2="end:Q",
-            y=alt.Y("rows:Q", title="rows", scale=alt.Scale(type="symlog")),
+            y=alt.Y("rows:Q", title="rows (log)", scale=alt.Scale(type="symlog")),
+            y2=alt.datum(0),  # from the axis: a symlog scale sets no bar baseline
             tooltip=["category:N", "start:Q", "end:Q", "rows:Q"],
         )
         .properties(width=150, height=90)
