@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+from contextlib import suppress
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -30,11 +33,27 @@ th { background: #f4f4f4; } .note { color: #555; }
 
 @cache
 def vega_bundle() -> str:
-    """vega, vega-lite and vega-embed as one script (defines ``window.vegaEmbed``)."""
+    """vega, vega-lite and vega-embed as one script (defines ``window.vegaEmbed``). Bundling
+    takes seconds, so the script is kept in the user's cache folder, per vl-convert version."""
     import vl_convert
 
+    version = getattr(vl_convert, "__version__", "unknown")
+    cached = _cache_dir() / f"vega-embed-bundle-{version}.js"
+    with suppress(OSError):
+        return cached.read_text(encoding="utf-8")
     # the stub marks the snippet required; without one the bundle sets the window globals
-    return str(vl_convert.javascript_bundle())  # type: ignore[call-arg]
+    bundle = str(vl_convert.javascript_bundle())  # type: ignore[call-arg]
+    with suppress(OSError):  # no cache folder: the next report bundles again
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        partial.write_text(bundle, encoding="utf-8")
+        os.replace(partial, cached)
+    return bundle
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "pipeline"
 
 
 def render(title: str, sections: list[Section]) -> str:
