@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import audiobook, folder, keys, logs
+from pipeline import audiobook, folder, keys, logs, timeline
 from pipeline.errors import JobError, StorageError
 from pipeline.executor import Executor
 from pipeline.feed import Scope, count_unread, feed
@@ -35,7 +35,6 @@ from pipeline.stats import RunStats
 from pipeline.stopping import Bounds, Stopper
 from pipeline.store import ResultsStore
 from pipeline.summary import Outcome, build_summary
-from pipeline.timeline import record as record_timeline
 from pipeline.transport import Transport
 from pipeline.writers import (
     OutputFiles,
@@ -223,7 +222,7 @@ async def _execute(
             asyncio.get_running_loop().call_later(options.max_runtime_s, pool.stop, "max_runtime")
         done_event = asyncio.Event()
         progress = asyncio.create_task(report(stats, options.progress, done_event))
-        timeline = asyncio.create_task(record_timeline(job.output.dir, stats, done_event))
+        recorder = asyncio.create_task(timeline.record(job.output.dir, stats, done_event))
         scope = Scope(options.limit, options.retry_failed, options.redo_changed)
         feeder = asyncio.create_task(feed(plan, journal, pool, stats, scope))
         feeder.add_done_callback(lambda task: _stop_on_error(task, pool))
@@ -232,8 +231,7 @@ async def _execute(
             feeder.cancel()  # else it is counting changed rows: the summary needs the count
         input_error = await _feeder_error(feeder, job.output.dir)
         done_event.set()
-        await progress
-        await timeline
+        await asyncio.gather(progress, recorder)
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.remove_signal_handler(sig)
