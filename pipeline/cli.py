@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -14,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from pipeline.cli_options import engine_options
+from pipeline.cli_values import duration
 from pipeline.errors import JobError, LockedError, StorageError
 from pipeline.serve_flags import batch_flags, batch_settings, parse_pairs
 
@@ -129,6 +129,7 @@ def main() -> None:
     type=click.IntRange(min=1),
     help="Speech: stop cleanly (exit 4) once this many characters have been sent.",
 )
+@click.option("--report", "with_report", is_flag=True, help="Write report.html at the end.")
 @_exits
 @engine_options  # --engine, --ray-address, --ray-actors: one `ray` argument (inside _exits)
 def run(
@@ -146,10 +147,12 @@ def run(
     max_runtime: str | None,
     max_characters: int | None,
     ray: Any,
+    with_report: bool,
 ) -> None:
     """Run a job; resume where an earlier run of it stopped."""
     from pipeline.logs import setup_logging
     from pipeline.progress import choose_mode
+    from pipeline.report import report_after_run
     from pipeline.runner import RunOptions
     from pipeline.runner import run as run_job
     from pipeline.stopping import Bounds
@@ -161,11 +164,11 @@ def run(
         output=output,
         progress=choose_mode(quiet, log_format),
         bounds=Bounds(max_requests=max_requests, max_characters=max_characters),
-        max_runtime_s=None if max_runtime is None else _duration(max_runtime),
+        max_runtime_s=None if max_runtime is None else duration(max_runtime),
         retry_failed=retry_failed,
         redo_changed=redo_changed,
         rebuild_journal=rebuild_journal,
-        stop_grace_s=_duration(stop_grace, "--stop-grace"),
+        stop_grace_s=duration(stop_grace, "--stop-grace"),
         ray=ray,
     )
     result = run_job(job_file, options)
@@ -180,6 +183,8 @@ def run(
         click.echo(f"summary: {result.output_dir / 'summary.json'} ({result.summary['outcome']})")
         if rows["unread"]:
             click.echo(f"unread:  {rows['unread']} input rows; run again to go on")
+    if with_report and (page := report_after_run(result.output_dir)) and not quiet:
+        click.echo(f"report:  {page}")
     sys.exit(OUTCOME_EXIT[result.outcome])
 
 
@@ -230,6 +235,17 @@ def status(output_dir: Path) -> None:
     from pipeline.status import read_status
 
     click.echo(read_status(output_dir))
+
+
+@main.command()
+@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--by", metavar="COLUMN", help="Moderation: the flagged rate over this keep column.")
+@_exits
+def report(output_dir: Path, by: str | None) -> None:
+    """Write OUTPUT_DIR/report.html: charts and tables of a run, one offline file."""
+    from pipeline.report import write_report
+
+    click.echo(f"report: {write_report(output_dir, by)}")
 
 
 @main.command()
@@ -380,18 +396,3 @@ def serve(
             "choose another --port (0 picks a free one)",
             field="--port",
         ) from None
-
-
-def _duration(text: str, option: str = "--max-runtime") -> float:
-    """ "90s", "50m", "1h30m" or plain seconds, in seconds."""
-    parts = re.fullmatch(
-        r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
-        r"(?:(\d+(?:\.\d+)?)s?)?\s*",
-        text,
-    )
-    if not text.strip() or parts is None or not any(parts.groups()):
-        raise click.BadParameter(
-            f"{text!r}: write a duration such as 90s, 50m or 1h30m", param_hint=option
-        )
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
-    return hours * 3600 + minutes * 60 + seconds

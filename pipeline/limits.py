@@ -292,15 +292,18 @@ class RetryPolicy:
         attempts[0] += 1
         self.stats.requests += 1
         self.stats.tokens += tokens
+        sent_at = time.monotonic()
         try:
             result = await send()
         except ApiError as error:
+            self.stats.latency.add(time.monotonic() - sent_at)
             self.stats.count_answer(str(error.http_status or error.error_type))
             if error.http_status == 429 and error.retry_after is not None:
                 self.limiter.pause(min(error.retry_after, RETRY_AFTER_MAX_S))
             raise
         finally:
             self.limiter.answered()
+        self.stats.latency.add(time.monotonic() - sent_at)
         self.stats.count_answer("200")
         return result
 

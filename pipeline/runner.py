@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import audiobook, folder, keys, logs
+from pipeline import audiobook, folder, keys, logs, timeline
 from pipeline.engines import make_executor
 from pipeline.errors import JobError, StorageError
 from pipeline.executor import Executor
@@ -225,6 +225,7 @@ async def _execute(
             asyncio.get_running_loop().call_later(options.max_runtime_s, pool.stop, "max_runtime")
         done_event = asyncio.Event()
         progress = asyncio.create_task(report(stats, options.progress, done_event))
+        recorder = asyncio.create_task(timeline.record(job.output.dir, stats, done_event))
         scope = Scope(options.limit, options.retry_failed, options.redo_changed)
         feeder = asyncio.create_task(feed(plan, journal, pool, stats, scope))
         feeder.add_done_callback(lambda task: _stop_on_error(task, pool))
@@ -233,7 +234,7 @@ async def _execute(
             feeder.cancel()  # else it is counting changed rows: the summary needs the count
         input_error = await _feeder_error(feeder, job.output.dir)
         done_event.set()
-        await progress
+        await asyncio.gather(progress, recorder)
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.remove_signal_handler(sig)

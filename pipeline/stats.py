@@ -10,6 +10,7 @@ from typing import Any
 from pipeline.cost import CostTally
 from pipeline.outcomes import Success
 from pipeline.rows import Row
+from pipeline.timeline import LatencyHistogram
 
 
 @dataclass
@@ -33,6 +34,7 @@ class RunStats:
     # and only amounts that are fractions (audio seconds) become floats
     totals: defaultdict[str, float] = field(default_factory=lambda: defaultdict(int))
     cost: CostTally = field(default_factory=CostTally)  # usage per model of the rows done
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)  # answered attempts
 
     @property
     def elapsed(self) -> float:
