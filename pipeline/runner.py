@@ -271,6 +271,7 @@ def _executor(
         stopper,
         api.max_attempts,
         (api.batch_poll_interval_s, api.batch_poll_max_interval_s),
+        options.bounds.max_requests,
     )
 
 

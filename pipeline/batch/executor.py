@@ -48,6 +48,7 @@ class BatchExecutor:
         stopper: Stopper,
         max_attempts: int,
         poll_s: tuple[float, float],
+        max_requests: int | None = None,
     ) -> None:
         self.stopper = stopper
         self.fatal: FatalApiError | None = None
@@ -60,7 +61,7 @@ class BatchExecutor:
         if token is None:
             token = secrets.token_hex(6)
             journal.set_meta(UPLOAD_TOKEN, token)
-        self._outbox = Outbox(self._shared, self._ledger.next_number(), str(token))
+        self._outbox = Outbox(self._shared, self._ledger.next_number(), str(token), max_requests)
         self._collector = Collector(self._shared, self._outbox)
         self._adopting = self._ledger.mapped()  # rows of an earlier run are in live batches
         self._incoming: list[Row] = []
@@ -83,7 +84,7 @@ class BatchExecutor:
     # -- the Executor interface ------------------------------------------------------------
 
     async def submit(self, row: Row) -> None:
-        if self.stopper.stopped:
+        if self.stopper.stopped or self._outbox.full:
             return  # it stays pending
         self._incoming.append(row)
         if len(self._incoming) >= ADOPT_CHUNK:
@@ -115,6 +116,8 @@ class BatchExecutor:
                     continue
                 live = self._ledger.files(("uploading", "creating", "submitted"))
                 if self._fed and self._outbox.empty and not self._outbox.sealing and not live:
+                    if self._outbox.full:  # what was sent is collected; the rest waits
+                        self.stop("max_requests")
                     return
                 await self._nap()
         finally:

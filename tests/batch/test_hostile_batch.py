@@ -1,0 +1,28 @@
+"""Batch mode against a hostile user and a lying server, over real HTTP against the emulator:
+bounds, answer files that repeat or drop lines, counts that lie, odd keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.batch.conftest import FAST_PHASES, batch_job, comments, conserved
+from tests.conftest import StartEmulator, read_output, run_cli
+
+
+def test_max_requests_bounds_the_lines_a_batch_run_sends(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
+    server = emulator(batch_phase_s=FAST_PHASES)
+    job = batch_job(tmp_path, comments(50))
+    run = ("run", job, "--base-url", server.base_url, "--quiet")
+    bounded = run_cli(*run, "--max-requests", "10")
+    assert bounded.exit_code == 4, bounded.output
+    assert server.stats()["batches"]["lines_answered"] == {"/v1/moderations": 10}
+    assert len(read_output(job, "results")) == 10  # what it sent is collected
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["stopped_by"] == "max_requests"
+    assert run_cli(*run).exit_code == 0
+    done, _ = conserved(job, set(range(50)))
+    assert len(done) == 50
+    assert server.stats()["batches"]["lines_answered"] == {"/v1/moderations": 50}
