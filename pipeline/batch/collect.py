@@ -44,6 +44,7 @@ class Collector:
         self.shared = shared
         self.outbox = outbox
         self._moved: dict[int, set[str]] = {}
+        self._answered: dict[int, set[str]] = {}  # per file: custom_ids whose answer was taken
 
     async def collect(self, file: BatchFile, batch: dict[str, Any]) -> None:
         """Settle or resend every row of ``file``'s finished batch; then release the file."""
@@ -58,7 +59,10 @@ class Collector:
                 if batch.get(name):
                     path = shared.ledger.folder / f"{name.split('_')[0]}-{number}.jsonl"
                     await shared.api.download(str(batch[name]), path)
-                    await self._lines(number, read_answers(path, shared.api.redact), moved)
+                    answers = read_answers(path, shared.api.redact)
+                    await self._lines(
+                        number, answers, moved, self._answered.setdefault(number, set())
+                    )
                     path.unlink(missing_ok=True)
         for key in [k for k in self.outbox.waiting if k[0] == number]:  # lines never answered
             waiting = self.outbox.waiting.pop(key)
@@ -73,6 +77,7 @@ class Collector:
             await self.outbox.flush_pack()
         shared.ledger.release(number, "collected")
         del self._moved[number]
+        self._answered.pop(number, None)
         shared.ledger.input_path(number).unlink(missing_ok=True)
         if status == "cancelled":
             log.warning(
@@ -100,11 +105,16 @@ class Collector:
             if waiting.flow is not None:
                 waiting.flow.close()
 
-    async def _lines(self, number: int, lines: Iterator[AnswerLine], moved: set[str]) -> None:
+    async def _lines(
+        self, number: int, lines: Iterator[AnswerLine], moved: set[str], answered: set[str]
+    ) -> None:
         while chunk := list(islice(lines, CHUNK_LINES)):
             found = self.shared.ledger.line_rows(number, [line.custom_id for line in chunk])
             settled: list[tuple[list[Row], list[Outcome], int]] = []
             for line in chunk:
+                if line.custom_id in answered:
+                    continue  # a lying file's second answer to a line: the first one counts
+                answered.add(line.custom_id)
                 waiting = self.outbox.waiting.pop((number, line.custom_id), None)
                 if waiting is None:
                     rows, digest = found.get(line.custom_id, ([], b""))

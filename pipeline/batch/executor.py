@@ -20,7 +20,7 @@ from contextlib import suppress
 
 from pipeline.batch.api import BatchApi
 from pipeline.batch.collect import TERMINAL, Collector
-from pipeline.batch.ledger import BatchFile, Ledger
+from pipeline.batch.ledger import BatchFile, Ledger, clean_counts
 from pipeline.batch.outbox import Outbox, Shared
 from pipeline.errors import ApiError, FatalApiError, RejectedApiError, StorageError
 from pipeline.journal import Journal
@@ -245,13 +245,13 @@ class BatchExecutor:
 
     def _show(self, file: BatchFile, status: str, counts: object) -> None:
         """A line for each change of a batch's status or counts (the progress of a batch)."""
-        shown = str(counts) if counts else ""
+        found = clean_counts(counts) or {}
+        shown = str(found)
         if self._seen.get(file.id) == (status, shown):
             return
         self._seen[file.id] = (status, shown)
-        done = counts.get("completed", 0) if isinstance(counts, dict) else 0
-        failed = counts.get("failed", 0) if isinstance(counts, dict) else 0
-        total = counts.get("total", file.lines) if isinstance(counts, dict) else file.lines
+        done, failed = found.get("completed", 0), found.get("failed", 0)
+        total = found.get("total", file.lines)
         log.info(
             "batch %s %s: %d/%d request(s) done, %d failed, %.0f s old",
             file.batch_id,

@@ -30,7 +30,7 @@ from pipeline.emulator.batches_engines import SPEC_ENDPOINTS, Endpoint, endpoint
 from pipeline.emulator.batches_life import ACTIVE, BATCH_FAULTS, CANCELLABLE, LINE_FAULTS, BatchLife
 from pipeline.emulator.batches_lines import Checked, check_file
 from pipeline.emulator.batches_objects import Batch, batch_object
-from pipeline.emulator.batches_work import EXPIRES, Work, answer_lines, finish
+from pipeline.emulator.batches_work import EXPIRES, Work, answer_lines, finish, lie
 from pipeline.emulator.chance import WeightedDraw
 from pipeline.emulator.config import EmulatorConfig, batches_clock
 from pipeline.emulator.files import FILES, FileStore, file_id
@@ -210,6 +210,10 @@ class BatchStore:
             self.files.new_path(errors),
             batch.rng,
         )
+        if batch.fault == "batch_lies":
+            await asyncio.to_thread(
+                lie, self.files.new_path(output), self.files.new_path(errors), finished
+            )
         for fid, count, kind in (
             (output, finished.output_lines, "output"),
             (errors, finished.error_lines, "error"),

@@ -82,7 +82,11 @@ def batch_object(batch: Batch, now: float, *, busy: bool = False) -> dict[str, A
         "status": status,
         "created_at": int(life.created),
         **life.timestamps(now),
-        "request_counts": {"total": total, "completed": completed, "failed": failed},
+        "request_counts": (
+            {"total": "many", "completed": -total, "failed": None}  # a server that lies
+            if batch.fault == "batch_lies"
+            else {"total": total, "completed": completed, "failed": failed}
+        ),
         "metadata": batch.body.get("metadata"),
     }
     if checked is not None and checked.model is not None:

@@ -183,3 +183,20 @@ def _write_shuffled(lines: list[bytes], out: IO[bytes], rng: random.Random) -> i
     count = len(lines)
     lines.clear()
     return count
+
+
+def lie(output: Path, errors: Path, finished: Finished) -> None:
+    """The ``batch_lies`` fault: every answer line of the output file twice, each of them also
+    in the error file as a 500, a line for a custom_id never sent and a line that is not JSON
+    (what a client must survive: the first answer to a custom_id is the one that counts)."""
+    answers = output.read_bytes().splitlines(keepends=True)
+    stray = _answered("never-sent", 200, {"id": "modr-stray", "results": []})
+    with output.open("ab") as out:
+        out.writelines(answers)
+        out.write(orjson.dumps(stray) + b"\n" + b'{"custom_id": "cut short\n')
+    with errors.open("ab") as err:
+        for raw in answers:
+            line = orjson.loads(raw)
+            err.write(orjson.dumps(_answered(line["custom_id"], 500, _SERVER_ERROR)) + b"\n")
+    finished.output_lines += len(answers) + 2
+    finished.error_lines += len(answers)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.batch.conftest import FAST_PHASES, batch_job, comments, conserved
 from tests.conftest import StartEmulator, read_output, run_cli
 
@@ -26,3 +28,22 @@ def test_max_requests_bounds_the_lines_a_batch_run_sends(
     done, _ = conserved(job, set(range(50)))
     assert len(done) == 50
     assert server.stats()["batches"]["lines_answered"] == {"/v1/moderations": 50}
+
+
+def test_answer_files_that_repeat_invent_and_garble_lines_settle_each_row_once(
+    tmp_path: Path, emulator: StartEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = emulator(batch_phase_s=FAST_PHASES, batch_faults={"batch_lies": 1.0})
+    job = batch_job(tmp_path, comments(30))
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "Logging error" not in capsys.readouterr().err  # request_counts that are not counts
+    done, failed = conserved(job, set(range(30)))
+    assert len(done) == 30 and not failed
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["rows"]["done"] == 30 and summary["rows"]["failed"] == 0
+    assert summary["requests"]["sent"] == 30  # the first answer counted, the repeats ignored
+    assert server.stats()["batches"]["created"] == 1
+    status = run_cli("status", tmp_path / "out")
+    assert status.exit_code == 0, status.output
+    assert "completed (collected): 0/30 done" in status.output  # lying counts not shown
