@@ -41,7 +41,7 @@ def batch_flags(command: F) -> F:
             "batch_faults",
             multiple=True,
             metavar="NAME=P",
-            help="Batch faults: line_expired line_500 (per line), batch_failed "
+            help="Batch faults: line_expired line_500 line_dropped (per line), batch_failed "
             "batch_all_failed batch_lies (per batch). Repeatable.",
         ),
         click.option(

@@ -16,6 +16,7 @@ answer (``http_errors.error_for`` classifies a non-200 line as ``http.py`` does 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
 from typing import Any
@@ -45,6 +46,7 @@ class Collector:
         self.outbox = outbox
         self._moved: dict[int, set[str]] = {}
         self._answered: dict[int, set[str]] = {}  # per file: custom_ids whose answer was taken
+        self._missed: Counter[str] = Counter()  # keys in lines no file answered, this run
 
     async def collect(self, file: BatchFile, batch: dict[str, Any]) -> None:
         """Settle or resend every row of ``file``'s finished batch; then release the file."""
@@ -67,13 +69,22 @@ class Collector:
         for key in [k for k in self.outbox.waiting if k[0] == number]:  # lines never answered
             waiting = self.outbox.waiting.pop(key)
             moved.update(row.key for row in waiting.rows)
-            if status != "cancelled":
+            waiting.tries, waiting.attempts = waiting.tries + 1, waiting.attempts + 1
+            if status != "cancelled" and waiting.tries < shared.max_attempts:
                 await self.outbox.resend(waiting)
-            elif waiting.flow is not None:
+                continue
+            if waiting.flow is not None:
                 waiting.flow.close()
+            if status != "cancelled":
+                await settle(
+                    shared,
+                    waiting.rows,
+                    [_unanswered(waiting.tries)] * len(waiting.rows),
+                    waiting.attempts,
+                )
         if status != "cancelled":
             for rows in shared.ledger.unanswered(number):
-                await self.outbox.add([row for row in rows if row.key not in moved])
+                await self._missing([row for row in rows if row.key not in moved])
             await self.outbox.flush_pack()
         shared.ledger.release(number, "collected")
         del self._moved[number]
@@ -84,6 +95,19 @@ class Collector:
                 "batch %s was cancelled: its unanswered rows wait for the next run", file.batch_id
             )
             shared.stop("batch_cancelled")
+
+    async def _missing(self, rows: list[Row]) -> None:
+        """Rows of lines a batch ended without answering (in neither file): sent again, until
+        as many batches as ``max_attempts`` left them unanswered (a server losing them)."""
+        again: list[Row] = []
+        lost: list[Row] = []
+        for row in rows:
+            self._missed[row.key] += 1
+            (lost if self._missed[row.key] >= self.shared.max_attempts else again).append(row)
+        for row in lost:
+            tries = self._missed.pop(row.key)
+            await settle(self.shared, [row], [_unanswered(tries)], tries)
+        await self.outbox.add(again)
 
     async def _failed(self, number: int, batch: dict[str, Any]) -> None:
         errors = (batch.get("errors") or {}).get("data") or []
@@ -195,6 +219,14 @@ class Collector:
             flow.close()
             failure = Failure("request", "internal_error", f"a flow yielded {type(step).__name__}")
             return [failure] * len(waiting.rows)
+
+
+def _unanswered(batches: int) -> Failure:
+    message = (
+        f"{batches} batch(es) ended without an answer for this request "
+        "(the line was in neither their output nor their error file)"
+    )
+    return Failure("request", "batch_unanswered", message)
 
 
 def _error(line: AnswerLine) -> ApiError | None:

@@ -6,11 +6,13 @@ batches (``batches_engines``: /v1/moderations, /v1/responses); its status follow
 (``batches_lines``) and answered (``batches_work``) in a task started when it is created, and a
 read that the clock puts past validation waits for that task. Faults (``batch_faults``, drawn
 from ``seed``): ``batch_failed`` (it fails validation), ``batch_all_failed`` (every line
-answers 500: completed with only an error file), and per line ``line_expired`` (the batch ends
-expired) and ``line_500``. ``batch_queue_tokens`` caps the estimated input tokens of the
-batches in progress: one more fails validation with ``token_limit_exceeded``, as the API's
-enqueued-token limit does. The ``batches`` stats gauge counts batches, lines answered per
-endpoint and completed requests, so a test can tell a request answered twice.
+answers 500: completed with only an error file), ``batch_lies`` (answer files that repeat,
+invent and garble lines; request_counts that are not counts), and per line ``line_expired``
+(the batch ends expired), ``line_500`` and ``line_dropped`` (in neither file).
+``batch_queue_tokens`` caps the estimated input tokens of the batches in progress: one more
+fails validation with ``token_limit_exceeded``, as the API's enqueued-token limit does. The
+``batches`` stats gauge counts batches, lines answered per endpoint and completed requests, so
+a test can tell a request answered twice.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from pipeline.emulator.checks import NOTE
 from pipeline.emulator.replies import error_body
 
 EXPIRES: Final[int] = 0  # the status code kept for a line drawn to expire
+DROPPED: Final[int] = 1  # ... for a line drawn to be in neither file (line_dropped)
 CHUNK: Final[int] = 256  # lines answered together (one engine call for moderations)
 SHUFFLE_BLOCK: Final[int] = 1_000
 _SERVER_ERROR: Final[dict[str, Any]] = error_body(
@@ -118,7 +119,10 @@ async def _answer_chunk(
             work.codes.append(EXPIRES)
             out.write(orjson.dumps({"custom_id": custom_id}) + b"\n")
             continue
-        status, answer = (500, _SERVER_ERROR) if fault == "line_500" else next(answers)
+        if fault == "line_dropped":
+            status, answer = DROPPED, dict[str, Any]()
+        else:
+            status, answer = (500, _SERVER_ERROR) if fault == "line_500" else next(answers)
         work.codes.append(status)
         work.ok_before.append(work.ok_before[-1] + (status == 200))
         out.write(orjson.dumps(_answered(custom_id, status, answer)) + b"\n")
@@ -161,6 +165,8 @@ def finish(
                 err.write(orjson.dumps(line) + b"\n")
                 result.error_lines += 1
                 continue
+            if code == DROPPED:
+                continue  # a server that loses a line: in neither file
             if code != 200:
                 err.write(raw)
                 result.error_lines += 1

@@ -47,3 +47,18 @@ def test_answer_files_that_repeat_invent_and_garble_lines_settle_each_row_once(
     status = run_cli("status", tmp_path / "out")
     assert status.exit_code == 0, status.output
     assert "completed (collected): 0/30 done" in status.output  # lying counts not shown
+
+
+def test_lines_a_server_never_answers_fail_after_max_attempts_batches(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
+    server = emulator(batch_phase_s=FAST_PHASES, batch_faults={"line_dropped": 1.0})
+    job = batch_job(tmp_path, comments(12), api={"max_attempts": 3})
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 1, result.output  # it ended: the lines were not sent for ever
+    _, failed = conserved(job, set(range(12)))
+    assert len(failed) == 12
+    errors = read_output(job, "errors")
+    assert set(errors["error_type"].to_list()) == {"batch_unanswered"}
+    assert set(errors["attempts"].to_list()) == {3}
+    assert server.stats()["batches"]["created"] == 3
