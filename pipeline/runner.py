@@ -83,10 +83,9 @@ def run(job_path: JobSource, options: RunOptions) -> RunResult:
         for_run=True,
     )
     job = plan.job
-    if job.api.mode == "batch":
-        from pipeline.batch import check_batch_mode
+    from pipeline.batch import check_mode
 
-        check_batch_mode(plan)
+    check_mode(plan)  # batch mode takes this job; sync mode leaves no batch in flight behind
     logs.bind(job=job.name)
     base_url = plan.base_url
     for warning in plan.warnings:

@@ -62,3 +62,27 @@ def test_lines_a_server_never_answers_fail_after_max_attempts_batches(
     assert set(errors["error_type"].to_list()) == {"batch_unanswered"}
     assert set(errors["attempts"].to_list()) == {3}
     assert server.stats()["batches"]["created"] == 3
+
+
+def test_sync_mode_on_a_folder_with_batches_in_flight_is_refused_until_they_are_collected(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
+    server = emulator(batch_phase_s={**FAST_PHASES, "in_progress": 1.5})
+    job = batch_job(tmp_path, comments(50))
+    run = ("run", job, "--base-url", server.base_url, "--quiet")
+    assert run_cli(*run, "--max-runtime", "1s").exit_code == 4
+    batch_job(tmp_path, None, api={"mode": "sync"})  # the same job, switched to sync
+    refused = run_cli(*run)
+    assert refused.exit_code == 2, refused.output
+    assert "1 batch(es) in flight" in refused.output and 'mode = "batch"' in refused.output
+    assert not any("/moderations" in route for route in server.stats()["routes"])
+    batch_job(tmp_path, None)  # back to batch: the batch is collected
+    assert run_cli(*run).exit_code == 0
+    batch_job(tmp_path, None, api={"mode": "sync"})
+    grown = comments(60)
+    grown.write_parquet(tmp_path / "input.parquet")
+    assert run_cli(*run).exit_code == 0  # nothing in flight: sync sends only the new rows
+    done, _ = conserved(job, set(range(60)))
+    assert len(done) == 60
+    assert server.stats()["routes"]["POST /v1/moderations"] == 10
+    assert server.stats()["batches"]["lines_answered"] == {"/v1/moderations": 50}
