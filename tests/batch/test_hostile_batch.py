@@ -86,3 +86,24 @@ def test_sync_mode_on_a_folder_with_batches_in_flight_is_refused_until_they_are_
     assert len(done) == 60
     assert server.stats()["routes"]["POST /v1/moderations"] == 10
     assert server.stats()["batches"]["lines_answered"] == {"/v1/moderations": 50}
+
+
+def test_a_batch_file_that_cannot_be_written_stops_the_run_with_one_line_and_a_rerun_ends_it(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
+    server = emulator(batch_phase_s=FAST_PHASES)
+    job = batch_job(tmp_path, comments(20))
+    run = ("run", job, "--base-url", server.base_url, "--quiet")
+    assert run_cli(*run, "--limit", "0").exit_code == 4  # the folder and its journal made
+    in_the_way = tmp_path / "out" / ".pipeline" / "batch"  # as a full disk, the write fails
+    in_the_way.write_text("not a folder")
+    failed = run_cli(*run)
+    assert failed.exit_code == 74, failed.output  # as a full disk in sync mode
+    assert "input-1.jsonl: cannot write: " in failed.output
+    assert "internal error" not in failed.output and "Traceback" not in failed.output
+    assert server.stats()["batches"]["created"] == 0
+    in_the_way.unlink()
+    assert run_cli(*run).exit_code == 0
+    done, _ = conserved(job, set(range(20)))
+    assert len(done) == 20
+    assert server.stats()["batches"]["lines_answered"] == {"/v1/moderations": 20}
