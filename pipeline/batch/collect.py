@@ -26,7 +26,7 @@ import orjson
 from pipeline.batch.ledger import BatchFile
 from pipeline.batch.lines import AnswerLine, body_digest, read_answers
 from pipeline.batch.outbox import Outbox, Shared, Waiting, first_request, settle, settle_rows
-from pipeline.errors import ApiError, FatalApiError, TransientApiError
+from pipeline.errors import ApiError, FatalApiError, RejectedApiError, TransientApiError
 from pipeline.http import Answer
 from pipeline.http_errors import error_for
 from pipeline.kinds import Failure, Outcome
@@ -36,6 +36,7 @@ from pipeline.steps import Note, Request
 log = logging.getLogger(__name__)
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 CHUNK_LINES = 500  # answer lines joined to their rows at a time
+AGAIN = "the lines it held are sent again"
 
 
 class Collector:
@@ -60,7 +61,11 @@ class Collector:
             for name in ("output_file_id", "error_file_id"):
                 if batch.get(name):
                     path = shared.ledger.folder / f"{name.split('_')[0]}-{number}.jsonl"
-                    await shared.api.download(str(batch[name]), path)
+                    try:
+                        await shared.api.download(str(batch[name]), path)
+                    except RejectedApiError as gone:  # deleted (404): its lines are sent again
+                        log.warning("batch %s: %s; %s", file.batch_id, gone.message, AGAIN)
+                        continue
                     answers = read_answers(path, shared.api.redact)
                     await self._lines(
                         number, answers, moved, self._answered.setdefault(number, set())

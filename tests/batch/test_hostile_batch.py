@@ -4,12 +4,15 @@ bounds, answer files that repeat or drop lines, counts that lie, odd keys."""
 from __future__ import annotations
 
 import json
+import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.batch.conftest import FAST_PHASES, batch_job, comments, conserved
-from tests.conftest import StartEmulator, read_output, run_cli
+from tests.batch.conftest import FAST_PHASES, batch_job, batch_list, comments, conserved
+from tests.conftest import FAKE_KEY, StartEmulator, read_output, run_cli
 
 
 def test_max_requests_bounds_the_lines_a_batch_run_sends(
@@ -107,3 +110,34 @@ def test_a_batch_file_that_cannot_be_written_stops_the_run_with_one_line_and_a_r
     done, _ = conserved(job, set(range(20)))
     assert len(done) == 20
     assert server.stats()["batches"]["lines_answered"] == {"/v1/moderations": 20}
+
+
+def test_an_output_file_deleted_before_it_is_collected_has_its_rows_sent_again(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
+    server = emulator(batch_phase_s={**FAST_PHASES, "in_progress": 1.5})
+    job = batch_job(tmp_path, comments(30))
+    run = ("run", job, "--base-url", server.base_url, "--quiet")
+    assert run_cli(*run, "--max-runtime", "1s").exit_code == 4
+    (batch_id,) = [b["id"] for b in batch_list(server.base_url)]
+    batch = _api(server.base_url, "GET", f"/batches/{batch_id}")
+    for _ in range(200):  # until the emulator's clock ends it (bounded)
+        if batch["status"] == "completed":
+            break
+        time.sleep(0.05)
+        batch = _api(server.base_url, "GET", f"/batches/{batch_id}")
+    assert batch["status"] == "completed"
+    _api(server.base_url, "DELETE", f"/files/{batch['output_file_id']}")  # in the dashboard
+    resumed = run_cli(*run, "--max-runtime", "8s")
+    assert resumed.exit_code == 0, resumed.output  # not polled for ever: sent again
+    done, _ = conserved(job, set(range(30)))
+    assert len(done) == 30
+    assert server.stats()["batches"]["created"] == 2
+
+
+def _api(base_url: str, method: str, path: str) -> dict[str, Any]:
+    request = urllib.request.Request(
+        base_url + path, method=method, headers={"Authorization": f"Bearer {FAKE_KEY}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return dict(json.loads(answer.read()))
