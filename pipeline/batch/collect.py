@@ -115,7 +115,9 @@ class Collector:
         await self.outbox.add(again)
 
     async def _failed(self, number: int, batch: dict[str, Any]) -> None:
-        errors = (batch.get("errors") or {}).get("data") or []
+        listed = batch.get("errors")
+        data = listed.get("data") if isinstance(listed, dict) else None
+        errors = [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
         messages = "; ".join(
             f"line {e['line']}: {e.get('message')}" if e.get("line") else str(e.get("message"))
             for e in errors[:5]

@@ -141,3 +141,20 @@ def _api(base_url: str, method: str, path: str) -> dict[str, Any]:
     )
     with urllib.request.urlopen(request, timeout=10) as answer:
         return dict(json.loads(answer.read()))
+
+
+def test_a_failed_batch_whose_errors_are_not_a_list_fails_its_rows_with_a_message(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
+    server = emulator(  # the token limit fails it; the lie garbles its errors
+        batch_phase_s=FAST_PHASES, batch_faults={"batch_lies": 1.0}, batch_queue_tokens=1
+    )
+    job = batch_job(tmp_path, comments(5))
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet")
+    assert result.exit_code == 1, result.output
+    errors = read_output(job, "errors")
+    assert sorted(errors["id"].to_list()) == list(range(5))
+    assert set(errors["error_type"].to_list()) == {"batch_failed"}
+    assert set(errors["message"].to_list()) == {
+        f"batch {batch_list(server.base_url)[0]['id']} failed validation: no reason given"
+    }
