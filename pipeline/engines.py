@@ -26,6 +26,7 @@ def make_executor(
     stopper: Stopper,
     stop_grace_s: float,
     ray: RayOptions | None = None,
+    max_requests: int | None = None,
 ) -> Executor:
     """The worker pool; in batch mode the Batch API executor (its calls retried apart from the
     job's rate limits: the Batch API's are its own); on Ray the Ray executor (the same rows,
@@ -57,4 +58,5 @@ def make_executor(
         stopper,
         api.max_attempts,
         (api.batch_poll_interval_s, api.batch_poll_max_interval_s),
+        max_requests,
     )

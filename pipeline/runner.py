@@ -85,10 +85,9 @@ def run(job_path: JobSource, options: RunOptions) -> RunResult:
         for_run=True,
     )
     job = plan.job
-    if job.api.mode == "batch":
-        from pipeline.batch import check_batch_mode
+    from pipeline.batch import check_mode
 
-        check_batch_mode(plan)
+    check_mode(plan)  # batch mode takes this job; sync mode leaves no batch in flight behind
     logs.bind(job=job.name)
     base_url = plan.base_url
     for warning in plan.warnings:
@@ -214,7 +213,9 @@ async def _execute(
         files = OutputFiles(job.output.dir, journal)
         transport = Transport(http, policy, job.api.concurrency)
         grace, ray = options.stop_grace_s, options.ray
-        pool = make_executor(plan, transport, journal, files, stats, stopper, grace, ray)
+        pool = make_executor(
+            plan, transport, journal, files, stats, stopper, grace, ray, options.bounds.max_requests
+        )
         _on_signals(pool)
         if options.on_start is not None:
             loop = asyncio.get_running_loop()

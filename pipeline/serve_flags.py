@@ -41,8 +41,8 @@ def batch_flags(command: F) -> F:
             "batch_faults",
             multiple=True,
             metavar="NAME=P",
-            help="Batch faults: line_expired line_500 (per line), batch_failed "
-            "batch_all_failed (per batch). Repeatable.",
+            help="Batch faults: line_expired line_500 line_dropped (per line), batch_failed "
+            "batch_all_failed batch_lies (per batch). Repeatable.",
         ),
         click.option(
             "--batch-queue-tokens", type=click.IntRange(min=1), help="Enqueued-token limit."

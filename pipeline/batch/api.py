@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.http import Http
 from pipeline.limits import RetryPolicy
+from pipeline.writers import storage_error
 
 COMPLETION_WINDOW = "24h"
 LIST_PAGE = 100
@@ -119,8 +120,11 @@ class BatchApi:
         async def send() -> int:
             return await self._http.download(f"/files/{file_id}/content", partial)
 
-        size: int = await self._policy.call(send, 1, [0])
-        partial.replace(into)
+        try:
+            size: int = await self._policy.call(send, 1, [0])
+            partial.replace(into)
+        except OSError as exc:  # a full disk: the run stops, said so; collected by a rerun
+            raise storage_error(into, exc) from None
         return size
 
     def redact(self, raw: bytes) -> bytes:

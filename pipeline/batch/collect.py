@@ -16,6 +16,7 @@ answer (``http_errors.error_for`` classifies a non-200 line as ``http.py`` does 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
 from typing import Any
@@ -25,7 +26,7 @@ import orjson
 from pipeline.batch.ledger import BatchFile
 from pipeline.batch.lines import AnswerLine, body_digest, read_answers
 from pipeline.batch.outbox import Outbox, Shared, Waiting, first_request, settle, settle_rows
-from pipeline.errors import ApiError, FatalApiError, TransientApiError
+from pipeline.errors import ApiError, FatalApiError, RejectedApiError, TransientApiError
 from pipeline.http import Answer
 from pipeline.http_errors import error_for
 from pipeline.kinds import Failure, Outcome
@@ -35,6 +36,7 @@ from pipeline.steps import Note, Request
 log = logging.getLogger(__name__)
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 CHUNK_LINES = 500  # answer lines joined to their rows at a time
+AGAIN = "the lines it held are sent again"
 
 
 class Collector:
@@ -44,6 +46,8 @@ class Collector:
         self.shared = shared
         self.outbox = outbox
         self._moved: dict[int, set[str]] = {}
+        self._answered: dict[int, set[str]] = {}  # per file: custom_ids whose answer was taken
+        self._missed: Counter[str] = Counter()  # keys in lines no file answered, this run
 
     async def collect(self, file: BatchFile, batch: dict[str, Any]) -> None:
         """Settle or resend every row of ``file``'s finished batch; then release the file."""
@@ -57,22 +61,39 @@ class Collector:
             for name in ("output_file_id", "error_file_id"):
                 if batch.get(name):
                     path = shared.ledger.folder / f"{name.split('_')[0]}-{number}.jsonl"
-                    await shared.api.download(str(batch[name]), path)
-                    await self._lines(number, read_answers(path, shared.api.redact), moved)
+                    try:
+                        await shared.api.download(str(batch[name]), path)
+                    except RejectedApiError as gone:  # deleted (404): its lines are sent again
+                        log.warning("batch %s: %s; %s", file.batch_id, gone.message, AGAIN)
+                        continue
+                    answers = read_answers(path, shared.api.redact)
+                    await self._lines(
+                        number, answers, moved, self._answered.setdefault(number, set())
+                    )
                     path.unlink(missing_ok=True)
         for key in [k for k in self.outbox.waiting if k[0] == number]:  # lines never answered
             waiting = self.outbox.waiting.pop(key)
             moved.update(row.key for row in waiting.rows)
-            if status != "cancelled":
+            waiting.tries, waiting.attempts = waiting.tries + 1, waiting.attempts + 1
+            if status != "cancelled" and waiting.tries < shared.max_attempts:
                 await self.outbox.resend(waiting)
-            elif waiting.flow is not None:
+                continue
+            if waiting.flow is not None:
                 waiting.flow.close()
+            if status != "cancelled":
+                await settle(
+                    shared,
+                    waiting.rows,
+                    [_unanswered(waiting.tries)] * len(waiting.rows),
+                    waiting.attempts,
+                )
         if status != "cancelled":
             for rows in shared.ledger.unanswered(number):
-                await self.outbox.add([row for row in rows if row.key not in moved])
+                await self._missing([row for row in rows if row.key not in moved])
             await self.outbox.flush_pack()
         shared.ledger.release(number, "collected")
         del self._moved[number]
+        self._answered.pop(number, None)
         shared.ledger.input_path(number).unlink(missing_ok=True)
         if status == "cancelled":
             log.warning(
@@ -80,8 +101,23 @@ class Collector:
             )
             shared.stop("batch_cancelled")
 
+    async def _missing(self, rows: list[Row]) -> None:
+        """Rows of lines a batch ended without answering (in neither file): sent again, until
+        as many batches as ``max_attempts`` left them unanswered (a server losing them)."""
+        again: list[Row] = []
+        lost: list[Row] = []
+        for row in rows:
+            self._missed[row.key] += 1
+            (lost if self._missed[row.key] >= self.shared.max_attempts else again).append(row)
+        for row in lost:
+            tries = self._missed.pop(row.key)
+            await settle(self.shared, [row], [_unanswered(tries)], tries)
+        await self.outbox.add(again)
+
     async def _failed(self, number: int, batch: dict[str, Any]) -> None:
-        errors = (batch.get("errors") or {}).get("data") or []
+        listed = batch.get("errors")
+        data = listed.get("data") if isinstance(listed, dict) else None
+        errors = [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
         messages = "; ".join(
             f"line {e['line']}: {e.get('message')}" if e.get("line") else str(e.get("message"))
             for e in errors[:5]
@@ -100,11 +136,16 @@ class Collector:
             if waiting.flow is not None:
                 waiting.flow.close()
 
-    async def _lines(self, number: int, lines: Iterator[AnswerLine], moved: set[str]) -> None:
+    async def _lines(
+        self, number: int, lines: Iterator[AnswerLine], moved: set[str], answered: set[str]
+    ) -> None:
         while chunk := list(islice(lines, CHUNK_LINES)):
             found = self.shared.ledger.line_rows(number, [line.custom_id for line in chunk])
             settled: list[tuple[list[Row], list[Outcome], int]] = []
             for line in chunk:
+                if line.custom_id in answered:
+                    continue  # a lying file's second answer to a line: the first one counts
+                answered.add(line.custom_id)
                 waiting = self.outbox.waiting.pop((number, line.custom_id), None)
                 if waiting is None:
                     rows, digest = found.get(line.custom_id, ([], b""))
@@ -185,6 +226,14 @@ class Collector:
             flow.close()
             failure = Failure("request", "internal_error", f"a flow yielded {type(step).__name__}")
             return [failure] * len(waiting.rows)
+
+
+def _unanswered(batches: int) -> Failure:
+    message = (
+        f"{batches} batch(es) ended without an answer for this request "
+        "(the line was in neither their output nor their error file)"
+    )
+    return Failure("request", "batch_unanswered", message)
 
 
 def _error(line: AnswerLine) -> ApiError | None:

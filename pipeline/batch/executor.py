@@ -20,7 +20,7 @@ from contextlib import suppress
 
 from pipeline.batch.api import BatchApi
 from pipeline.batch.collect import TERMINAL, Collector
-from pipeline.batch.ledger import BatchFile, Ledger
+from pipeline.batch.ledger import BatchFile, Ledger, clean_counts
 from pipeline.batch.outbox import Outbox, Shared
 from pipeline.errors import ApiError, FatalApiError, RejectedApiError, StorageError
 from pipeline.journal import Journal
@@ -48,6 +48,7 @@ class BatchExecutor:
         stopper: Stopper,
         max_attempts: int,
         poll_s: tuple[float, float],
+        max_requests: int | None = None,
     ) -> None:
         self.stopper = stopper
         self.fatal: FatalApiError | None = None
@@ -60,7 +61,7 @@ class BatchExecutor:
         if token is None:
             token = secrets.token_hex(6)
             journal.set_meta(UPLOAD_TOKEN, token)
-        self._outbox = Outbox(self._shared, self._ledger.next_number(), str(token))
+        self._outbox = Outbox(self._shared, self._ledger.next_number(), str(token), max_requests)
         self._collector = Collector(self._shared, self._outbox)
         self._adopting = self._ledger.mapped()  # rows of an earlier run are in live batches
         self._incoming: list[Row] = []
@@ -83,7 +84,7 @@ class BatchExecutor:
     # -- the Executor interface ------------------------------------------------------------
 
     async def submit(self, row: Row) -> None:
-        if self.stopper.stopped:
+        if self.stopper.stopped or self._outbox.full:
             return  # it stays pending
         self._incoming.append(row)
         if len(self._incoming) >= ADOPT_CHUNK:
@@ -115,6 +116,8 @@ class BatchExecutor:
                     continue
                 live = self._ledger.files(("uploading", "creating", "submitted"))
                 if self._fed and self._outbox.empty and not self._outbox.sealing and not live:
+                    if self._outbox.full:  # what was sent is collected; the rest waits
+                        self.stop("max_requests")
                     return
                 await self._nap()
         finally:
@@ -242,13 +245,13 @@ class BatchExecutor:
 
     def _show(self, file: BatchFile, status: str, counts: object) -> None:
         """A line for each change of a batch's status or counts (the progress of a batch)."""
-        shown = str(counts) if counts else ""
+        found = clean_counts(counts) or {}
+        shown = str(found)
         if self._seen.get(file.id) == (status, shown):
             return
         self._seen[file.id] = (status, shown)
-        done = counts.get("completed", 0) if isinstance(counts, dict) else 0
-        failed = counts.get("failed", 0) if isinstance(counts, dict) else 0
-        total = counts.get("total", file.lines) if isinstance(counts, dict) else file.lines
+        done, failed = found.get("completed", 0), found.get("failed", 0)
+        total = found.get("total", file.lines)
         log.info(
             "batch %s %s: %d/%d request(s) done, %d failed, %.0f s old",
             file.batch_id,

@@ -133,10 +133,11 @@ class Ledger:
             f"UPDATE batch_files SET {sets} WHERE id = ?", (state, *ids.values(), number)
         )
 
-    def polled(self, number: int, status: str, counts: dict[str, int] | None) -> None:
+    def polled(self, number: int, status: str, counts: object) -> None:
+        found = clean_counts(counts)
         self._db.execute(
             "UPDATE batch_files SET status = ?, counts = ? WHERE id = ?",
-            (status, None if counts is None else orjson.dumps(counts), number),
+            (status, None if found is None else orjson.dumps(found), number),
         )
 
     def release(self, number: int, state: FileState) -> None:
@@ -231,6 +232,18 @@ class Ledger:
                 return
             after = chunk[-1].key
             yield chunk
+
+
+def clean_counts(counts: object) -> dict[str, int] | None:
+    """A batch's ``request_counts`` as far as they are counts (a lying server's strings,
+    nulls and negatives are left out): what the log and ``pipeline status`` show."""
+    if not isinstance(counts, dict):
+        return None
+    return {
+        name: value
+        for name, value in counts.items()
+        if isinstance(name, str) and type(value) is int and value >= 0
+    }
 
 
 def _row(key: str, payload: bytes, tokens: int, seq: int, progress: bytes | None) -> Row:

@@ -13,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
 import orjson
+
+from pipeline.writers import storage_error
 
 MAX_LINES = 50_000  # the Batch API's limits for one input file
 MAX_BYTES = 200 * 2**20
@@ -51,8 +54,11 @@ class FileWriter:
     keys: list[tuple[str, str, int, bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._out = self.path.open("wb")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._out = self.path.open("wb")
+        except OSError as exc:  # a full disk, a file in the way: the run stops, said so
+            raise storage_error(self.path, exc) from None
 
     def fits(self, encoded: bytes) -> bool:
         """Whether one more line of this size keeps the file within the API's limits."""
@@ -64,20 +70,27 @@ class FileWriter:
         return orjson.dumps(line) + b"\n"
 
     def add(self, encoded: bytes, line_id: str, keys: list[str], digest: bytes) -> None:
-        self._out.write(encoded)
+        try:
+            self._out.write(encoded)
+        except OSError as exc:
+            raise storage_error(self.path, exc) from None
         self.lines += 1
         self.size += len(encoded)
         self.keys.extend((key, line_id, place, digest) for place, key in enumerate(keys))
 
     def seal(self) -> None:
         """Flush and fsync: the file is whole on disk before the ledger names it."""
-        self._out.flush()
-        os.fsync(self._out.fileno())
-        self._out.close()
+        try:
+            self._out.flush()
+            os.fsync(self._out.fileno())
+            self._out.close()
+        except OSError as exc:
+            raise storage_error(self.path, exc) from None
 
     def discard(self) -> None:
-        self._out.close()
-        self.path.unlink(missing_ok=True)
+        with suppress(OSError):  # what did not fit on disk is dropped as well as it can be
+            self._out.close()
+            self.path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,8 +56,13 @@ class Shared:
 class Outbox:
     """The file being written, the flows waiting on its lines, and sealing it into a batch."""
 
-    def __init__(self, shared: Shared, first_number: int, token: str) -> None:
+    def __init__(
+        self, shared: Shared, first_number: int, token: str, max_lines: int | None = None
+    ) -> None:
         self.shared = shared
+        self.max_lines = max_lines  # --max-requests: lines this run may write
+        self.written = 0
+        self.full = False  # the bound was reached: no more lines (their rows stay pending)
         self.token = token  # names this folder's uploads: found again after a crash
         self._number = first_number
         self._writer: FileWriter | None = None
@@ -110,6 +115,11 @@ class Outbox:
             failure = Failure("request", "request_too_large", message)
             await settle(self.shared, waiting.rows, [failure] * len(keys), waiting.attempts)
             return
+        if self.max_lines is not None and self.written >= self.max_lines:
+            self.full = True  # --max-requests: the rows stay pending for the next run
+            if waiting.flow is not None:
+                waiting.flow.close()
+            return
         writer = self._writer
         if writer is not None and (not writer.fits(encoded) or writer.url != url):
             await self.seal()
@@ -119,6 +129,7 @@ class Outbox:
             self._number += 1
         number = self._number - 1
         writer.add(encoded, line_id, keys, body_digest(request.body))
+        self.written += 1
         self.holding.update(keys)
         self.shared.stats.tokens += request.tokens
         if waiting.flow is not None:

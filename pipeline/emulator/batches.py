@@ -6,11 +6,13 @@ batches (``batches_engines``: /v1/moderations, /v1/responses); its status follow
 (``batches_lines``) and answered (``batches_work``) in a task started when it is created, and a
 read that the clock puts past validation waits for that task. Faults (``batch_faults``, drawn
 from ``seed``): ``batch_failed`` (it fails validation), ``batch_all_failed`` (every line
-answers 500: completed with only an error file), and per line ``line_expired`` (the batch ends
-expired) and ``line_500``. ``batch_queue_tokens`` caps the estimated input tokens of the
-batches in progress: one more fails validation with ``token_limit_exceeded``, as the API's
-enqueued-token limit does. The ``batches`` stats gauge counts batches, lines answered per
-endpoint and completed requests, so a test can tell a request answered twice.
+answers 500: completed with only an error file), ``batch_lies`` (answer files that repeat,
+invent and garble lines; request_counts that are not counts), and per line ``line_expired``
+(the batch ends expired), ``line_500`` and ``line_dropped`` (in neither file).
+``batch_queue_tokens`` caps the estimated input tokens of the batches in progress: one more
+fails validation with ``token_limit_exceeded``, as the API's enqueued-token limit does. The
+``batches`` stats gauge counts batches, lines answered per endpoint and completed requests, so
+a test can tell a request answered twice.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pipeline.emulator.batches_engines import SPEC_ENDPOINTS, Endpoint, endpoint
 from pipeline.emulator.batches_life import ACTIVE, BATCH_FAULTS, CANCELLABLE, LINE_FAULTS, BatchLife
 from pipeline.emulator.batches_lines import Checked, check_file
 from pipeline.emulator.batches_objects import Batch, batch_object
-from pipeline.emulator.batches_work import EXPIRES, Work, answer_lines, finish
+from pipeline.emulator.batches_work import EXPIRES, Work, answer_lines, finish, lie
 from pipeline.emulator.chance import WeightedDraw
 from pipeline.emulator.config import EmulatorConfig, batches_clock
 from pipeline.emulator.files import FILES, FileStore, file_id
@@ -210,6 +212,10 @@ class BatchStore:
             self.files.new_path(errors),
             batch.rng,
         )
+        if batch.fault == "batch_lies":
+            await asyncio.to_thread(
+                lie, self.files.new_path(output), self.files.new_path(errors), finished
+            )
         for fid, count, kind in (
             (output, finished.output_lines, "output"),
             (errors, finished.error_lines, "error"),

@@ -23,8 +23,10 @@ DEFAULT_PHASE_S: Final[Mapping[str, float]] = {
     "finalizing": 0.1,
     "cancelling": 0.1,
 }
-LINE_FAULTS: Final[tuple[str, ...]] = ("line_expired", "line_500")  # drawn per line
-BATCH_FAULTS: Final[tuple[str, ...]] = ("batch_failed", "batch_all_failed")  # drawn per batch
+# drawn per line; line_dropped: the line is in neither the output nor the error file
+LINE_FAULTS: Final[tuple[str, ...]] = ("line_expired", "line_500", "line_dropped")
+# drawn per batch; batch_lies: answer files that repeat, invent and garble lines, lying counts
+BATCH_FAULTS: Final[tuple[str, ...]] = ("batch_failed", "batch_all_failed", "batch_lies")
 ACTIVE: Final[frozenset[str]] = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
 CANCELLABLE: Final[frozenset[str]] = frozenset({"validating", "in_progress", "finalizing"})
 WINDOW_S: Final[int] = 24 * 3600  # completion_window "24h"

@@ -82,13 +82,18 @@ def batch_object(batch: Batch, now: float, *, busy: bool = False) -> dict[str, A
         "status": status,
         "created_at": int(life.created),
         **life.timestamps(now),
-        "request_counts": {"total": total, "completed": completed, "failed": failed},
+        "request_counts": (
+            {"total": "many", "completed": -total, "failed": None}  # a server that lies
+            if batch.fault == "batch_lies"
+            else {"total": total, "completed": completed, "failed": failed}
+        ),
         "metadata": batch.body.get("metadata"),
     }
     if checked is not None and checked.model is not None:
         found["model"] = checked.model
     if status == "failed" and checked is not None:
-        found["errors"] = {"object": "list", "data": checked.errors}
+        lies = batch.fault == "batch_lies"  # errors that are not a list of errors
+        found["errors"] = {"object": "list", "data": "no" if lies else checked.errors}
     for name in ("output_file_id", "error_file_id"):
         if getattr(batch, name) is not None:
             found[name] = getattr(batch, name)

@@ -28,6 +28,7 @@ from pipeline.emulator.checks import NOTE
 from pipeline.emulator.replies import error_body
 
 EXPIRES: Final[int] = 0  # the status code kept for a line drawn to expire
+DROPPED: Final[int] = 1  # ... for a line drawn to be in neither file (line_dropped)
 CHUNK: Final[int] = 256  # lines answered together (one engine call for moderations)
 SHUFFLE_BLOCK: Final[int] = 1_000
 _SERVER_ERROR: Final[dict[str, Any]] = error_body(
@@ -118,7 +119,10 @@ async def _answer_chunk(
             work.codes.append(EXPIRES)
             out.write(orjson.dumps({"custom_id": custom_id}) + b"\n")
             continue
-        status, answer = (500, _SERVER_ERROR) if fault == "line_500" else next(answers)
+        if fault == "line_dropped":
+            status, answer = DROPPED, dict[str, Any]()
+        else:
+            status, answer = (500, _SERVER_ERROR) if fault == "line_500" else next(answers)
         work.codes.append(status)
         work.ok_before.append(work.ok_before[-1] + (status == 200))
         out.write(orjson.dumps(_answered(custom_id, status, answer)) + b"\n")
@@ -161,6 +165,8 @@ def finish(
                 err.write(orjson.dumps(line) + b"\n")
                 result.error_lines += 1
                 continue
+            if code == DROPPED:
+                continue  # a server that loses a line: in neither file
             if code != 200:
                 err.write(raw)
                 result.error_lines += 1
@@ -183,3 +189,20 @@ def _write_shuffled(lines: list[bytes], out: IO[bytes], rng: random.Random) -> i
     count = len(lines)
     lines.clear()
     return count
+
+
+def lie(output: Path, errors: Path, finished: Finished) -> None:
+    """The ``batch_lies`` fault: every answer line of the output file twice, each of them also
+    in the error file as a 500, a line for a custom_id never sent and a line that is not JSON
+    (what a client must survive: the first answer to a custom_id is the one that counts)."""
+    answers = output.read_bytes().splitlines(keepends=True)
+    stray = _answered("never-sent", 200, {"id": "modr-stray", "results": []})
+    with output.open("ab") as out:
+        out.writelines(answers)
+        out.write(orjson.dumps(stray) + b"\n" + b'{"custom_id": "cut short\n')
+    with errors.open("ab") as err:
+        for raw in answers:
+            line = orjson.loads(raw)
+            err.write(orjson.dumps(_answered(line["custom_id"], 500, _SERVER_ERROR)) + b"\n")
+    finished.output_lines += len(answers) + 2
+    finished.error_lines += len(answers)

@@ -42,8 +42,9 @@ class EmulatorConfig:
 
     Batches (see ``batches``, ``batches_life``): ``batch_phase_s`` (seconds of ``validating``,
     ``in_progress``, ``finalizing``, ``cancelling``; unnamed phases keep their defaults),
-    ``batch_faults`` (``line_expired``, ``line_500`` per line; ``batch_failed``,
-    ``batch_all_failed`` per batch), ``batch_queue_tokens`` (enqueued-token limit, None: none),
+    ``batch_faults`` (``line_expired``, ``line_500``, ``line_dropped`` per line;
+    ``batch_failed``, ``batch_all_failed``, ``batch_lies`` per batch), ``batch_queue_tokens``
+    (enqueued-token limit, None: none),
     ``batch_read_wait_s`` (how long a read waits for work that is behind the clock);
     ``batches_clock`` (epoch seconds) is what their lifecycle and timestamps read.
     """
