@@ -139,8 +139,8 @@ class RealtimeSession:
             elif kind == "response.done":
                 response = event.get("response")
                 response = response if isinstance(response, Mapping) else {}
-                if response_id is not None and response.get("id") != response_id:
-                    continue  # another response's end (none is sent here; be strict anyway)
+                if response_id is None or response.get("id") != response_id:
+                    continue  # another response's end (a stale one on a reused socket)
                 return _finished(response, bytes(pcm), transcript)
             else:
                 self._common(event)
@@ -219,7 +219,8 @@ class RealtimeSessions:
 
 
 def _ours(event: Mapping[str, Any], response_id: str | None) -> bool:
-    return response_id is None or event.get("response_id") == response_id
+    """Only once ``response.created`` named this response: what comes before is another's."""
+    return response_id is not None and event.get("response_id") == response_id
 
 
 def _append(pcm: bytearray, delta: Any) -> int:

@@ -4,10 +4,12 @@ emulator: each test names the hole it closed."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from tests.conftest import StartEmulator, read_output
+from tests.kinds.lying_realtime import TONE, LyingRealtime, delta, done, spoken
 from tests.kinds.test_speech_realtime import realtime_job, run
 
 
@@ -22,3 +24,20 @@ def test_a_number_too_big_to_spell_is_checked_digit_by_digit_not_an_internal_err
     assert run(job, server.base_url) == 0
     (row,) = read_output(job, "results").iter_rows(named=True)
     assert row["word_error_rate"] == 0.0 and row["duration_s"] > 10
+
+
+def test_audio_of_another_response_never_enters_a_file(tmp_path: Path) -> None:
+    """Deltas (and a response.done) a server sends for another response, before or after this
+    one's response.created, were joined into the row's audio while its id was unknown."""
+
+    def script(number: int, text: str) -> list[dict[str, Any]]:
+        ours = f"resp_{number}"
+        stale = [delta("resp_old", b"\x01\x00" * 24000), done("resp_old")]
+        return [*stale, *spoken(ours, text)[:2], delta("resp_other"), *spoken(ours, text)[2:]]
+
+    data = pl.DataFrame({"id": ["a", "b"], "text": ["One line here.", "Another line."]})
+    job = realtime_job(tmp_path, data, request={"response_format": "pcm"}, api={"concurrency": 1})
+    with LyingRealtime(script) as server:
+        assert run(job, server.base_url) == 0
+    for row in read_output(job, "results").iter_rows(named=True):
+        assert (tmp_path / "out" / row["audio_path"]).read_bytes() == TONE
