@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from pipeline.errors import RejectedApiError, TransientApiError
+from pipeline.errors import ApiError, RejectedApiError, TransientApiError
 from pipeline.http import Http
 from pipeline.realtime_events import (
     error_from_event,
@@ -104,14 +104,16 @@ class RealtimeSession:
         """What any event outside a response's own may mean: an error, rate-limit feedback."""
         kind = event.get("type")
         if kind == "error":
-            error = error_from_event(event)
-            for name in ("message", "error_type", "error_code", "param"):
-                value = getattr(error, name)
-                if isinstance(value, str):  # a short key is left in bodies, never in errors
-                    setattr(error, name, self._http.redact(value))
-            raise error
+            raise self._redacted(error_from_event(event))
         if kind == "rate_limits.updated":
             self._http.observe(rate_limit_headers(event))
+
+    def _redacted(self, error: ApiError) -> ApiError:
+        for name in ("message", "error_type", "error_code", "param"):
+            value = getattr(error, name)
+            if isinstance(value, str):  # a short key is left in bodies, never in errors
+                setattr(error, name, self._http.redact(value))
+        return error
 
     async def respond(self, step: Speak, event_id: str) -> Spoken:
         """Send ``step`` as one ``response.create`` and gather its audio until ``response.done``."""
@@ -141,6 +143,9 @@ class RealtimeSession:
                 response = response if isinstance(response, Mapping) else {}
                 if response_id is None or response.get("id") != response_id:
                     continue  # another response's end (a stale one on a reused socket)
+                failure = response_failure(response)
+                if failure is not None:
+                    raise self._redacted(failure)
                 return _finished(response, bytes(pcm), transcript)
             else:
                 self._common(event)
@@ -239,9 +244,6 @@ def _append(pcm: bytearray, delta: Any) -> int:
 
 
 def _finished(response: Mapping[str, Any], pcm: bytes, transcript: str | None) -> Spoken:
-    failure = response_failure(response)
-    if failure is not None:
-        raise failure
     if not pcm or len(pcm) % 2:
         raise TransientApiError(
             f"the realtime response ended with {len(pcm)} bytes of PCM16 audio",

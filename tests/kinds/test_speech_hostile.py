@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 
 from tests.conftest import StartEmulator, read_output
 from tests.kinds.lying_realtime import TONE, LyingRealtime, delta, done, spoken
@@ -41,3 +42,26 @@ def test_audio_of_another_response_never_enters_a_file(tmp_path: Path) -> None:
         assert run(job, server.base_url) == 0
     for row in read_output(job, "results").iter_rows(named=True):
         assert (tmp_path / "out" / row["audio_path"]).read_bytes() == TONE
+
+
+def test_a_short_key_a_server_echoes_in_a_failed_response_is_not_in_the_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key too short to redact in bodies is redacted in error fields: an error event's were,
+    a failed response.done's status, reason and error type were written to errors as sent."""
+    key = "k3y9"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+
+    def script(number: int, text: str) -> list[dict[str, Any]]:
+        ours = f"resp_{number}"
+        error = {"type": f"server_{key}", "code": key}
+        return [*spoken(ours, text)[:-1], done(ours, f"failed {key}", reason=key, error=error)]
+
+    data = pl.DataFrame({"id": ["a"], "text": ["One line here."]})
+    job = realtime_job(tmp_path, data, api={"max_attempts": 2})
+    with LyingRealtime(script) as server:
+        assert run(job, server.base_url) == 1
+        assert server.responses == 2
+    (error,) = read_output(job, "errors").to_dicts()
+    assert "the realtime response ended failed" in error["message"]
+    assert key not in str(error) and key not in (tmp_path / "out" / "summary.json").read_text()
