@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from tests.conftest import StartEmulator, read_output
+from tests.conftest import StartEmulator, read_output, run_cli, write_job
 from tests.kinds.lying_realtime import TONE, LyingRealtime, delta, done, spoken
 from tests.kinds.test_speech_realtime import realtime_job, run
 
@@ -65,3 +65,55 @@ def test_a_short_key_a_server_echoes_in_a_failed_response_is_not_in_the_errors(
     (error,) = read_output(job, "errors").to_dicts()
     assert "the realtime response ended failed" in error["message"]
     assert key not in str(error) and key not in (tmp_path / "out" / "summary.json").read_text()
+
+
+def book_job(folder: Path, **assemble: Any) -> Path:
+    data = pl.DataFrame(
+        {"id": ["a", "b", "c"], "text": ["One.", "Two.", "Three."], "book": ["X", "X", "../Y"]}
+    )
+    return write_job(
+        folder,
+        data,
+        kind="speech",
+        request={"model": "gpt-4o-mini-tts", "input": "{text}", "voice": "alloy"},
+        speech={"assemble": {"group": "book", **assemble}},
+    )
+
+
+def books(job: Path) -> list[str]:
+    return sorted(path.name for path in (job.parent / "out" / "books").iterdir())
+
+
+def test_a_rerun_in_another_book_format_replaces_the_books_not_adds_renamed_ones(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
+    """m4b -> mp3 -> m4b left every earlier file in books/ and named the new ones X~2.m4b."""
+    server = emulator()
+    for fmt, want in (("m4b", ["X.m4b", "_Y.m4b"]), ("mp3", ["X.mp3", "_Y.mp3"])) * 2:
+        job = book_job(tmp_path, format=fmt)
+        assert run(job, server.base_url) == 0
+        assert books(job) == want
+        manifest = pl.read_parquet(tmp_path / "out" / "books.parquet")
+        assert sorted(set(manifest["book_path"])) == [f"books/{name}" for name in want]
+
+
+def test_an_edited_books_manifest_never_leads_a_book_out_of_the_books_folder(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
+    """With the journal rebuilt, the manifest's book_path was taken as the book's own file:
+    "../escape.m4b" wrote the book next to the job, outside the output folder."""
+    server = emulator()
+    job = book_job(tmp_path)
+    assert run(job, server.base_url) == 0
+    out = tmp_path / "out"
+    manifest = pl.read_parquet(out / "books.parquet")
+    manifest.with_columns(book_path=pl.lit("../escape.m4b")).write_parquet(out / "books.parquet")
+    for journal in (out / ".pipeline").glob("journal*"):
+        journal.unlink()
+    result = run_cli("run", job, "--base-url", server.base_url, "--quiet", "--rebuild-journal")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "escape.m4b").exists()
+    # the files the manifest no longer names are kept as files of yours: the books go beside
+    assert books(job) == ["X.m4b", "X~2.m4b", "_Y.m4b", "_Y~2.m4b"]
+    paths = set(pl.read_parquet(out / "books.parquet")["book_path"])
+    assert paths == {"books/X~2.m4b", "books/_Y~2.m4b"}
