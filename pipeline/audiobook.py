@@ -7,7 +7,8 @@ chapters, tags, format); a book whose digest and file are as recorded is left al
 written to ``.pipeline/tmp`` and renamed into place, then recorded: a kill in between leaves a
 whole book that the next run rebuilds, never half a book. Names come from the group value, made
 path-safe as audio files are (``filenames.safe_stem``), ``~2`` when two books (or a file of
-yours) would share one.
+yours) would share one. A book rebuilt in another format replaces its old file (removed once
+the new one is recorded); only files directly in ``books/`` are ever a book's.
 """
 
 from __future__ import annotations
