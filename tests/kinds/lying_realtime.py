@@ -1,6 +1,7 @@
 """A scripted ``/v1/realtime`` server for tests of what the pipeline does when a server lies: it
 answers ``session.created``/``session.updated``, then each ``response.create`` with the events
 ``script(number, text)`` returns (``number`` counts the responses over every socket, from 0).
+``POST /v1/audio/speech`` answers 200 with the ``speech`` (content type, body) given.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ def done(response_id: str, status: str = "completed", **details: Any) -> dict[st
 class LyingRealtime:
     """``base_url`` serves ``script``; ``responses`` counts the ``response.create`` received."""
 
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, speech: tuple[str, bytes] = ("audio/wav", b"")) -> None:
         self._script = script
+        self._speech = speech
         self.responses = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -81,6 +83,7 @@ class LyingRealtime:
         self._stop = asyncio.Event()
         app = web.Application()
         app.router.add_get("/v1/realtime", self._session)
+        app.router.add_post("/v1/audio/speech", self._speak)
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -88,6 +91,11 @@ class LyingRealtime:
         self._ready.set()
         await self._stop.wait()
         await runner.cleanup()
+
+    async def _speak(self, _: web.Request) -> web.Response:
+        self.responses += 1
+        content_type, body = self._speech
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def _session(self, request: web.Request) -> web.WebSocketResponse:
         socket = web.WebSocketResponse(max_msg_size=0)

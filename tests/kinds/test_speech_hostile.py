@@ -117,3 +117,19 @@ def test_an_edited_books_manifest_never_leads_a_book_out_of_the_books_folder(
     assert books(job) == ["X.m4b", "X~2.m4b", "_Y.m4b", "_Y~2.m4b"]
     paths = set(pl.read_parquet(out / "books.parquet")["book_path"])
     assert paths == {"books/X~2.m4b", "books/_Y~2.m4b"}
+
+
+def test_a_provider_s_200_json_error_is_not_saved_as_pcm_audio(tmp_path: Path) -> None:
+    """Raw PCM has no structure to check: a provider answering 200 with a JSON error of an even
+    length was written to the row's .pcm file as its audio."""
+    body = b'{"detail": "voice af_nobody is not found"}'
+    assert len(body) % 2 == 0
+    data = pl.DataFrame({"id": ["a"], "text": ["One line here."]})
+    request = {"model": "kokoro", "voice": "af_nobody", "response_format": "pcm"}
+    job = realtime_job(tmp_path, data, request=request, api={"max_attempts": 2})
+    with LyingRealtime(lambda *_: [], speech=("application/json", body)) as server:
+        assert run(job, server.base_url) == 1
+        assert server.responses == 2
+    (error,) = read_output(job, "errors").to_dicts()
+    assert error["error_type"] == "bad_audio" and "application/json" in error["message"]
+    assert not list((tmp_path / "out" / "audio").glob("*"))
