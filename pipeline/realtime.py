@@ -2,7 +2,8 @@
 response at a time, kept open between responses for the same model, voice and speed.
 
 A ``Speak`` takes an idle session opened for its key, or opens one (``session.created``, then
-``session.update`` and its ``session.updated``), sends one out-of-band ``response.create`` and
+``session.update`` and its ``session.updated``, which must say it took the PCM format, voice
+and speed asked for), sends one out-of-band ``response.create`` and
 reads events until its ``response.done``. The PCM deltas are gathered under the step's cap; the
 transcript comes from ``response.output_audio_transcript.done``. Every message that enters has
 the key redacted before it is parsed (``Http.redact_message``, as for HTTP bodies).
@@ -38,6 +39,7 @@ from pipeline.realtime_events import (
     rate_limit_headers,
     response_create,
     response_failure,
+    session_mismatch,
     session_update,
 )
 from pipeline.steps import Speak, Spoken
@@ -90,14 +92,20 @@ class RealtimeSession:
         """Wait for ``session.created``, send ``session.update``, wait for ``session.updated``."""
         await self._until("session.created")
         await self.send(session_update(step))
-        await self._until("session.updated")
+        updated = await self._until("session.updated")
+        mismatch = session_mismatch(updated, step)
+        if mismatch is not None:  # its audio would be mislabelled (or misread as 24 kHz PCM)
+            raise RejectedApiError(
+                self._http.redact(f"the realtime session did not take {mismatch}"),
+                error_type="session_mismatch",
+            )
 
-    async def _until(self, wanted: str) -> None:
+    async def _until(self, wanted: str) -> dict[str, Any]:
         while True:
             event = await self.event()
             kind = event.get("type")
             if kind == wanted:
-                return
+                return event
             self._common(event)
 
     def _common(self, event: Mapping[str, Any]) -> None:

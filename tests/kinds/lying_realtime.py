@@ -1,7 +1,8 @@
 """A scripted ``/v1/realtime`` server for tests of what the pipeline does when a server lies: it
 answers ``session.created``/``session.updated``, then each ``response.create`` with the events
 ``script(number, text)`` returns (``number`` counts the responses over every socket, from 0).
-``POST /v1/audio/speech`` answers 200 with the ``speech`` (content type, body) given.
+``POST /v1/audio/speech`` answers 200 with the ``speech`` (content type, body) given;
+``session.updated`` carries ``session`` as given.
 """
 
 from __future__ import annotations
@@ -55,8 +56,14 @@ def done(response_id: str, status: str = "completed", **details: Any) -> dict[st
 class LyingRealtime:
     """``base_url`` serves ``script``; ``responses`` counts the ``response.create`` received."""
 
-    def __init__(self, script: Script, speech: tuple[str, bytes] = ("audio/wav", b"")) -> None:
+    def __init__(
+        self,
+        script: Script,
+        speech: tuple[str, bytes] = ("audio/wav", b""),
+        session: dict[str, Any] | None = None,
+    ) -> None:
         self._script = script
+        self._updated = orjson.dumps({"type": "session.updated", "session": session or {}})
         self._speech = speech
         self.responses = 0
         self._loop = asyncio.new_event_loop()
@@ -104,7 +111,7 @@ class LyingRealtime:
         async for message in socket:
             event = orjson.loads(message.data)
             if event["type"] == "session.update":
-                await socket.send_str('{"type": "session.updated", "session": {}}')
+                await socket.send_str(self._updated.decode())
             elif event["type"] == "response.create":
                 number, self.responses = self.responses, self.responses + 1
                 text = event["response"]["input"][0]["content"][0]["text"]

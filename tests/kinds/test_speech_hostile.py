@@ -133,3 +133,28 @@ def test_a_provider_s_200_json_error_is_not_saved_as_pcm_audio(tmp_path: Path) -
     (error,) = read_output(job, "errors").to_dicts()
     assert error["error_type"] == "bad_audio" and "application/json" in error["message"]
     assert not list((tmp_path / "out" / "audio").glob("*"))
+
+
+@pytest.mark.parametrize(
+    ("output", "said"),
+    [
+        ({"format": {"type": "audio/pcmu"}, "voice": "ash"}, "audio/pcm at 24000 Hz"),
+        ({"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"}, "the voice 'ash'"),
+    ],
+)
+def test_a_session_that_did_not_take_the_format_or_voice_fails_the_row_before_speaking(
+    tmp_path: Path, output: dict[str, Any], said: str
+) -> None:
+    """session.updated was awaited but not read: G.711 audio was saved as 24 kHz PCM, and a
+    row asked in ash and spoken in alloy said voice = ash in the manifest."""
+    data = pl.DataFrame({"id": ["a"], "text": ["One line here."]})
+    job = realtime_job(tmp_path, data, request={"voice": "ash"})
+
+    def script(number: int, text: str) -> list[dict[str, Any]]:
+        return spoken(f"resp_{number}", text)
+
+    with LyingRealtime(script, session={"audio": {"output": output}}) as server:
+        assert run(job, server.base_url) == 1
+        assert server.responses == 0
+    (error,) = read_output(job, "errors").to_dicts()
+    assert error["error_type"] == "session_mismatch" and said in error["message"]
