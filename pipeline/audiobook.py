@@ -7,7 +7,8 @@ chapters, tags, format); a book whose digest and file are as recorded is left al
 written to ``.pipeline/tmp`` and renamed into place, then recorded: a kill in between leaves a
 whole book that the next run rebuilds, never half a book. Names come from the group value, made
 path-safe as audio files are (``filenames.safe_stem``), ``~2`` when two books (or a file of
-yours) would share one.
+yours) would share one. A book rebuilt in another format replaces its old file (removed once
+the new one is recorded); only files directly in ``books/`` are ever a book's.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import itertools
 import logging
 import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 import orjson
@@ -69,9 +70,10 @@ def assemble(plan: Plan, journal: Journal, *, stopped: bool) -> dict[str, Any] |
     books = plan_books(spec, plan.input, job.input.key, output_dir, job.output.format, job.name)
     state: dict[str, Any] = journal.meta(STATE) or _adopted(output_dir, job.output.format)
     built, unchanged, refused = [], [], dict(books.refused)
+    stale: list[str] = []  # a book's file in the format it had before: gone once recorded
     for book in books.complete:
         try:
-            if not _build(book, spec, output_dir, state):
+            if not _build(book, spec, output_dir, state, stale):
                 unchanged.append(book.name)
                 continue
         except audio.AudioError as error:
@@ -83,6 +85,8 @@ def assemble(plan: Plan, journal: Journal, *, stopped: bool) -> dict[str, Any] |
             journal.set_meta(STATE, state)  # each book recorded once it is in place
         except sqlite3.Error as exc:
             raise journal_error(output_dir, exc) from exc
+        while stale:
+            (output_dir / stale.pop()).unlink(missing_ok=True)
     incomplete = {name: missing_rows(book, journal) for name, book in books.incomplete.items()}
     _say(incomplete, books.refused)
     _write_manifest(output_dir, plan.job.output.format, state)
@@ -118,8 +122,11 @@ def _say(incomplete: dict[str, dict[str, int]], refused: dict[str, str]) -> None
         log.error("book %r not assembled: %s", name, why)
 
 
-def _build(book: BookPlan, spec: AssembleSpec, output_dir: Path, state: dict[str, Any]) -> bool:
-    """Write ``book`` unless its recorded file is up to date; whether it was written."""
+def _build(
+    book: BookPlan, spec: AssembleSpec, output_dir: Path, state: dict[str, Any], stale: list[str]
+) -> bool:
+    """Write ``book`` unless its recorded file is up to date; whether it was written. Its
+    recorded file of another format goes to ``stale``."""
     records: dict[str, Any] = state["books"]
     digest = _digest(book, spec)
     record = records.get(book.name)
@@ -136,6 +143,8 @@ def _build(book: BookPlan, spec: AssembleSpec, output_dir: Path, state: dict[str
     with storing(path, output_dir) as tmp:
         path.parent.mkdir(parents=True, exist_ok=True)
         samples = write_book(tmp, spec.format, book.sources, book.chapters, book.tags)
+    if record is not None and record["file"] != relative:
+        stale.append(str(record["file"]))
     records[book.name] = {
         "file": relative,
         "digest": digest,
@@ -229,8 +238,18 @@ def _adopted(output_dir: Path, fmt: OutputFormat) -> dict[str, Any]:
     for book, relative in pairs:
         if fmt == "csv":
             book, relative = csv_cell_value(str(book)), csv_cell_value(str(relative))
+        if not _in_books(str(relative)):
+            continue  # an edited manifest never leads a book (or its removal) out of books/
         books[str(book)] = {"file": str(relative), "digest": None, "bytes": -1, "chapters": []}
     return {"books": books}
+
+
+def _in_books(relative: str) -> bool:
+    """Whether ``relative`` is a file directly in ``books/`` (the only place books go)."""
+    parts = PurePosixPath(relative).parts
+    return (
+        len(parts) == 2 and parts[0] == BOOKS_FOLDER and "\\" not in relative and parts[1] != ".."
+    )
 
 
 def _write_manifest(output_dir: Path, fmt: OutputFormat, state: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -87,5 +88,17 @@ def make_plan(
             )
     preflight.check(job, kind, info, create=for_run, full=limit is None)
     cost.load_prices()  # a price file broken by an edit stops the job before it sends
-    warnings = shutdowns.warnings(job, job.api.base_url or "")
+    warnings = shutdowns.warnings(
+        job, job.api.base_url or "", column_values=partial(_distinct, info, set(available))
+    )
     return Plan(job, kind, info, tuple(warnings))
+
+
+def _distinct(info: readers.InputInfo, available: set[str], column: str) -> set[str]:
+    """The distinct values of one input column, as text (a model named per row)."""
+    if column not in available:
+        return set()
+    values: set[str] = set()
+    for frame in readers.iter_batches(info.files, [column], batch_size=100_000):
+        values.update(str(value) for value in frame.get_column(column).unique().to_list())
+    return values

@@ -2,7 +2,8 @@
 response at a time, kept open between responses for the same model, voice and speed.
 
 A ``Speak`` takes an idle session opened for its key, or opens one (``session.created``, then
-``session.update`` and its ``session.updated``), sends one out-of-band ``response.create`` and
+``session.update`` and its ``session.updated``, which must say it took the PCM format, voice
+and speed asked for), sends one out-of-band ``response.create`` and
 reads events until its ``response.done``. The PCM deltas are gathered under the step's cap; the
 transcript comes from ``response.output_audio_transcript.done``. Every message that enters has
 the key redacted before it is parsed (``Http.redact_message``, as for HTTP bodies).
@@ -31,13 +32,14 @@ from typing import Any
 import aiohttp
 import orjson
 
-from pipeline.errors import RejectedApiError, TransientApiError
+from pipeline.errors import ApiError, RejectedApiError, TransientApiError
 from pipeline.http import Http
 from pipeline.realtime_events import (
     error_from_event,
     rate_limit_headers,
     response_create,
     response_failure,
+    session_mismatch,
     session_update,
 )
 from pipeline.steps import Speak, Spoken
@@ -90,28 +92,36 @@ class RealtimeSession:
         """Wait for ``session.created``, send ``session.update``, wait for ``session.updated``."""
         await self._until("session.created")
         await self.send(session_update(step))
-        await self._until("session.updated")
+        updated = await self._until("session.updated")
+        mismatch = session_mismatch(updated, step)
+        if mismatch is not None:  # its audio would be mislabelled (or misread as 24 kHz PCM)
+            raise RejectedApiError(
+                self._http.redact(f"the realtime session did not take {mismatch}"),
+                error_type="session_mismatch",
+            )
 
-    async def _until(self, wanted: str) -> None:
+    async def _until(self, wanted: str) -> dict[str, Any]:
         while True:
             event = await self.event()
             kind = event.get("type")
             if kind == wanted:
-                return
+                return event
             self._common(event)
 
     def _common(self, event: Mapping[str, Any]) -> None:
         """What any event outside a response's own may mean: an error, rate-limit feedback."""
         kind = event.get("type")
         if kind == "error":
-            error = error_from_event(event)
-            for name in ("message", "error_type", "error_code", "param"):
-                value = getattr(error, name)
-                if isinstance(value, str):  # a short key is left in bodies, never in errors
-                    setattr(error, name, self._http.redact(value))
-            raise error
+            raise self._redacted(error_from_event(event))
         if kind == "rate_limits.updated":
             self._http.observe(rate_limit_headers(event))
+
+    def _redacted(self, error: ApiError) -> ApiError:
+        for name in ("message", "error_type", "error_code", "param"):
+            value = getattr(error, name)
+            if isinstance(value, str):  # a short key is left in bodies, never in errors
+                setattr(error, name, self._http.redact(value))
+        return error
 
     async def respond(self, step: Speak, event_id: str) -> Spoken:
         """Send ``step`` as one ``response.create`` and gather its audio until ``response.done``."""
@@ -139,8 +149,11 @@ class RealtimeSession:
             elif kind == "response.done":
                 response = event.get("response")
                 response = response if isinstance(response, Mapping) else {}
-                if response_id is not None and response.get("id") != response_id:
-                    continue  # another response's end (none is sent here; be strict anyway)
+                if response_id is None or response.get("id") != response_id:
+                    continue  # another response's end (a stale one on a reused socket)
+                failure = response_failure(response)
+                if failure is not None:
+                    raise self._redacted(failure)
                 return _finished(response, bytes(pcm), transcript)
             else:
                 self._common(event)
@@ -219,7 +232,8 @@ class RealtimeSessions:
 
 
 def _ours(event: Mapping[str, Any], response_id: str | None) -> bool:
-    return response_id is None or event.get("response_id") == response_id
+    """Only once ``response.created`` named this response: what comes before is another's."""
+    return response_id is not None and event.get("response_id") == response_id
 
 
 def _append(pcm: bytearray, delta: Any) -> int:
@@ -238,9 +252,6 @@ def _append(pcm: bytearray, delta: Any) -> int:
 
 
 def _finished(response: Mapping[str, Any], pcm: bytes, transcript: str | None) -> Spoken:
-    failure = response_failure(response)
-    if failure is not None:
-        raise failure
     if not pcm or len(pcm) % 2:
         raise TransientApiError(
             f"the realtime response ended with {len(pcm)} bytes of PCM16 audio",

@@ -47,6 +47,29 @@ def session_update(step: Speak) -> dict[str, Any]:
     }
 
 
+def session_mismatch(updated: Mapping[str, Any], step: Speak) -> str | None:
+    """What of ``session_update(step)`` a ``session.updated`` says it did not take (its output
+    format, voice or speed), or None; a field it leaves out is taken as set."""
+    session = updated.get("session")
+    audio = session.get("audio") if isinstance(session, Mapping) else None
+    output = audio.get("output") if isinstance(audio, Mapping) else None
+    if not isinstance(output, Mapping):
+        return None
+    wanted = session_update(step)["session"]["audio"]["output"]
+    fmt = output.get("format")
+    if isinstance(fmt, Mapping) and (
+        fmt.get("type") != "audio/pcm" or fmt.get("rate", PCM_RATE) != PCM_RATE
+    ):
+        return f"audio/pcm at {PCM_RATE} Hz: it says {dict(fmt)}"
+    voice = output.get("voice")
+    if voice is not None and voice != wanted["voice"]:
+        return f"the voice {wanted['voice']!r}: it says {voice!r}"
+    speed = output.get("speed")
+    if isinstance(speed, int | float) and abs(speed - step.speed) > 1e-6:
+        return f"the speed {step.speed:g}: it says {speed!r}"
+    return None
+
+
 def response_create(step: Speak, event_id: str) -> dict[str, Any]:
     """An out-of-band ``response.create``: the chunk as the only input, read word for word."""
     instructions = VERBATIM_INSTRUCTIONS

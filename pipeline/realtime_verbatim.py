@@ -31,6 +31,8 @@ DEFAULT_MAX_WORD_ERROR_RATE: Final = 0.1
 _NUMBER = re.compile(r"(?<![\w.])(\d+(?:,\d{3})*(?:\.\d+)?)(st|nd|rd|th)?(?!\w)")
 _APOSTROPHES = re.compile(r"['\u2019\u02bc]")
 _NOT_WORD = re.compile(r"[^\w]+|_")
+_LONGEST_NUMBER: Final = 300  # digits: num2words overflows at 10**306, float() at ~10**308
+_DIGITS: Final = dict(zip("0123456789", map(num2words, range(10)), strict=True))
 
 
 def normalise(text: str) -> str:
@@ -43,6 +45,8 @@ def normalise(text: str) -> str:
 
 def _spelt(match: re.Match[str]) -> str:
     digits, suffix = match.group(1).replace(",", ""), match.group(2)
+    if len(digits) > _LONGEST_NUMBER:  # past what num2words (and int()) take: read digit by digit
+        return " " + " ".join(_DIGITS.get(c, "point") for c in digits) + f" {suffix or ''} "
     if suffix and "." not in digits:
         return f" {num2words(int(digits), to='ordinal')} "
     number = float(digits) if "." in digits else int(digits)

@@ -2,7 +2,8 @@
 
 A job sent to api.openai.com that names a model or an API within ``WARN_DAYS`` of its shutdown
 date, or past it, gets one line naming it, the date, the replacement and the change to the job
-file. Past the date it is still a warning, not a refusal: the server decides what it serves.
+file; a field that is one input column (``model = "{model}"``) names what its rows name.
+Past the date it is still a warning, not a refusal: the server decides what it serves.
 Other base URLs (a provider, the emulator) get none. Today's date is ``PIPELINE_TODAY``
 (YYYY-MM-DD) when set, so a test or a planner can ask what a job will meet on a given day.
 """
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -22,6 +24,7 @@ from pipeline.errors import JobError
 from pipeline.job import JobSpec, is_openai_url
 
 WARN_DAYS = 30
+_COLUMN = re.compile(r"\{(\w+)\}")  # a field that is one input column, as templates write it
 TODAY_VARIABLE = "PIPELINE_TODAY"
 
 
@@ -58,18 +61,29 @@ def today() -> dt.date:
         ) from None
 
 
-def warnings(job: JobSpec, base_url: str, on: dt.date | None = None) -> list[str]:
-    """One line per shutdown this job meets on api.openai.com on the date ``on`` (today)."""
+def warnings(
+    job: JobSpec,
+    base_url: str,
+    on: dt.date | None = None,
+    column_values: Callable[[str], set[str]] | None = None,
+) -> list[str]:
+    """One line per shutdown this job meets on api.openai.com on the date ``on`` (today). A
+    field that is one column (``model = "{model}"``) meets it when ``column_values`` of that
+    column (the input's distinct values) holds the value."""
     if not is_openai_url(base_url):
         return []
     on = on or today()  # read only for OpenAI: a bad PIPELINE_TODAY never stops a local job
-    return [
-        _line(entry, on)
-        for entry in table()
-        if entry.kind == job.kind
-        and _named(job, entry.field) == entry.value
-        and (entry.date - on).days <= WARN_DAYS
-    ]
+    lines = []
+    for entry in table():
+        if entry.kind != job.kind or (entry.date - on).days > WARN_DAYS:
+            continue
+        named = _named(job, entry.field)
+        column = _COLUMN.fullmatch(named) if isinstance(named, str) else None
+        if named == entry.value:
+            lines.append(_line(entry, on))
+        elif column and column_values and entry.value in column_values(column.group(1)):
+            lines.append(f"{_line(entry, on)} (in the rows whose {column.group(1)} names it)")
+    return lines
 
 
 def _named(job: JobSpec, field: str) -> Any:

@@ -155,3 +155,21 @@ def test_the_table_is_packaged_and_complete() -> None:
         ("speech", "gpt-4o-mini-tts"): "2027-01-06",
         ("run", "assistants"): "2026-08-26",
     }
+
+
+def test_a_model_named_per_row_is_warned_when_a_row_names_a_shut_down_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """model = "{model}" was compared as the text "{model}": rows of tts-1 got no warning."""
+    monkeypatch.setenv(shutdowns.TODAY_VARIABLE, "2027-01-01")
+    data = DATA.with_columns(model=pl.Series(["tts-1", "gpt-realtime-2.1-mini"]))
+    request = {"model": "{model}", "input": "{text}", "voice": "alloy"}
+    job = write_job(tmp_path, data, kind="speech", request=request, api={"base_url": OPENAI})
+    result = run_cli("validate", job)
+    assert result.exit_code == 0, result.output
+    (line,) = warnings_of(result.output)
+    assert line.startswith("warning: the model tts-1 shuts down on OpenAI on 2027-01-06")
+    assert line.endswith("(in the rows whose model names it)")
+    only_new = data.with_columns(model=pl.lit("gpt-realtime-2.1-mini"))
+    job = write_job(tmp_path, only_new, kind="speech", request=request, api={"base_url": OPENAI})
+    assert warnings_of(run_cli("validate", job).output) == []

@@ -58,6 +58,7 @@ ANSWER_SLACK_S = 30.0
 BYTES_PER_S = {"wav": 96_000, "pcm": 96_000, "flac": 96_000}  # 16-bit 48 kHz mono, uncompressed
 COMPRESSED_BYTES_PER_S = 40_000  # 320 kbit/s
 KEY_PLACEHOLDER = "key"  # in file_name, {key} is the row's key
+NOT_AUDIO = ("application/json", "text/")  # an answer of 200 with these is an error's body
 
 
 class Speech:
@@ -293,7 +294,17 @@ def _compile(value: Any, where: str, field: str) -> Template:
 
 
 def check_complete_audio(fmt: str, answer: Answer) -> None:
-    """An answer that does not decode as whole audio is retried like a dropped connection."""
+    """An answer that does not decode as whole audio is retried like a dropped connection;
+    so is one that says it is JSON or text (raw PCM has no structure that would tell)."""
+    content_type = next(
+        (value for name, value in answer.headers.items() if name.lower() == "content-type"), ""
+    ).lower()
+    if content_type.startswith(NOT_AUDIO):
+        raise TransientApiError(
+            f"the server answered {answer.status} with {content_type.split(';')[0]}, not audio",
+            http_status=answer.status,
+            error_type="bad_audio",
+        )
     try:
         audio.decode(answer.data, fmt)
     except audio.AudioError as error:
