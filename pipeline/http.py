@@ -167,25 +167,7 @@ class Http:
                 raw = await _read_capped(response, cap)
         if raw is None and status < 300:
             raise _too_large(status, answer_headers, max_bytes)
-        raw = self._redact_body(raw or b"")
-        if status >= 300:
-            error = error_for(status, answer_headers, raw)
-            for name in ("message", "error_type", "error_code", "param"):
-                value = getattr(error, name)
-                if isinstance(value, str):
-                    setattr(error, name, self.redact(value))
-            raise error
-        if expect == "bytes":
-            return Answer(status, answer_headers, raw)
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise TransientApiError(
-                f"HTTP {status} with a body that is not JSON ({len(raw)} bytes)",
-                http_status=status,
-                error_type="malformed_response",
-            ) from None
-        return Answer(status, answer_headers, parsed)
+        return self._answer(status, answer_headers, raw or b"", expect)
 
     async def upload(
         self, path: str, fields: Mapping[str, str], file: Path, filename: str | None = None
@@ -231,20 +213,29 @@ class Http:
                             size += len(chunk)
                     return Answer(status, answer_headers, size)
                 raw = await _read_capped(response, MAX_ERROR_BODY_BYTES) or b""
+        return self._answer(status, answer_headers, raw, "json")
+
+    def _answer(self, status: int, headers: Mapping[str, str], raw: bytes, expect: str) -> Answer:
+        """A read answer, redacted: its error class, its bytes or its parsed JSON."""
         raw = self._redact_body(raw)
         if status >= 300:
-            error = error_for(status, answer_headers, raw)
-            if isinstance(error.message, str):
-                error.message = self.redact(error.message)
+            error = error_for(status, headers, raw)
+            for name in ("message", "error_type", "error_code", "param"):
+                value = getattr(error, name)
+                if isinstance(value, str):
+                    setattr(error, name, self.redact(value))
             raise error
+        if expect == "bytes":
+            return Answer(status, headers, raw)
         try:
-            return Answer(status, answer_headers, orjson.loads(raw))
+            parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise TransientApiError(
                 f"HTTP {status} with a body that is not JSON ({len(raw)} bytes)",
                 http_status=status,
                 error_type="malformed_response",
             ) from None
+        return Answer(status, headers, parsed)
 
     @contextlib.contextmanager
     def _connection_errors(self, what: str) -> Iterator[None]:
