@@ -151,9 +151,11 @@ class Usage:
     reported: int = 0  # rows whose answers reported their token usage
 
     def add(self, other: Usage) -> None:
-        for name in ("rows", "input_tokens", "output_tokens", "characters", "reported"):
+        for name in USAGE_FIELDS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.audio_seconds += other.audio_seconds
+
+
+USAGE_FIELDS = tuple(item.name for item in fields(Usage))
 
 
 def price_for(
