@@ -4,10 +4,8 @@ receiver that fails or is not there changes nothing about the run; the key is ne
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,41 +17,25 @@ from aiohttp import web
 from pipeline.emulator import RunningEmulator
 from pipeline.notify import NOTIFY_ATTEMPTS, NotifySpec, post_summary
 from tests.conftest import FAKE_KEY, StartEmulator, run_cli, write_job
+from tests.loopback import LoopbackServer
 
 
-class Receiver:
+class Receiver(LoopbackServer):
     """A webhook on a loopback port, in its own thread; answers ``status`` and keeps every
-    request's headers and body."""
+    request's headers and body. Serving from the start: ``close()`` it."""
 
     def __init__(self, status: int = 200) -> None:
         self.status = status
         self.received: list[tuple[dict[str, str], bytes]] = []
-        self._ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._runner = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        self.url = f"http://127.0.0.1:{self.port}/hooks/SECRET-TOKEN"
-
-    async def _start(self) -> web.AppRunner:
         app = web.Application()
         app.router.add_post("/hooks/{token}", self._take)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = runner.addresses[0][1]
-        return runner
+        super().__init__(app)
+        self.open()
+        self.url = f"http://127.0.0.1:{self.port}/hooks/SECRET-TOKEN"
 
     async def _take(self, request: web.Request) -> web.Response:
         self.received.append((dict(request.headers), await request.read()))
         return web.Response(status=self.status, text="ok")
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
 
 
 @pytest.fixture

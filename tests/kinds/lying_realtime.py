@@ -7,16 +7,16 @@ answers ``session.created``/``session.updated``, then each ``response.create`` w
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import math
 import struct
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.loopback import LoopbackServer
 
 Script = Callable[[int, str], list[dict[str, Any]]]
 TONE = b"".join(  # 0.5 s of a 440 Hz tone at 24 kHz: audio that is not silence
@@ -53,7 +53,7 @@ def done(response_id: str, status: str = "completed", **details: Any) -> dict[st
     return {"type": "response.done", "response": response}
 
 
-class LyingRealtime:
+class LyingRealtime(LoopbackServer):
     """``base_url`` serves ``script``; ``responses`` counts the ``response.create`` received."""
 
     def __init__(
@@ -66,38 +66,14 @@ class LyingRealtime:
         self._updated = orjson.dumps({"type": "session.updated", "session": session or {}})
         self._speech = speech
         self.responses = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._stop: asyncio.Event | None = None
-        self.base_url = ""
-
-    def __enter__(self) -> LyingRealtime:
-        self._thread.start()
-        assert self._ready.wait(30), "the server started"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-        self._loop.close()
-
-    def _serve(self) -> None:
-        self._loop.run_until_complete(self._main())
-
-    async def _main(self) -> None:
-        self._stop = asyncio.Event()
         app = web.Application()
         app.router.add_get("/v1/realtime", self._session)
         app.router.add_post("/v1/audio/speech", self._speak)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        self.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
+        super().__init__(app)
+
+    def __enter__(self) -> LyingRealtime:
+        self.open()
+        return self
 
     async def _speak(self, _: web.Request) -> web.Response:
         self.responses += 1

@@ -6,7 +6,7 @@ test can validate what the pipeline really sent (the emulator does not record so
 from __future__ import annotations
 
 import asyncio
-import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -14,9 +14,10 @@ import orjson
 from aiohttp import web
 
 from pipeline.emulator import RunningEmulator
+from tests.loopback import LoopbackServer
 
 
-class RecordingRelay:
+class RecordingRelay(LoopbackServer):
     """``base_url`` leads to ``server`` through this relay; ``sent`` and ``received`` are the
     events of every socket, in arrival order. Use as a context manager."""
 
@@ -25,41 +26,20 @@ class RecordingRelay:
         self.sent: list[dict[str, Any]] = []
         self.received: list[dict[str, Any]] = []
         self.sockets = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._stop: asyncio.Event | None = None
-        self.base_url = ""
-
-    def __enter__(self) -> RecordingRelay:
-        self._thread.start()
-        assert self._ready.wait(30), "the relay started"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-        self._loop.close()
-
-    def _serve(self) -> None:
-        self._loop.run_until_complete(self._main())
-
-    async def _main(self) -> None:
-        self._stop = asyncio.Event()
         app = web.Application()
         app.router.add_get("/v1/realtime", self._relay)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}/v1"
+        app.cleanup_ctx.append(self._client)
+        super().__init__(app)
+
+    def __enter__(self) -> RecordingRelay:
+        self.open()
+        return self
+
+    async def _client(self, _: web.Application) -> AsyncIterator[None]:
+        """The session the relay's upstream sockets use, for as long as the app runs."""
         async with aiohttp.ClientSession() as session:
             self._session = session
-            self._ready.set()
-            await self._stop.wait()
-        await runner.cleanup()
+            yield
 
     async def _relay(self, request: web.Request) -> web.WebSocketResponse:
         client = web.WebSocketResponse(max_msg_size=0)
