@@ -29,25 +29,10 @@ from tests.conftest import (
     schema_validator,
     write_job,
 )
+from tests.emulator.realtime_client import CLIENT_SCHEMAS, MODEL, SERVER_SCHEMAS
 from tests.kinds.realtime_proxy import RecordingRelay
 
-MODEL = "gpt-realtime-2.1-mini"
 SENTENCE = "The quick brown fox jumps over the lazy dog, and then it rests a while. "
-CLIENT_SCHEMAS = {
-    "session.update": "RealtimeClientEventSessionUpdate",
-    "response.create": "RealtimeClientEventResponseCreate",
-}
-SERVER_SCHEMAS = {
-    "session.created": "RealtimeServerEventSessionCreated",
-    "session.updated": "RealtimeServerEventSessionUpdated",
-    "response.created": "RealtimeServerEventResponseCreated",
-    "response.output_audio.delta": "RealtimeServerEventResponseAudioDelta",
-    "response.output_audio.done": "RealtimeServerEventResponseAudioDone",
-    "response.output_audio_transcript.done": "RealtimeServerEventResponseAudioTranscriptDone",
-    "response.done": "RealtimeServerEventResponseDone",
-    "rate_limits.updated": "RealtimeServerEventRateLimitsUpdated",
-    "error": "RealtimeServerEventError",
-}
 
 
 def realtime_job(folder: Path, data: pl.DataFrame, **sections: Any) -> Path:
