@@ -20,6 +20,7 @@ from tests.conftest import StartEmulator, read_output, run_cli, signal_mid_run, 
 CONCURRENCY = 8
 ACTORS = 2
 IN_FLIGHT = 2 * ACTORS * CONCURRENCY  # lanes per actor x packs a block (one row a pack)
+ON_RAY = ("--engine", "ray", "--ray-actors", str(ACTORS))
 
 
 def comments(n: int) -> pl.DataFrame:
@@ -110,17 +111,7 @@ def test_an_actor_killed_mid_job_costs_only_its_blocks(
 
     killer = threading.Thread(target=kill_one_actor)
     killer.start()
-    run = run_cli(
-        "run",
-        job,
-        "--base-url",
-        server.base_url,
-        "--quiet",
-        "--engine",
-        "ray",
-        "--ray-actors",
-        str(ACTORS),
-    )
+    run = run_cli("run", job, "--base-url", server.base_url, "--quiet", *ON_RAY)
     killer.join(timeout=120)
     assert killed, "an actor was killed"
     assert run.exit_code == 0, run.output
@@ -149,17 +140,7 @@ def test_the_driver_killed_mid_job_then_rerun_sends_again_at_most_what_was_in_fl
     journal.close()
     assert 0 < in_flight <= IN_FLIGHT
 
-    run = run_cli(
-        "run",
-        job,
-        "--base-url",
-        server.base_url,
-        "--quiet",
-        "--engine",
-        "ray",
-        "--ray-actors",
-        str(ACTORS),
-    )
+    run = run_cli("run", job, "--base-url", server.base_url, "--quiet", *ON_RAY)
     assert run.exit_code == 0, run.output
     assert sorted(read_output(job, "results")["id"]) == data["id"].to_list(), "every key once"
     assert len(read_output(job, "errors")) == 0
