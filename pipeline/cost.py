@@ -150,12 +150,21 @@ class Usage:
     audio_seconds: float = 0.0
     reported: int = 0  # rows whose answers reported their token usage
 
-    def add(self, other: Usage) -> None:
-        for name in USAGE_FIELDS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-USAGE_FIELDS = tuple(item.name for item in fields(Usage))
+    def count(
+        self,
+        input_tokens: int,
+        output_tokens: int = 0,
+        characters: int = 0,
+        audio_seconds: float = 0.0,
+        reported: int = 0,
+    ) -> None:
+        """One more row that used this (counted once a row: no Usage is made for it)."""
+        self.rows += 1
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.characters += characters
+        self.audio_seconds += audio_seconds
+        self.reported += reported
 
 
 def price_for(
@@ -177,28 +186,27 @@ def price_for(
     return dollars * (table.batch_discount if mode == "batch" else 1.0)
 
 
-def estimated_usage(row: Row, characters: int | None = None) -> Usage:
+def count_estimate(usage: Usage, row: Row, characters: int | None = None) -> None:
     """A built row's estimated usage: its estimated input tokens, its characters, and the audio
     they would make at ``SPEECH_CHARS_PER_SECOND`` (priced only for a per-minute model)."""
     characters = row.characters if characters is None else characters
-    return Usage(
-        1, row.tokens, characters=characters, audio_seconds=characters / SPEECH_CHARS_PER_SECOND
+    usage.count(
+        row.tokens, characters=characters, audio_seconds=characters / SPEECH_CHARS_PER_SECOND
     )
 
 
-def actual_usage(row: Row, outcome: Success) -> Usage:
+def count_actual(usage: Usage, row: Row, outcome: Success, characters: int) -> None:
     """A done row's usage from its answer: the tokens it reports (a run's), the audio seconds
     decoded and the characters narrated (speech). Where the answer reports no tokens
     (moderation, speech) the input tokens are the estimate, and ``reported`` stays 0."""
     counts = outcome.counts
     reported = "prompt_tokens" in counts
-    return Usage(
-        1,
+    usage.count(
         int(counts["prompt_tokens"]) if reported else row.tokens,
         int(counts.get("completion_tokens", 0)),
-        _characters(row, outcome),
+        characters,
         float(counts.get("audio_seconds", 0.0)),
-        reported=int(reported),
+        int(reported),
     )
 
 
@@ -216,13 +224,14 @@ class CostTally:
     actual: defaultdict[str | None, Usage] = field(default_factory=lambda: defaultdict(Usage))
 
     def add_estimate(self, model: str | None, row: Row) -> None:
-        self.estimated[model].add(estimated_usage(row))
+        count_estimate(self.estimated[model], row)
 
     def add_done(self, model: str | None, row: Row, outcome: Success) -> None:
         """A row that succeeded; ``model`` is the one its request named, else the answer's."""
         model = model or _answer_model(outcome)
-        self.estimated[model].add(estimated_usage(row, _characters(row, outcome)))
-        self.actual[model].add(actual_usage(row, outcome))
+        characters = _characters(row, outcome)
+        count_estimate(self.estimated[model], row, characters)
+        count_actual(self.actual[model], row, outcome, characters)
 
 
 def _answer_model(outcome: Success) -> str | None:
