@@ -211,8 +211,5 @@ class Pool:
     ) -> asyncio.Future[None]:
         for row, outcome in zip(rows, outcomes, strict=True):
             row.outcome, row.attempts = outcome, attempts
-            if isinstance(outcome, Failure):
-                self.stats.rows_failed += 1
-            else:
-                self.stats.count_done(row, outcome, self.kind.model_of(row))
+            self.stats.count_settled(row, self.kind.model_of)
         return self.journal.settle(rows)

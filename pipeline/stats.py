@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.cost import CostTally
-from pipeline.outcomes import Success
+from pipeline.outcomes import Failure
 from pipeline.rows import Row
 from pipeline.timeline import LatencyHistogram
 
@@ -40,13 +41,18 @@ class RunStats:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def count_done(self, row: Row, outcome: Success, model: str | None) -> None:
-        """A row that succeeded (any executor): its kind's totals and its usage, priced by
-        ``model`` (``kind.model_of(row)``) in summary.json."""
+    def count_settled(self, row: Row, model_of: Callable[[Row], str | None]) -> None:
+        """A row whose outcome is set (any executor): failed, or done with its kind's totals and
+        its usage, priced by ``model_of(row)`` (the kind's) in summary.json."""
+        outcome = row.outcome
+        if isinstance(outcome, Failure):
+            self.rows_failed += 1
+            return
+        assert outcome is not None, "an outcome is set before its row is counted"
         self.rows_done += 1
         for name, amount in outcome.counts.items():
             self.totals[name] += amount
-        self.cost.add_done(model, row, outcome)
+        self.cost.add_done(model_of(row), row, outcome)
 
     def count_answer(self, status: str) -> None:
         self.statuses[status] += 1

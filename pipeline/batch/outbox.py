@@ -248,9 +248,6 @@ async def settle_rows(shared: Shared, rows: Sequence[Row]) -> None:
     """Count and record rows whose outcome and attempts are set; waits for the commit."""
     stats = shared.stats
     for row in rows:
-        outcome = row.outcome
-        if isinstance(outcome, Failure):
-            stats.rows_failed += 1
-        elif outcome is not None:
-            stats.count_done(row, outcome, shared.kind.model_of(row))
+        if row.outcome is not None:
+            stats.count_settled(row, shared.kind.model_of)
     await shared.journal.settle(rows)
